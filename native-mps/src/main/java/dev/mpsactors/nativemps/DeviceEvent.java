@@ -1,0 +1,54 @@
+package dev.mpsactors.nativemps;
+
+import java.util.Objects;
+
+/**
+ * An event recorded on a stream's timeline. Owner: the event pool. Queries never wait: they read what the
+ * stream's executor has published.
+ */
+public final class DeviceEvent implements AutoCloseable {
+    private long handle;
+
+    DeviceEvent(long handle) {
+        this.handle = handle;
+    }
+
+    /** Whether the latest record has executed; throws (STATE) if the event was never recorded. */
+    public boolean isComplete() {
+        return query0(handle());
+    }
+
+    /** Milliseconds from {@code start}'s record to this one's; both must be complete. */
+    public double elapsedMillisSince(DeviceEvent start) {
+        Objects.requireNonNull(start, "start");
+        return elapsed0(start.handle(), handle());
+    }
+
+    long handle() {
+        long h = handle;
+        if (h == 0) {
+            throw new IllegalStateException("event is closed");
+        }
+        return h;
+    }
+
+    public boolean isClosed() {
+        return handle == 0;
+    }
+
+    @Override
+    public void close() {
+        if (handle != 0) {
+            release0(handle);
+            handle = 0;
+        }
+    }
+
+    static native long create0(long device);
+
+    private static native boolean query0(long event);
+
+    private static native double elapsed0(long start, long end);
+
+    private static native void release0(long event);
+}

@@ -1,0 +1,43 @@
+package dev.mpsactors.nativemps;
+
+import java.util.Objects;
+
+/**
+ * A compiled kernel library. Owner: a kernel-library shard. Immutable: its pipelines may run on every
+ * stream at once. On cpu the source names built-in kernels ("gemm layernorm" or "*"); a source that does
+ * not compile throws {@link NativeException} with status COMPILE_FAILED and the compiler's log.
+ */
+public final class KernelLibrary implements AutoCloseable {
+    private long handle;
+
+    KernelLibrary(long handle) {
+        this.handle = handle;
+    }
+
+    public Pipeline pipeline(String function) {
+        Objects.requireNonNull(function, "function");
+        long p = Pipeline.create0(handle(), function);
+        return new Pipeline(p, function, Pipeline.argCount0(p));
+    }
+
+    long handle() {
+        long h = handle;
+        if (h == 0) {
+            throw new IllegalStateException("kernel library is closed");
+        }
+        return h;
+    }
+
+    /** Pipelines taken from the library stay valid after it closes (they keep it alive natively). */
+    @Override
+    public void close() {
+        if (handle != 0) {
+            release0(handle);
+            handle = 0;
+        }
+    }
+
+    static native long compile0(long device, String source, String options);
+
+    private static native void release0(long library);
+}

@@ -1,0 +1,89 @@
+package dev.mpsactors.nativemps;
+
+import java.util.Objects;
+
+/**
+ * An open device of one backend. Owner: the runtime guardian; it creates streams, buffers, events and
+ * libraries that other owners then hold. Closing fails with {@link NativeStatus#BUSY} while any of them
+ * is alive, so a leak is an error, never a dangling pointer.
+ */
+public final class NativeDevice implements AutoCloseable {
+    static {
+        NativeLibraryLoader.ensureLoaded();
+    }
+
+    private long handle;
+    private final DeviceInfo info;
+
+    private NativeDevice(long handle) {
+        this.handle = handle;
+        this.info = info0(handle);
+    }
+
+    public static NativeDevice open(DeviceOptions options) {
+        Objects.requireNonNull(options, "options");
+        return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads()));
+    }
+
+    public DeviceInfo info() {
+        return info;
+    }
+
+    public LiveObjects liveObjects() {
+        long[] c = liveObjects0(handle());
+        return new LiveObjects(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+    }
+
+    public DeviceBuffer allocate(long bytes) {
+        if (bytes <= 0) {
+            throw new IllegalArgumentException("buffer size must be > 0 bytes, got " + bytes);
+        }
+        if (bytes > info.maxBufferBytes()) {
+            throw new IllegalArgumentException("buffer of " + bytes + " bytes exceeds the device's limit of "
+                    + info.maxBufferBytes() + " bytes for one buffer");
+        }
+        return new DeviceBuffer(this, DeviceBuffer.alloc0(handle(), bytes), bytes);
+    }
+
+    public NativeStream createStream(CompletionListener listener) {
+        return new NativeStream(this, listener);
+    }
+
+    public KernelLibrary compileLibrary(String source, String options) {
+        Objects.requireNonNull(source, "source");
+        return new KernelLibrary(KernelLibrary.compile0(handle(), source, options == null ? "" : options));
+    }
+
+    public DeviceEvent createEvent() {
+        return new DeviceEvent(DeviceEvent.create0(handle()));
+    }
+
+    long handle() {
+        long h = handle;
+        if (h == 0) {
+            throw new IllegalStateException("device is closed");
+        }
+        return h;
+    }
+
+    public boolean isClosed() {
+        return handle == 0;
+    }
+
+    /** Idempotent. Throws {@link NativeException} (BUSY) and stays open while objects are alive. */
+    @Override
+    public void close() {
+        if (handle != 0) {
+            close0(handle);
+            handle = 0;
+        }
+    }
+
+    private static native long open0(String backend, int ordinal, int blasThreads);
+
+    private static native DeviceInfo info0(long device);
+
+    private static native long[] liveObjects0(long device);
+
+    private static native void close0(long device);
+}

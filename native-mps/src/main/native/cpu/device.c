@@ -1,0 +1,103 @@
+/* Device open/close and properties of the cpu backend. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu/objects.h"
+
+static void read_cpu_model_name(char* out, size_t capacity) {
+  snprintf(out, capacity, "cpu");
+  FILE* f = fopen("/proc/cpuinfo", "r");
+  if (!f) return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "model name", 10) == 0) {
+      const char* colon = strchr(line, ':');
+      if (colon) {
+        colon++;
+        while (*colon == ' ' || *colon == '\t') colon++;
+        snprintf(out, capacity, "%s", colon);
+        size_t n = strlen(out);
+        while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
+      }
+      break;
+    }
+  }
+  fclose(f);
+}
+
+mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err) {
+  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_open: out is NULL");
+  *out = NULL;
+  const char* backend = options && options->backend ? options->backend : "cpu";
+  if (strcmp(backend, "cpu") != 0) {
+    return mps_fail(err, MPS_ERR_NOT_FOUND,
+                    "backend '%s' is not in this native library (it provides: cpu); "
+                    "cuda and metal are separate builds for machines that have them", backend);
+  }
+  int32_t ordinal = options ? options->ordinal : 0;
+  if (ordinal != 0) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "cpu backend has one device (ordinal 0), not ordinal %d",
+                    (int)ordinal);
+  }
+  mps_device* d = calloc(1, sizeof *d);
+  if (!d) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_device_open: out of host memory");
+  snprintf(d->info.backend, sizeof d->info.backend, "cpu");
+  read_cpu_model_name(d->info.name, sizeof d->info.name);
+  long pages = sysconf(_SC_PHYS_PAGES);
+  long page_size = sysconf(_SC_PAGESIZE);
+  d->info.memory_bytes = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
+  /* One buffer may take at most half the machine: larger requests are almost surely size bugs. */
+  d->info.max_buffer_bytes = d->info.memory_bytes / 2;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  d->info.compute_units = cores > 0 ? (int32_t)cores : 1;
+  d->info.host_visible = 1;
+  d->blas_threads = options && options->blas_threads > 0 ? options->blas_threads : 1;
+  *out = d;
+  return mps_ok(err);
+}
+
+mps_status mps_device_info_get(const mps_device* device, mps_device_info* out, mps_error* err) {
+  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_info_get: NULL argument");
+  *out = device->info;
+  return mps_ok(err);
+}
+
+mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err) {
+  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_live_objects_get: NULL argument");
+  mps_device* d = (mps_device*)device; /* atomics are read-only here; C11 atomic_load needs non-const */
+  out->buffers = atomic_load_explicit(&d->live_buffers, memory_order_relaxed);
+  out->buffer_bytes = atomic_load_explicit(&d->live_buffer_bytes, memory_order_relaxed);
+  out->streams = atomic_load_explicit(&d->live_streams, memory_order_relaxed);
+  out->events = atomic_load_explicit(&d->live_events, memory_order_relaxed);
+  out->libraries = atomic_load_explicit(&d->live_libraries, memory_order_relaxed);
+  out->pipelines = atomic_load_explicit(&d->live_pipelines, memory_order_relaxed);
+  out->command_buffers = atomic_load_explicit(&d->live_command_buffers, memory_order_relaxed);
+  return mps_ok(err);
+}
+
+mps_status mps_device_close(mps_device* device, mps_error* err) {
+  if (!device) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_close: device is NULL");
+  mps_live_objects live;
+  mps_device_live_objects_get(device, &live, NULL);
+  /* acquire pairs with the release decrement of the last freed object, so its frees happen-before ours */
+  atomic_thread_fence(memory_order_acquire);
+  if (live.buffers || live.streams || live.events || live.libraries || live.pipelines || live.command_buffers) {
+    return mps_fail(err, MPS_ERR_BUSY,
+                    "device still has live objects: %lld buffers (%lld bytes), %lld streams, %lld events, "
+                    "%lld libraries, %lld pipelines, %lld command buffers",
+                    (long long)live.buffers, (long long)live.buffer_bytes, (long long)live.streams,
+                    (long long)live.events, (long long)live.libraries, (long long)live.pipelines,
+                    (long long)live.command_buffers);
+  }
+  free(device);
+  return mps_ok(err);
+}
+
+uint64_t mps_cpu_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

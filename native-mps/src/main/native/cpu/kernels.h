@@ -1,0 +1,95 @@
+/*
+ * Built-in fp32 kernels of the cpu backend.
+ *
+ * Every kernel is a pure, reentrant function of its arguments: no globals, no locks, so any number of
+ * streams may run the same kernel at once (seed hazard 6 was a process-wide LayerNorm lock).
+ * Matrices are row-major; strides and leading dimensions are in elements; sizes are int64.
+ *
+ * Each kernel has two entry points used by the stream runtime:
+ *  - validate: runs at encode time on the owner's thread; checks every size, stride and that each
+ *    buffer argument holds every element the kernel will touch, so bad input is an error of the
+ *    encode call, never an out-of-bounds access on the executor;
+ *  - execute: runs on the stream's executor; may still fail on data it cannot see at encode time
+ *    (e.g. an embedding id out of range) and then returns MPS_ERR_KERNEL_FAILED with a message.
+ *
+ * Positional argument lists (B = buffer, B? = optional buffer (MPS_ARG_NONE allowed), I = int, F = float):
+ *
+ *  gemm       A:B B:B C:B bias:B? M:I N:I K:I lda:I ldb:I ldc:I trans_a:I trans_b:I alpha:F beta:F
+ *             activation:I batch_outer:I stride_a_outer:I stride_b_outer:I stride_c_outer:I
+ *             batch_inner:I stride_a_inner:I stride_b_inner:I stride_c_inner:I
+ *             For o < batch_outer, i < batch_inner, with offsets o*stride_x_outer + i*stride_x_inner:
+ *             C = act(alpha * op(A) op(B) + beta * C + bias[n]), op = transpose when trans_x != 0,
+ *             bias (length N) broadcast over rows, act: 0 none, 1 GELU (erf), 2 tanh.
+ *             Two batch levels express attention over [batch, seq, heads, head_dim] without copies.
+ *  layernorm  x:B residual:B? gamma:B beta:B y:B rows:I cols:I eps:F
+ *             y = (h - mean(h)) / sqrt(var(h) + eps) * gamma + beta per row, h = x + residual;
+ *             y may alias x (in place).
+ *  softmax    x:B mask:B? batch:I heads:I rows:I cols:I scale:F
+ *             x is [batch, heads, rows, cols]; in place x = softmax_over_cols(scale * x + mask[b, col]),
+ *             mask is an additive [batch, cols] tensor (0 keeps, a large negative value drops).
+ *  gelu       x:B y:B n:I              y = x * 0.5 * (1 + erf(x / sqrt(2)))   (y may alias x)
+ *  tanh       x:B y:B n:I              y = tanh(x)                            (y may alias x)
+ *  bias_add   x:B bias:B y:B rows:I cols:I   y[r, c] = x[r, c] + bias[c]      (y may alias x)
+ *  add        a:B b:B y:B n:I          y = a + b                              (y may alias a or b)
+ *  embedding  ids:B table:B out:B n_ids:I dim:I vocab:I accumulate:I
+ *             ids are int32; out[i, :] = (accumulate ? out[i, :] : 0) + table[ids[i], :];
+ *             an id outside [0, vocab) fails the kernel naming the id and its position.
+ */
+#ifndef MPS_CPU_KERNELS_H
+#define MPS_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mps/mps.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An argument resolved at encode time: buffer base + offset and the bytes available from there. */
+typedef struct cpu_arg {
+  int32_t kind;   /* mps_arg_kind; MPS_ARG_NONE for an absent optional buffer */
+  void* ptr;      /* buffer memory + offset; NULL for MPS_ARG_NONE */
+  uint64_t bytes; /* bytes from ptr to the end of the buffer */
+  int64_t i;
+  double f;
+} cpu_arg;
+
+typedef struct cpu_kernel {
+  const char* name;
+  uint32_t nargs;
+  const char* const* arg_names; /* nargs names, used in error messages */
+  const int32_t* arg_kinds;     /* nargs kinds: MPS_ARG_BUFFER, MPS_ARG_INT or MPS_ARG_FLOAT */
+  uint32_t optional_buffers;    /* bit i set: argument i may be MPS_ARG_NONE */
+  mps_status (*validate)(const cpu_arg* args, mps_error* err);
+  mps_status (*execute)(const cpu_arg* args, mps_error* err);
+} cpu_kernel;
+
+/* The table of built-in kernels; immutable. */
+size_t cpu_kernel_count(void);
+const cpu_kernel* cpu_kernel_at(size_t index);
+const cpu_kernel* cpu_kernel_find(const char* name);
+
+/* Direct entry points (also used by the native tests). Sizes are validated by the callers above. */
+void mps_cpu_gemm(const float* a, const float* b, float* c, const float* bias, int64_t m, int64_t n, int64_t k,
+                  int64_t lda, int64_t ldb, int64_t ldc, int trans_a, int trans_b, float alpha, float beta,
+                  int activation, int64_t batch_outer, int64_t stride_a_outer, int64_t stride_b_outer,
+                  int64_t stride_c_outer, int64_t batch_inner, int64_t stride_a_inner, int64_t stride_b_inner,
+                  int64_t stride_c_inner);
+void mps_cpu_layernorm(const float* x, const float* residual, const float* gamma, const float* beta, float* y,
+                       int64_t rows, int64_t cols, float eps);
+void mps_cpu_softmax(float* x, const float* mask, int64_t batch, int64_t heads, int64_t rows, int64_t cols,
+                     float scale);
+void mps_cpu_gelu(const float* x, float* y, int64_t n);
+void mps_cpu_tanh(const float* x, float* y, int64_t n);
+void mps_cpu_bias_add(const float* x, const float* bias, float* y, int64_t rows, int64_t cols);
+void mps_cpu_add(const float* a, const float* b, float* y, int64_t n);
+/* Returns -1 on success, else the position of the first id outside [0, vocab). */
+int64_t mps_cpu_embedding(const int32_t* ids, const float* table, float* out, int64_t n_ids, int64_t dim,
+                          int64_t vocab, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

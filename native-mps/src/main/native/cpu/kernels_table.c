@@ -1,0 +1,418 @@
+/*
+ * The immutable table of built-in cpu kernels: argument signatures, encode-time validation and the
+ * executor-side adapters from cpu_arg to the direct entry points (contract: kernels.h).
+ *
+ * validate() is the only guard between a caller's arguments and raw pointer arithmetic on the executor
+ * thread, so it checks, for every buffer, the largest element index the kernel will touch (batch
+ * strides included) against the bytes the buffer holds, with every product and sum overflow-checked:
+ * an int64 wrap-around would otherwise turn an oversized request into a small "needed" size.
+ * All messages name the kernel and the argument ("gemm: buffer C holds 100 bytes but needs 400").
+ */
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cpu/error.h"
+#include "cpu/kernels.h"
+
+enum { K_GEMM, K_LAYERNORM, K_SOFTMAX, K_GELU, K_TANH, K_BIAS_ADD, K_ADD, K_EMBEDDING, K_COUNT };
+
+/* Defined at the end; validators use its names and kinds for their messages. */
+static const cpu_kernel KERNELS[K_COUNT];
+
+#define B MPS_ARG_BUFFER
+#define I MPS_ARG_INT
+#define F MPS_ARG_FLOAT
+#define BLAS_INT_MAX INT64_C(2147483647) /* blasint is int in this OpenBLAS build */
+
+/* ------------------------------------------------------------------------------------------------
+ * Checks shared by all validators
+ * ---------------------------------------------------------------------------------------------- */
+
+static const char* kind_name(int32_t kind) {
+  switch (kind) {
+    case MPS_ARG_NONE: return "none";
+    case MPS_ARG_BUFFER: return "buffer";
+    case MPS_ARG_INT: return "int";
+    case MPS_ARG_FLOAT: return "float";
+    default: return "unknown";
+  }
+}
+
+/* Kinds, non-null and float-aligned buffers (a misaligned float* is UB), finite floats that survive the
+ * conversion to float (alpha = 1e39 would become inf). */
+static mps_status check_args(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  for (uint32_t i = 0; i < k->nargs; i++) {
+    const char* name = k->arg_names[i];
+    if (a[i].kind == MPS_ARG_NONE && (k->optional_buffers >> i & 1u)) continue;
+    if (a[i].kind != k->arg_kinds[i]) {
+      return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %s is a %s but must be a %s", k->name, name,
+                      kind_name(a[i].kind), kind_name(k->arg_kinds[i]));
+    }
+    if (a[i].kind == MPS_ARG_BUFFER) {
+      if (a[i].ptr == NULL) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s is null", k->name, name);
+      if ((uintptr_t)a[i].ptr % sizeof(float) != 0) {
+        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s is not 4-byte aligned (offset %% 4 != 0)",
+                        k->name, name);
+      }
+    }
+    if (a[i].kind == MPS_ARG_FLOAT && !(isfinite(a[i].f) && fabs(a[i].f) <= FLT_MAX)) {
+      return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: %s is %g but must be a finite float", k->name, name,
+                      a[i].f);
+    }
+  }
+  return MPS_OK;
+}
+
+static mps_status need_range(const cpu_kernel* k, const cpu_arg* a, int idx, int64_t lo, int64_t hi,
+                             mps_error* err) {
+  int64_t v = a[idx].i;
+  if (v < lo || v > hi) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: %s is %" PRId64 " but must be in [%" PRId64 ", %" PRId64 "]",
+                    k->name, k->arg_names[idx], v, lo, hi);
+  }
+  return MPS_OK;
+}
+
+/* Product of n non-negative factors; 0 when it overflows int64 (callers pass positive factors). */
+static int checked_product(int64_t* out, const int64_t* f, int n) {
+  int64_t p = 1;
+  for (int i = 0; i < n; i++) {
+    if (__builtin_mul_overflow(p, f[i], &p)) return 0;
+  }
+  *out = p;
+  return 1;
+}
+
+static mps_status overflow(const cpu_kernel* k, const char* what, mps_error* err) {
+  return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: %s overflows int64", k->name, what);
+}
+
+/* Buffer idx must hold `elems` elements of `elem_size` bytes from its pointer. */
+static mps_status need_elems(const cpu_kernel* k, const cpu_arg* a, int idx, int64_t elems, int64_t elem_size,
+                             mps_error* err) {
+  int64_t bytes;
+  if (__builtin_mul_overflow(elems, elem_size, &bytes)) return overflow(k, k->arg_names[idx], err);
+  if ((uint64_t)bytes > a[idx].bytes) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s holds %" PRIu64 " bytes but needs %" PRId64,
+                    k->name, k->arg_names[idx], a[idx].bytes, bytes);
+  }
+  return MPS_OK;
+}
+
+/* The kernels read inputs with restrict-qualified or vectorized loops: an output that partially
+ * overlaps an input gives garbage (and is UB), so only an exact alias, where the contract allows one,
+ * passes. Byte ranges are [ptr, ptr + bytes used). */
+static mps_status check_overlap(const cpu_kernel* k, const cpu_arg* a, int out, int64_t out_bytes, int in,
+                                int64_t in_bytes, int exact_alias_ok, mps_error* err) {
+  if (a[in].kind != MPS_ARG_BUFFER) return MPS_OK;
+  uintptr_t o = (uintptr_t)a[out].ptr, i = (uintptr_t)a[in].ptr;
+  int disjoint = o + (uint64_t)out_bytes <= i || i + (uint64_t)in_bytes <= o;
+  if (disjoint || (exact_alias_ok && o == i)) return MPS_OK;
+  return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s overlaps buffer %s%s", k->name, k->arg_names[out],
+                  k->arg_names[in], exact_alias_ok ? " without being the same memory" : "");
+}
+
+#define TRY(expr)                          \
+  do {                                     \
+    mps_status try_status_ = (expr);       \
+    if (try_status_ != MPS_OK) return try_status_; \
+  } while (0)
+
+/* ------------------------------------------------------------------------------------------------
+ * gemm
+ * ---------------------------------------------------------------------------------------------- */
+
+enum {
+  G_A, G_B, G_C, G_BIAS, G_M, G_N, G_K, G_LDA, G_LDB, G_LDC, G_TRANS_A, G_TRANS_B, G_ALPHA, G_BETA, G_ACT,
+  G_BATCH_OUTER, G_SA_OUTER, G_SB_OUTER, G_SC_OUTER, G_BATCH_INNER, G_SA_INNER, G_SB_INNER, G_SC_INNER, G_NARGS
+};
+static const char* const GEMM_NAMES[G_NARGS] = {
+    "A", "B", "C", "bias", "M", "N", "K", "lda", "ldb", "ldc", "trans_a", "trans_b", "alpha", "beta",
+    "activation", "batch_outer", "stride_a_outer", "stride_b_outer", "stride_c_outer", "batch_inner",
+    "stride_a_inner", "stride_b_inner", "stride_c_inner"};
+static const int32_t GEMM_KINDS[G_NARGS] = {B, B, B, B, I, I, I, I, I, I, I, I, F, F, I, I, I, I, I, I, I, I, I};
+
+/* One matrix operand stored as `rows` x `cols` (after accounting for its transpose flag) with leading
+ * dimension ld, repeated over the two batch levels: checks ld and that the buffer holds the last
+ * element touched, (bo-1)*so + (bi-1)*si + (rows-1)*ld + cols - 1. */
+static mps_status gemm_operand(const cpu_kernel* k, const cpu_arg* a, int buf, int64_t rows, int64_t cols, int ld,
+                               int so, int si, mps_error* err) {
+  if (a[ld].i < cols) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
+                    "%s: %s is %" PRId64 " but must be >= %" PRId64 " (the columns of %s as stored)", k->name,
+                    k->arg_names[ld], a[ld].i, cols, k->arg_names[buf]);
+  }
+  const int64_t terms[3][2] = {
+      {a[G_BATCH_OUTER].i - 1, a[so].i}, {a[G_BATCH_INNER].i - 1, a[si].i}, {rows - 1, a[ld].i}};
+  int64_t count = cols;
+  for (int t = 0; t < 3; t++) {
+    int64_t prod;
+    if (__builtin_mul_overflow(terms[t][0], terms[t][1], &prod) || __builtin_add_overflow(count, prod, &count)) {
+      char what[48];
+      snprintf(what, sizeof what, "the extent of buffer %s", k->arg_names[buf]);
+      return overflow(k, what, err);
+    }
+  }
+  return need_elems(k, a, buf, count, sizeof(float), err);
+}
+
+static mps_status gemm_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_GEMM];
+  TRY(check_args(k, a, err));
+  for (int idx = G_M; idx <= G_LDC; idx++) TRY(need_range(k, a, idx, 1, BLAS_INT_MAX, err));
+  TRY(need_range(k, a, G_ACT, 0, 2, err));
+  TRY(need_range(k, a, G_BATCH_OUTER, 1, INT64_MAX, err));
+  TRY(need_range(k, a, G_BATCH_INNER, 1, INT64_MAX, err));
+  const int strides[] = {G_SA_OUTER, G_SB_OUTER, G_SC_OUTER, G_SA_INNER, G_SB_INNER, G_SC_INNER};
+  for (size_t s = 0; s < sizeof strides / sizeof strides[0]; s++) {
+    TRY(need_range(k, a, strides[s], 0, INT64_MAX, err));
+  }
+  int64_t m = a[G_M].i, n = a[G_N].i, kk = a[G_K].i;
+  int ta = a[G_TRANS_A].i != 0, tb = a[G_TRANS_B].i != 0;
+  TRY(gemm_operand(k, a, G_A, ta ? kk : m, ta ? m : kk, G_LDA, G_SA_OUTER, G_SA_INNER, err));
+  TRY(gemm_operand(k, a, G_B, tb ? n : kk, tb ? kk : n, G_LDB, G_SB_OUTER, G_SB_INNER, err));
+  TRY(gemm_operand(k, a, G_C, m, n, G_LDC, G_SC_OUTER, G_SC_INNER, err));
+  if (a[G_BIAS].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, G_BIAS, n, sizeof(float), err));
+  return mps_ok(err);
+}
+
+static mps_status gemm_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_gemm((const float*)a[G_A].ptr, (const float*)a[G_B].ptr, (float*)a[G_C].ptr,
+               a[G_BIAS].kind == MPS_ARG_BUFFER ? (const float*)a[G_BIAS].ptr : NULL, a[G_M].i, a[G_N].i,
+               a[G_K].i, a[G_LDA].i, a[G_LDB].i, a[G_LDC].i, a[G_TRANS_A].i != 0, a[G_TRANS_B].i != 0,
+               (float)a[G_ALPHA].f, (float)a[G_BETA].f, (int)a[G_ACT].i, a[G_BATCH_OUTER].i, a[G_SA_OUTER].i,
+               a[G_SB_OUTER].i, a[G_SC_OUTER].i, a[G_BATCH_INNER].i, a[G_SA_INNER].i, a[G_SB_INNER].i,
+               a[G_SC_INNER].i);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * layernorm
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { L_X, L_RES, L_GAMMA, L_BETA, L_Y, L_ROWS, L_COLS, L_EPS, L_NARGS };
+static const char* const LAYERNORM_NAMES[L_NARGS] = {"x", "residual", "gamma", "beta", "y", "rows", "cols", "eps"};
+static const int32_t LAYERNORM_KINDS[L_NARGS] = {B, B, B, B, B, I, I, F};
+
+static mps_status layernorm_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_LAYERNORM];
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, L_ROWS, 1, INT64_MAX, err));
+  TRY(need_range(k, a, L_COLS, 1, INT64_MAX, err));
+  if (a[L_EPS].f < 0.0) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: eps is %g but must be >= 0", k->name, a[L_EPS].f);
+  }
+  int64_t total;
+  if (!checked_product(&total, (const int64_t[]){a[L_ROWS].i, a[L_COLS].i}, 2)) return overflow(k, "rows * cols", err);
+  int64_t cols = a[L_COLS].i, bytes = total * (int64_t)sizeof(float), row_bytes = cols * (int64_t)sizeof(float);
+  TRY(need_elems(k, a, L_X, total, sizeof(float), err));
+  if (a[L_RES].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, L_RES, total, sizeof(float), err));
+  TRY(need_elems(k, a, L_GAMMA, cols, sizeof(float), err));
+  TRY(need_elems(k, a, L_BETA, cols, sizeof(float), err));
+  TRY(need_elems(k, a, L_Y, total, sizeof(float), err));
+  TRY(check_overlap(k, a, L_Y, bytes, L_X, bytes, 1, err));
+  TRY(check_overlap(k, a, L_Y, bytes, L_RES, bytes, 1, err));
+  TRY(check_overlap(k, a, L_Y, bytes, L_GAMMA, row_bytes, 0, err));
+  TRY(check_overlap(k, a, L_Y, bytes, L_BETA, row_bytes, 0, err));
+  return mps_ok(err);
+}
+
+static mps_status layernorm_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_layernorm((const float*)a[L_X].ptr, a[L_RES].kind == MPS_ARG_BUFFER ? (const float*)a[L_RES].ptr : NULL,
+                    (const float*)a[L_GAMMA].ptr, (const float*)a[L_BETA].ptr, (float*)a[L_Y].ptr, a[L_ROWS].i,
+                    a[L_COLS].i, (float)a[L_EPS].f);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * softmax
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { S_X, S_MASK, S_BATCH, S_HEADS, S_ROWS, S_COLS, S_SCALE, S_NARGS };
+static const char* const SOFTMAX_NAMES[S_NARGS] = {"x", "mask", "batch", "heads", "rows", "cols", "scale"};
+static const int32_t SOFTMAX_KINDS[S_NARGS] = {B, B, I, I, I, I, F};
+
+static mps_status softmax_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_SOFTMAX];
+  TRY(check_args(k, a, err));
+  for (int idx = S_BATCH; idx <= S_COLS; idx++) TRY(need_range(k, a, idx, 1, INT64_MAX, err));
+  int64_t total, mask_total;
+  if (!checked_product(&total, (const int64_t[]){a[S_BATCH].i, a[S_HEADS].i, a[S_ROWS].i, a[S_COLS].i}, 4)) {
+    return overflow(k, "batch * heads * rows * cols", err);
+  }
+  if (!checked_product(&mask_total, (const int64_t[]){a[S_BATCH].i, a[S_COLS].i}, 2)) {
+    return overflow(k, "batch * cols", err);
+  }
+  TRY(need_elems(k, a, S_X, total, sizeof(float), err));
+  if (a[S_MASK].kind == MPS_ARG_BUFFER) {
+    TRY(need_elems(k, a, S_MASK, mask_total, sizeof(float), err));
+    TRY(check_overlap(k, a, S_X, total * (int64_t)sizeof(float), S_MASK, mask_total * (int64_t)sizeof(float), 0,
+                      err));
+  }
+  return mps_ok(err);
+}
+
+static mps_status softmax_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_softmax((float*)a[S_X].ptr, a[S_MASK].kind == MPS_ARG_BUFFER ? (const float*)a[S_MASK].ptr : NULL,
+                  a[S_BATCH].i, a[S_HEADS].i, a[S_ROWS].i, a[S_COLS].i, (float)a[S_SCALE].f);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * gelu, tanh (x y n)
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { U_X, U_Y, U_N, U_NARGS };
+static const char* const UNARY_NAMES[U_NARGS] = {"x", "y", "n"};
+static const int32_t UNARY_KINDS[U_NARGS] = {B, B, I};
+
+static mps_status unary_validate(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, U_N, 1, INT64_MAX, err));
+  TRY(need_elems(k, a, U_X, a[U_N].i, sizeof(float), err));
+  TRY(need_elems(k, a, U_Y, a[U_N].i, sizeof(float), err));
+  int64_t bytes = a[U_N].i * (int64_t)sizeof(float); /* cannot overflow: need_elems checked it */
+  TRY(check_overlap(k, a, U_Y, bytes, U_X, bytes, 1, err));
+  return mps_ok(err);
+}
+
+static mps_status gelu_validate(const cpu_arg* a, mps_error* err) { return unary_validate(&KERNELS[K_GELU], a, err); }
+static mps_status tanh_validate(const cpu_arg* a, mps_error* err) { return unary_validate(&KERNELS[K_TANH], a, err); }
+
+static mps_status gelu_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_gelu((const float*)a[U_X].ptr, (float*)a[U_Y].ptr, a[U_N].i);
+  return mps_ok(err);
+}
+
+static mps_status tanh_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_tanh((const float*)a[U_X].ptr, (float*)a[U_Y].ptr, a[U_N].i);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * bias_add
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS, BA_NARGS };
+static const char* const BIAS_ADD_NAMES[BA_NARGS] = {"x", "bias", "y", "rows", "cols"};
+static const int32_t BIAS_ADD_KINDS[BA_NARGS] = {B, B, B, I, I};
+
+static mps_status bias_add_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_BIAS_ADD];
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, BA_ROWS, 1, INT64_MAX, err));
+  TRY(need_range(k, a, BA_COLS, 1, INT64_MAX, err));
+  int64_t total;
+  if (!checked_product(&total, (const int64_t[]){a[BA_ROWS].i, a[BA_COLS].i}, 2)) return overflow(k, "rows * cols", err);
+  TRY(need_elems(k, a, BA_X, total, sizeof(float), err));
+  TRY(need_elems(k, a, BA_BIAS, a[BA_COLS].i, sizeof(float), err));
+  TRY(need_elems(k, a, BA_Y, total, sizeof(float), err));
+  int64_t bytes = total * (int64_t)sizeof(float);
+  TRY(check_overlap(k, a, BA_Y, bytes, BA_X, bytes, 1, err));
+  TRY(check_overlap(k, a, BA_Y, bytes, BA_BIAS, a[BA_COLS].i * (int64_t)sizeof(float), 0, err));
+  return mps_ok(err);
+}
+
+static mps_status bias_add_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_bias_add((const float*)a[BA_X].ptr, (const float*)a[BA_BIAS].ptr, (float*)a[BA_Y].ptr, a[BA_ROWS].i,
+                   a[BA_COLS].i);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * add
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { AD_A, AD_B, AD_Y, AD_N, AD_NARGS };
+static const char* const ADD_NAMES[AD_NARGS] = {"a", "b", "y", "n"};
+static const int32_t ADD_KINDS[AD_NARGS] = {B, B, B, I};
+
+static mps_status add_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_ADD];
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, AD_N, 1, INT64_MAX, err));
+  for (int idx = AD_A; idx <= AD_Y; idx++) TRY(need_elems(k, a, idx, a[AD_N].i, sizeof(float), err));
+  int64_t bytes = a[AD_N].i * (int64_t)sizeof(float);
+  TRY(check_overlap(k, a, AD_Y, bytes, AD_A, bytes, 1, err));
+  TRY(check_overlap(k, a, AD_Y, bytes, AD_B, bytes, 1, err));
+  return mps_ok(err);
+}
+
+static mps_status add_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_add((const float*)a[AD_A].ptr, (const float*)a[AD_B].ptr, (float*)a[AD_Y].ptr, a[AD_N].i);
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * embedding
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC, E_NARGS };
+static const char* const EMBEDDING_NAMES[E_NARGS] = {"ids", "table", "out", "n_ids", "dim", "vocab", "accumulate"};
+static const int32_t EMBEDDING_KINDS[E_NARGS] = {B, B, B, I, I, I, I};
+
+static mps_status embedding_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_EMBEDDING];
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, E_N_IDS, 1, INT64_MAX, err));
+  TRY(need_range(k, a, E_DIM, 1, INT64_MAX, err));
+  TRY(need_range(k, a, E_VOCAB, 1, INT64_MAX, err));
+  int64_t table_total, out_total;
+  if (!checked_product(&table_total, (const int64_t[]){a[E_VOCAB].i, a[E_DIM].i}, 2)) {
+    return overflow(k, "vocab * dim", err);
+  }
+  if (!checked_product(&out_total, (const int64_t[]){a[E_N_IDS].i, a[E_DIM].i}, 2)) {
+    return overflow(k, "n_ids * dim", err);
+  }
+  TRY(need_elems(k, a, E_IDS, a[E_N_IDS].i, sizeof(int32_t), err));
+  TRY(need_elems(k, a, E_TABLE, table_total, sizeof(float), err));
+  TRY(need_elems(k, a, E_OUT, out_total, sizeof(float), err));
+  int64_t out_bytes = out_total * (int64_t)sizeof(float);
+  TRY(check_overlap(k, a, E_OUT, out_bytes, E_IDS, a[E_N_IDS].i * (int64_t)sizeof(int32_t), 0, err));
+  TRY(check_overlap(k, a, E_OUT, out_bytes, E_TABLE, table_total * (int64_t)sizeof(float), 0, err));
+  return mps_ok(err);
+}
+
+/* Ids are data the encoder cannot see, so a bad one is a kernel failure on the executor, not UB. */
+static mps_status embedding_execute(const cpu_arg* a, mps_error* err) {
+  const int32_t* ids = (const int32_t*)a[E_IDS].ptr;
+  int64_t bad = mps_cpu_embedding(ids, (const float*)a[E_TABLE].ptr, (float*)a[E_OUT].ptr, a[E_N_IDS].i,
+                                  a[E_DIM].i, a[E_VOCAB].i, a[E_ACC].i != 0);
+  if (bad >= 0) {
+    return mps_fail(err, MPS_ERR_KERNEL_FAILED, "embedding: id %" PRId32 " at position %" PRId64
+                    " is outside [0, %" PRId64 ")", ids[bad], bad, a[E_VOCAB].i);
+  }
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The table
+ * ---------------------------------------------------------------------------------------------- */
+
+static const cpu_kernel KERNELS[K_COUNT] = {
+    [K_GEMM] = {"gemm", G_NARGS, GEMM_NAMES, GEMM_KINDS, 1u << G_BIAS, gemm_validate, gemm_execute},
+    [K_LAYERNORM] = {"layernorm", L_NARGS, LAYERNORM_NAMES, LAYERNORM_KINDS, 1u << L_RES, layernorm_validate,
+                     layernorm_execute},
+    [K_SOFTMAX] = {"softmax", S_NARGS, SOFTMAX_NAMES, SOFTMAX_KINDS, 1u << S_MASK, softmax_validate, softmax_execute},
+    [K_GELU] = {"gelu", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, gelu_validate, gelu_execute},
+    [K_TANH] = {"tanh", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, tanh_validate, tanh_execute},
+    [K_BIAS_ADD] = {"bias_add", BA_NARGS, BIAS_ADD_NAMES, BIAS_ADD_KINDS, 0, bias_add_validate, bias_add_execute},
+    [K_ADD] = {"add", AD_NARGS, ADD_NAMES, ADD_KINDS, 0, add_validate, add_execute},
+    [K_EMBEDDING] = {"embedding", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding_validate,
+                     embedding_execute},
+};
+
+size_t cpu_kernel_count(void) { return K_COUNT; }
+
+const cpu_kernel* cpu_kernel_at(size_t index) { return index < K_COUNT ? &KERNELS[index] : NULL; }
+
+const cpu_kernel* cpu_kernel_find(const char* name) {
+  if (name == NULL) return NULL;
+  for (size_t i = 0; i < K_COUNT; i++) {
+    if (strcmp(KERNELS[i].name, name) == 0) return &KERNELS[i];
+  }
+  return NULL;
+}

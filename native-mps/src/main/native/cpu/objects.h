@@ -1,0 +1,73 @@
+/*
+ * The cpu backend's objects. Each struct names its owner (the one party that mutates its non-atomic
+ * fields) and which fields are shared, and how (atomics with the stated ordering).
+ */
+#ifndef MPS_CPU_OBJECTS_H
+#define MPS_CPU_OBJECTS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "cpu/error.h"
+#include "cpu/kernels.h"
+#include "mps/mps.h"
+
+/* Owner: DeviceRuntime. info/blas_threads are immutable after open; the counters are atomics that any
+ * owner updates when it creates or frees an object (relaxed: they are statistics and leak checks). */
+struct mps_device {
+  mps_device_info info;
+  int32_t blas_threads;
+  atomic_int_fast64_t live_buffers;
+  atomic_int_fast64_t live_buffer_bytes;
+  atomic_int_fast64_t live_streams;
+  atomic_int_fast64_t live_events;
+  atomic_int_fast64_t live_libraries;
+  atomic_int_fast64_t live_pipelines;
+  atomic_int_fast64_t live_command_buffers;
+};
+
+/* Owner: AllocatorActor (or a stream's arena). refs counts the owner plus every pending command that
+ * uses the buffer, so releasing it while work is in flight defers the free (no use-after-free). */
+struct mps_buffer {
+  atomic_int refs;
+  mps_device* device;
+  void* data;
+  uint64_t bytes;
+};
+
+/* Owner: a KernelLibrary shard. Immutable after compile: pipelines and streams only read it. */
+struct mps_library {
+  atomic_int refs;
+  mps_device* device;
+  size_t kernel_count;
+  const cpu_kernel** kernels;
+};
+
+/* Immutable after create; retained by every pending command that executes it. */
+struct mps_pipeline {
+  atomic_int refs;
+  mps_library* library;
+  const cpu_kernel* kernel;
+};
+
+/* Owner: EventPoolActor, which encodes records; the executing stream completes them.
+ * recorded_generation is written by the owner at encode time; the executor writes timestamp_ns and then
+ * completed_generation with release order, so a reader that sees the generation also sees the time. */
+struct mps_event {
+  atomic_int refs;
+  mps_device* device;
+  atomic_uint_fast64_t recorded_generation;
+  atomic_uint_fast64_t completed_generation;
+  atomic_uint_fast64_t timestamp_ns;
+};
+
+void mps_cpu_buffer_retain(mps_buffer* buffer);
+void mps_cpu_buffer_unref(mps_buffer* buffer);
+void mps_cpu_pipeline_retain(const mps_pipeline* pipeline);
+void mps_cpu_pipeline_unref(const mps_pipeline* pipeline);
+void mps_cpu_event_retain(mps_event* event);
+void mps_cpu_event_unref(mps_event* event);
+uint64_t mps_cpu_now_ns(void);
+
+#endif

@@ -1,0 +1,458 @@
+/*
+ * Streams of the cpu backend: one executor thread per stream runs committed command buffers in order.
+ *
+ * Duties of the owner (one StreamActor, the only caller of encode/commit/release): build the open
+ * command buffer, assign timeline points, hand buffers over. Duties of the executor thread: execute
+ * buffers, advance the `completed` point, wake executors of other streams waiting on this timeline,
+ * and call back. The only lock is the hand-over queue's, held for a pointer swap, never while
+ * executing; nothing the owner calls waits for work (seed hazards 3, 5 and 7 came from waiting while
+ * holding a lock).
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/objects.h"
+
+typedef enum command_kind { CMD_KERNEL, CMD_WAIT, CMD_EVENT, CMD_COPY } command_kind;
+
+#define MPS_MAX_RETAINED MPS_MAX_KERNEL_ARGS
+
+typedef struct command {
+  command_kind kind;
+  struct command* next;
+  /* CMD_KERNEL */
+  const mps_pipeline* pipeline;
+  uint32_t nargs;
+  cpu_arg args[MPS_MAX_KERNEL_ARGS];
+  /* CMD_WAIT */
+  mps_stream* other;
+  uint64_t wait_point;
+  /* CMD_EVENT */
+  mps_event* event;
+  uint64_t event_generation;
+  /* CMD_COPY (device copy, upload and download all resolve to two host-visible pointers) */
+  void* copy_dst;
+  const void* copy_src;
+  uint64_t copy_bytes;
+  /* buffers this command keeps alive until it has executed */
+  uint32_t nretained;
+  mps_buffer* retained[MPS_MAX_RETAINED];
+} command;
+
+typedef struct command_buffer {
+  command* head;
+  command* tail;
+  uint32_t count;
+  uint64_t point;
+  struct command_buffer* next; /* link in the hand-over queue */
+} command_buffer;
+
+struct mps_stream {
+  /* owner + executor thread + each pending wait command of another stream that names this one */
+  atomic_int refs;
+  mps_device* device;
+  mps_stream_callbacks callbacks; /* immutable after create */
+
+  /* Owner-only (the StreamActor): never read by the executor. */
+  command_buffer* open;
+  uint64_t last_committed;
+
+  /* Written by the owner (release) at commit; read by other owners validating waits (acquire). */
+  atomic_uint_fast64_t committed;
+  /* Written by the executor (release) after a buffer's effects; read by anyone (acquire). */
+  atomic_uint_fast64_t completed;
+
+  /* Hand-over queue: owner pushes, executor pops; released says no more buffers will come. */
+  pthread_mutex_t queue_lock;
+  pthread_cond_t queue_ready;
+  command_buffer* queue_head;
+  command_buffer* queue_tail;
+  int released;
+
+  /* Executors of other streams wait here for `completed` to reach their point. */
+  pthread_mutex_t timeline_lock;
+  pthread_cond_t timeline_advanced;
+};
+
+static void stream_retain(mps_stream* s) { atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed); }
+
+static void stream_unref(mps_stream* s) {
+  if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+  mps_device* device = s->device;
+  pthread_mutex_destroy(&s->queue_lock);
+  pthread_cond_destroy(&s->queue_ready);
+  pthread_mutex_destroy(&s->timeline_lock);
+  pthread_cond_destroy(&s->timeline_advanced);
+  free(s);
+  atomic_fetch_sub_explicit(&device->live_streams, 1, memory_order_release);
+}
+
+static void command_free(command* c) {
+  for (uint32_t i = 0; i < c->nretained; i++) mps_cpu_buffer_unref(c->retained[i]);
+  if (c->pipeline) mps_cpu_pipeline_unref(c->pipeline);
+  if (c->event) mps_cpu_event_unref(c->event);
+  if (c->other) stream_unref(c->other);
+  free(c);
+}
+
+static void command_buffer_free(mps_device* device, command_buffer* cb) {
+  command* c = cb->head;
+  while (c) {
+    command* next = c->next;
+    command_free(c);
+    c = next;
+  }
+  free(cb);
+  atomic_fetch_sub_explicit(&device->live_command_buffers, 1, memory_order_release);
+}
+
+/* ---- executor ------------------------------------------------------------------------------- */
+
+static void wait_for_point(mps_stream* other, uint64_t point) {
+  if (atomic_load_explicit(&other->completed, memory_order_acquire) >= point) return;
+  pthread_mutex_lock(&other->timeline_lock);
+  while (atomic_load_explicit(&other->completed, memory_order_acquire) < point) {
+    pthread_cond_wait(&other->timeline_advanced, &other->timeline_lock);
+  }
+  pthread_mutex_unlock(&other->timeline_lock);
+}
+
+/* Runs one buffer. After the first failure, kernels and copies are skipped, but waits still execute
+ * (later buffers rely on their ordering) and events still complete (their holders would hang). */
+static mps_status execute_buffer(command_buffer* cb, mps_error* err) {
+  mps_status status = MPS_OK;
+  for (command* c = cb->head; c; c = c->next) {
+    switch (c->kind) {
+      case CMD_KERNEL:
+        if (status == MPS_OK) status = c->pipeline->kernel->execute(c->args, err);
+        break;
+      case CMD_COPY:
+        if (status == MPS_OK) memmove(c->copy_dst, c->copy_src, (size_t)c->copy_bytes);
+        break;
+      case CMD_WAIT:
+        wait_for_point(c->other, c->wait_point);
+        break;
+      case CMD_EVENT:
+        atomic_store_explicit(&c->event->timestamp_ns, mps_cpu_now_ns(), memory_order_relaxed);
+        atomic_store_explicit(&c->event->completed_generation, c->event_generation, memory_order_release);
+        break;
+    }
+  }
+  return status;
+}
+
+static void* executor_main(void* arg) {
+  mps_stream* s = arg;
+  /* Per-thread BLAS width: parallelism comes from streams, and a thread-local setting keeps the
+   * library free of a process-wide knob that two devices would fight over. */
+  openblas_set_num_threads_local(s->device->blas_threads);
+  if (s->callbacks.on_thread_start) s->callbacks.on_thread_start(s->callbacks.user);
+  for (;;) {
+    pthread_mutex_lock(&s->queue_lock);
+    while (!s->queue_head && !s->released) pthread_cond_wait(&s->queue_ready, &s->queue_lock);
+    command_buffer* cb = s->queue_head;
+    if (cb) {
+      s->queue_head = cb->next;
+      if (!s->queue_head) s->queue_tail = NULL;
+    }
+    pthread_mutex_unlock(&s->queue_lock);
+    if (!cb) break; /* released and drained */
+
+    mps_error err = {MPS_OK, {0}};
+    uint64_t started = mps_cpu_now_ns();
+    mps_status status = execute_buffer(cb, &err);
+    uint64_t finished = mps_cpu_now_ns();
+    uint64_t point = cb->point;
+    command_buffer_free(s->device, cb);
+
+    atomic_store_explicit(&s->completed, point, memory_order_release);
+    pthread_mutex_lock(&s->timeline_lock);
+    pthread_cond_broadcast(&s->timeline_advanced);
+    pthread_mutex_unlock(&s->timeline_lock);
+    if (s->callbacks.on_complete) {
+      s->callbacks.on_complete(s->callbacks.user, point, status, status == MPS_OK ? NULL : err.message, started,
+                               finished);
+    }
+  }
+  if (s->callbacks.on_thread_stop) s->callbacks.on_thread_stop(s->callbacks.user);
+  stream_unref(s);
+  return NULL;
+}
+
+/* ---- owner API ------------------------------------------------------------------------------ */
+
+mps_status mps_stream_create(mps_device* device, const mps_stream_callbacks* callbacks, mps_stream** out,
+                             mps_error* err) {
+  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_create: NULL argument");
+  *out = NULL;
+  mps_stream* s = calloc(1, sizeof *s);
+  if (!s) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_stream_create: out of host memory");
+  atomic_init(&s->refs, 2); /* owner + executor */
+  s->device = device;
+  if (callbacks) s->callbacks = *callbacks;
+  pthread_mutex_init(&s->queue_lock, NULL);
+  pthread_cond_init(&s->queue_ready, NULL);
+  pthread_mutex_init(&s->timeline_lock, NULL);
+  pthread_cond_init(&s->timeline_advanced, NULL);
+  atomic_fetch_add_explicit(&device->live_streams, 1, memory_order_relaxed);
+  pthread_t thread;
+  int rc = pthread_create(&thread, NULL, executor_main, s);
+  if (rc != 0) {
+    atomic_store(&s->refs, 1);
+    stream_unref(s);
+    return mps_fail(err, MPS_ERR_BACKEND, "mps_stream_create: could not start the executor thread (error %d)", rc);
+  }
+  /* Detached: release must never join (wait for) an executor that may still run committed work. */
+  pthread_detach(thread);
+  *out = s;
+  return mps_ok(err);
+}
+
+static mps_status open_command(mps_stream* s, command_kind kind, command** out, mps_error* err) {
+  if (!s->open) {
+    s->open = calloc(1, sizeof *s->open);
+    if (!s->open) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command buffer");
+    atomic_fetch_add_explicit(&s->device->live_command_buffers, 1, memory_order_relaxed);
+  }
+  command* c = calloc(1, sizeof *c);
+  if (!c) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command");
+  c->kind = kind;
+  *out = c;
+  return MPS_OK;
+}
+
+static void append_command(mps_stream* s, command* c) {
+  if (s->open->tail) s->open->tail->next = c;
+  else s->open->head = c;
+  s->open->tail = c;
+  s->open->count++;
+}
+
+static void retain_into(command* c, mps_buffer* b) {
+  mps_cpu_buffer_retain(b);
+  c->retained[c->nretained++] = b;
+}
+
+static const char* kind_name(int32_t kind) {
+  switch (kind) {
+    case MPS_ARG_NONE: return "none";
+    case MPS_ARG_BUFFER: return "buffer";
+    case MPS_ARG_INT: return "int";
+    case MPS_ARG_FLOAT: return "float";
+  }
+  return "unknown";
+}
+
+static mps_status resolve_args(const cpu_kernel* k, const mps_device* device, const mps_arg* args, uint32_t nargs,
+                               cpu_arg* out, mps_error* err) {
+  if (nargs != k->nargs) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: expects %u arguments, got %u", k->name, k->nargs, nargs);
+  }
+  for (uint32_t i = 0; i < nargs; i++) {
+    const mps_arg* a = &args[i];
+    cpu_arg* r = &out[i];
+    memset(r, 0, sizeof *r);
+    int32_t expected = k->arg_kinds[i];
+    int optional = (k->optional_buffers >> i) & 1u;
+    if (a->kind != expected && !(optional && a->kind == MPS_ARG_NONE)) {
+      return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %u (%s) must be %s%s, got %s", k->name, i,
+                      k->arg_names[i], kind_name(expected), optional ? " or none" : "", kind_name(a->kind));
+    }
+    r->kind = a->kind;
+    if (a->kind == MPS_ARG_BUFFER) {
+      if (!a->buffer) {
+        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %u (%s) is a NULL buffer", k->name, i,
+                        k->arg_names[i]);
+      }
+      if (a->buffer->device != device) {
+        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s belongs to another device", k->name,
+                        k->arg_names[i]);
+      }
+      if (a->offset > a->buffer->bytes) {
+        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: offset %llu of buffer %s is past its end (%llu bytes)",
+                        k->name, (unsigned long long)a->offset, k->arg_names[i],
+                        (unsigned long long)a->buffer->bytes);
+      }
+      r->ptr = (char*)a->buffer->data + a->offset;
+      r->bytes = a->buffer->bytes - a->offset;
+    } else if (a->kind == MPS_ARG_INT) {
+      r->i = a->i;
+    } else if (a->kind == MPS_ARG_FLOAT) {
+      r->f = a->f;
+    }
+  }
+  return k->validate(out, err);
+}
+
+mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipeline, const mps_arg* args,
+                                    uint32_t nargs, mps_error* err) {
+  if (!stream || !pipeline || (nargs && !args)) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_kernel: NULL argument");
+  }
+  if (nargs > MPS_MAX_KERNEL_ARGS) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_kernel: %u arguments, at most %d", nargs,
+                    MPS_MAX_KERNEL_ARGS);
+  }
+  if (pipeline->library->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: pipeline belongs to another device", pipeline->kernel->name);
+  }
+  cpu_arg resolved[MPS_MAX_KERNEL_ARGS];
+  mps_status s = resolve_args(pipeline->kernel, stream->device, args, nargs, resolved, err);
+  if (s != MPS_OK) return s;
+  command* c = NULL;
+  s = open_command(stream, CMD_KERNEL, &c, err);
+  if (s != MPS_OK) return s;
+  c->nargs = nargs;
+  memcpy(c->args, resolved, nargs * sizeof *resolved);
+  mps_cpu_pipeline_retain(pipeline);
+  c->pipeline = pipeline;
+  for (uint32_t i = 0; i < nargs; i++) {
+    if (args[i].kind == MPS_ARG_BUFFER) retain_into(c, args[i].buffer);
+  }
+  append_command(stream, c);
+  return mps_ok(err);
+}
+
+mps_status mps_stream_encode_wait(mps_stream* stream, mps_stream* other, uint64_t point, mps_error* err) {
+  if (!stream || !other) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_wait: NULL argument");
+  if (other->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_wait: the other stream belongs to another device");
+  }
+  uint64_t committed = atomic_load_explicit(&other->committed, memory_order_acquire);
+  if (point == 0 || point > committed) {
+    return mps_fail(err, MPS_ERR_STATE,
+                    "mps_stream_encode_wait: point %llu is not committed on the other stream (its last commit is %llu);"
+                    " waiting for it could never finish",
+                    (unsigned long long)point, (unsigned long long)committed);
+  }
+  if (other == stream) return mps_ok(err); /* a stream's own committed points precede anything it encodes */
+  command* c = NULL;
+  mps_status s = open_command(stream, CMD_WAIT, &c, err);
+  if (s != MPS_OK) return s;
+  stream_retain(other);
+  c->other = other;
+  c->wait_point = point;
+  append_command(stream, c);
+  return mps_ok(err);
+}
+
+mps_status mps_stream_encode_event_record(mps_stream* stream, mps_event* event, mps_error* err) {
+  if (!stream || !event) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_event_record: NULL argument");
+  if (event->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_event_record: event belongs to another device");
+  }
+  command* c = NULL;
+  mps_status s = open_command(stream, CMD_EVENT, &c, err);
+  if (s != MPS_OK) return s;
+  mps_cpu_event_retain(event);
+  c->event = event;
+  c->event_generation = atomic_fetch_add_explicit(&event->recorded_generation, 1, memory_order_relaxed) + 1;
+  append_command(stream, c);
+  return mps_ok(err);
+}
+
+static mps_status check_range(const char* what, const mps_buffer* b, uint64_t offset, uint64_t bytes, mps_error* err) {
+  if (!b) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: NULL buffer", what);
+  if (offset > b->bytes || bytes > b->bytes - offset) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu + %llu) is outside the buffer's %llu bytes",
+                    what, (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)bytes,
+                    (unsigned long long)b->bytes);
+  }
+  return MPS_OK;
+}
+
+static mps_status encode_copy(mps_stream* stream, mps_buffer* src, const void* src_ptr, mps_buffer* dst, void* dst_ptr,
+                              uint64_t bytes, mps_error* err) {
+  command* c = NULL;
+  mps_status s = open_command(stream, CMD_COPY, &c, err);
+  if (s != MPS_OK) return s;
+  c->copy_src = src_ptr;
+  c->copy_dst = dst_ptr;
+  c->copy_bytes = bytes;
+  if (src) retain_into(c, src);
+  if (dst) retain_into(c, dst);
+  append_command(stream, c);
+  return mps_ok(err);
+}
+
+mps_status mps_stream_encode_copy(mps_stream* stream, mps_buffer* src, uint64_t src_offset, mps_buffer* dst,
+                                  uint64_t dst_offset, uint64_t bytes, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_copy: stream is NULL");
+  mps_status s = check_range("copy source", src, src_offset, bytes, err);
+  if (s == MPS_OK) s = check_range("copy destination", dst, dst_offset, bytes, err);
+  if (s != MPS_OK) return s;
+  if (src->device != stream->device || dst->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_copy: buffer belongs to another device");
+  }
+  return encode_copy(stream, src, (char*)src->data + src_offset, dst, (char*)dst->data + dst_offset, bytes, err);
+}
+
+mps_status mps_stream_encode_upload(mps_stream* stream, const void* host_src, mps_buffer* dst, uint64_t dst_offset,
+                                    uint64_t bytes, mps_error* err) {
+  if (!stream || !host_src) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_upload: NULL argument");
+  mps_status s = check_range("upload destination", dst, dst_offset, bytes, err);
+  if (s != MPS_OK) return s;
+  if (dst->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_upload: buffer belongs to another device");
+  }
+  return encode_copy(stream, NULL, host_src, dst, (char*)dst->data + dst_offset, bytes, err);
+}
+
+mps_status mps_stream_encode_download(mps_stream* stream, mps_buffer* src, uint64_t src_offset, void* host_dst,
+                                      uint64_t bytes, mps_error* err) {
+  if (!stream || !host_dst) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_download: NULL argument");
+  mps_status s = check_range("download source", src, src_offset, bytes, err);
+  if (s != MPS_OK) return s;
+  if (src->device != stream->device) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_download: buffer belongs to another device");
+  }
+  return encode_copy(stream, src, (char*)src->data + src_offset, NULL, host_dst, bytes, err);
+}
+
+mps_status mps_stream_commit(mps_stream* stream, uint64_t* point_out, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_commit: stream is NULL");
+  command_buffer* cb = stream->open;
+  if (!cb) {
+    cb = calloc(1, sizeof *cb);
+    if (!cb) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_stream_commit: out of host memory");
+    atomic_fetch_add_explicit(&stream->device->live_command_buffers, 1, memory_order_relaxed);
+  }
+  stream->open = NULL;
+  cb->point = ++stream->last_committed;
+  atomic_store_explicit(&stream->committed, cb->point, memory_order_release);
+  pthread_mutex_lock(&stream->queue_lock);
+  if (stream->queue_tail) stream->queue_tail->next = cb;
+  else stream->queue_head = cb;
+  stream->queue_tail = cb;
+  pthread_cond_signal(&stream->queue_ready);
+  pthread_mutex_unlock(&stream->queue_lock);
+  if (point_out) *point_out = cb->point;
+  return mps_ok(err);
+}
+
+uint64_t mps_stream_committed_point(const mps_stream* stream) {
+  return stream ? atomic_load_explicit(&((mps_stream*)stream)->committed, memory_order_acquire) : 0;
+}
+
+uint64_t mps_stream_completed_point(const mps_stream* stream) {
+  return stream ? atomic_load_explicit(&((mps_stream*)stream)->completed, memory_order_acquire) : 0;
+}
+
+uint32_t mps_stream_open_commands(const mps_stream* stream) {
+  return stream && stream->open ? stream->open->count : 0;
+}
+
+mps_status mps_stream_release(mps_stream* stream, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_release: stream is NULL");
+  if (stream->open) {
+    command_buffer_free(stream->device, stream->open);
+    stream->open = NULL;
+  }
+  pthread_mutex_lock(&stream->queue_lock);
+  stream->released = 1;
+  pthread_cond_signal(&stream->queue_ready);
+  pthread_mutex_unlock(&stream->queue_lock);
+  stream_unref(stream);
+  return mps_ok(err);
+}

@@ -1,0 +1,209 @@
+/*
+ * mps-actors native C ABI.
+ *
+ * One implementation per backend (cpu, cuda, metal) sits behind this header; the JNI layer is the only
+ * caller from the JVM. Rules every function follows:
+ *  - it returns an mps_status and, on failure, fills the caller's mps_error with the backend's message
+ *    (errors live in caller storage, so the library keeps no mutable globals and stays reentrant);
+ *  - it never waits for device work: commit enqueues and returns, completion arrives by callback;
+ *  - each object names the single owner that may mutate it (an actor in the runtime, a thread in tests).
+ *    Objects that several owners may *read* concurrently say which fields are atomic.
+ *
+ * Lifetime: objects are reference counted. A command buffer retains every buffer, event, pipeline and
+ * stream it references, so an owner may release its reference while work is still pending: the memory
+ * goes away after the last command that uses it completes (the Metal rule), never under it.
+ */
+#ifndef MPS_MPS_H
+#define MPS_MPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define MPS_API __declspec(dllexport)
+#else
+#define MPS_API __attribute__((visibility("default")))
+#endif
+
+typedef enum mps_status {
+  MPS_OK = 0,
+  MPS_ERR_INVALID_ARGUMENT = 1, /* a null, negative, oversized or mismatched argument */
+  MPS_ERR_OUT_OF_MEMORY = 2,    /* the device (or host) could not provide the memory */
+  MPS_ERR_UNSUPPORTED = 3,      /* the backend does not offer this (e.g. host pointer of device memory) */
+  MPS_ERR_NOT_FOUND = 4,        /* unknown backend, kernel or function name */
+  MPS_ERR_BUSY = 5,             /* the object still has live dependants (e.g. closing a device with streams) */
+  MPS_ERR_KERNEL_FAILED = 6,    /* a kernel failed while executing (reported through completion) */
+  MPS_ERR_COMPILE_FAILED = 7,   /* library source did not compile; message holds the compiler log */
+  MPS_ERR_BACKEND = 8,          /* the backend API itself failed (driver error, thread creation, ...) */
+  MPS_ERR_STATE = 9             /* the call is not valid in the object's current state */
+} mps_status;
+
+#define MPS_ERROR_MESSAGE_CAPACITY 512
+
+/* Caller-owned error slot: the library writes here instead of into a thread-local or global. */
+typedef struct mps_error {
+  mps_status status;
+  char message[MPS_ERROR_MESSAGE_CAPACITY];
+} mps_error;
+
+MPS_API const char* mps_status_name(mps_status status);
+
+/* ---------------------------------------------------------------------------------------------
+ * Device. Owner: the runtime guardian (DeviceRuntime). Read-only after open except the live-object
+ * counters, which are atomics updated by whichever owner creates or frees an object.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_device mps_device;
+
+typedef struct mps_device_options {
+  const char* backend;   /* "cpu", "cuda" or "metal"; NULL means "cpu" */
+  int32_t ordinal;       /* which device of that backend, 0 for the first */
+  int32_t blas_threads;  /* threads one GEMM may use on one stream (cpu); <= 0 means 1: streams give the parallelism */
+} mps_device_options;
+
+typedef struct mps_device_info {
+  char backend[16];
+  char name[128];
+  uint64_t memory_bytes;      /* memory the device can address (host RAM for cpu) */
+  uint64_t max_buffer_bytes;  /* the largest single buffer mps_buffer_alloc accepts */
+  int32_t compute_units;      /* cores (cpu) or multiprocessors (gpu) */
+  int32_t host_visible;       /* 1 when buffers have a host pointer (cpu, Apple unified memory) */
+} mps_device_info;
+
+/* Objects alive on a device; a clean shutdown brings every counter back to zero. */
+typedef struct mps_live_objects {
+  int64_t buffers;
+  int64_t buffer_bytes;
+  int64_t streams;
+  int64_t events;
+  int64_t libraries;
+  int64_t pipelines;
+  int64_t command_buffers;
+} mps_live_objects;
+
+MPS_API mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err);
+MPS_API mps_status mps_device_info_get(const mps_device* device, mps_device_info* out, mps_error* err);
+MPS_API mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err);
+/* Fails with MPS_ERR_BUSY (and frees nothing) while any object of the device is alive. */
+MPS_API mps_status mps_device_close(mps_device* device, mps_error* err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Buffers. Owner: AllocatorActor (or the StreamActor whose arena holds it). Contents are written by
+ * the stream that executes commands on it; the host pointer is for the owner's uploads/downloads
+ * ordered by timeline points.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_buffer mps_buffer;
+
+MPS_API mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out, mps_error* err);
+MPS_API mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err);
+/* MPS_ERR_UNSUPPORTED on backends whose memory is not host visible. */
+MPS_API mps_status mps_buffer_host_pointer(mps_buffer* buffer, void** out, mps_error* err);
+/* Drops the owner's reference; memory is freed after the last pending command using it completes. */
+MPS_API mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Libraries and pipelines. Owner: one KernelLibrary shard actor per cache key. Immutable once built,
+ * so any stream may execute a pipeline concurrently (kernels are pure functions of their arguments).
+ * On cpu the "source" lists built-in kernels by name, separated by whitespace or commas
+ * ("gemm layernorm softmax"), or "*" for all of them; cuda compiles CUDA C with NVRTC and metal
+ * compiles Metal Shading Language.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_library mps_library;
+typedef struct mps_pipeline mps_pipeline;
+
+MPS_API mps_status mps_library_compile(mps_device* device, const char* source, const char* options,
+                                       mps_library** out, mps_error* err);
+MPS_API mps_status mps_library_release(mps_library* library, mps_error* err);
+MPS_API mps_status mps_pipeline_create(mps_library* library, const char* function, mps_pipeline** out,
+                                       mps_error* err);
+MPS_API mps_status mps_pipeline_arg_count(const mps_pipeline* pipeline, uint32_t* out, mps_error* err);
+MPS_API mps_status mps_pipeline_release(mps_pipeline* pipeline, mps_error* err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Kernel arguments: a positional list; each kernel documents its list (cpu/kernels.h).
+ * ------------------------------------------------------------------------------------------- */
+typedef enum mps_arg_kind {
+  MPS_ARG_NONE = 0,   /* an absent optional buffer */
+  MPS_ARG_BUFFER = 1, /* buffer + byte offset */
+  MPS_ARG_INT = 2,
+  MPS_ARG_FLOAT = 3
+} mps_arg_kind;
+
+typedef struct mps_arg {
+  int32_t kind;        /* mps_arg_kind */
+  mps_buffer* buffer;  /* MPS_ARG_BUFFER */
+  uint64_t offset;     /* MPS_ARG_BUFFER: bytes from the buffer's start */
+  int64_t i;           /* MPS_ARG_INT */
+  double f;            /* MPS_ARG_FLOAT */
+} mps_arg;
+
+#define MPS_MAX_KERNEL_ARGS 32
+
+/* ---------------------------------------------------------------------------------------------
+ * Events. Owner: EventPoolActor. Recording is a command on a stream; query/elapsed read atomics
+ * written by that stream's executor, so they never wait.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_event mps_event;
+
+MPS_API mps_status mps_event_create(mps_device* device, mps_event** out, mps_error* err);
+/* *complete = 1 when the latest record has executed; MPS_ERR_STATE if never recorded. */
+MPS_API mps_status mps_event_query(const mps_event* event, int32_t* complete, mps_error* err);
+/* Milliseconds between two completed records; MPS_ERR_STATE if either is pending or unrecorded. */
+MPS_API mps_status mps_event_elapsed_ms(const mps_event* start, const mps_event* end, double* out, mps_error* err);
+MPS_API mps_status mps_event_release(mps_event* event, mps_error* err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Streams and timeline points. Owner: one StreamActor per stream; it alone encodes and commits.
+ * The stream's executor (a worker thread on cpu, the GPU elsewhere) runs committed command buffers in
+ * order. Point p names "everything committed up to and including the p-th commit"; points start at 1.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_stream mps_stream;
+
+typedef struct mps_stream_callbacks {
+  void* user;
+  /* Called once on each native thread that will deliver completions, before the first (JNI attaches here). */
+  void (*on_thread_start)(void* user);
+  /* Called in point order, once per commit. status != MPS_OK carries the first failure's message
+   * (NULL when MPS_OK). started_ns/finished_ns bound the buffer's execution on the executor
+   * (CLOCK_MONOTONIC nanoseconds on cpu; the device clock mapped to it elsewhere). */
+  void (*on_complete)(void* user, uint64_t point, mps_status status, const char* message,
+                      uint64_t started_ns, uint64_t finished_ns);
+  /* The last call for this stream: no callback follows, the user pointer may be freed (JNI detaches). */
+  void (*on_thread_stop)(void* user);
+} mps_stream_callbacks;
+
+MPS_API mps_status mps_stream_create(mps_device* device, const mps_stream_callbacks* callbacks,
+                                     mps_stream** out, mps_error* err);
+/* Appends to the stream's open command buffer (opening one if none). Arguments are validated here,
+ * so a bad argument is an error of this call, never a crash on the executor. */
+MPS_API mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipeline,
+                                            const mps_arg* args, uint32_t nargs, mps_error* err);
+/* The executor of `stream` waits until `other` reaches `point`; point must already be committed on
+ * `other` (so waits cannot form a cycle). */
+MPS_API mps_status mps_stream_encode_wait(mps_stream* stream, mps_stream* other, uint64_t point, mps_error* err);
+MPS_API mps_status mps_stream_encode_event_record(mps_stream* stream, mps_event* event, mps_error* err);
+MPS_API mps_status mps_stream_encode_copy(mps_stream* stream, mps_buffer* src, uint64_t src_offset,
+                                          mps_buffer* dst, uint64_t dst_offset, uint64_t bytes, mps_error* err);
+/* Host memory must stay valid until the command's point completes (the JNI layer keeps it reachable). */
+MPS_API mps_status mps_stream_encode_upload(mps_stream* stream, const void* host_src, mps_buffer* dst,
+                                            uint64_t dst_offset, uint64_t bytes, mps_error* err);
+MPS_API mps_status mps_stream_encode_download(mps_stream* stream, mps_buffer* src, uint64_t src_offset,
+                                              void* host_dst, uint64_t bytes, mps_error* err);
+/* Closes the open command buffer (an empty one is a pure timeline marker), assigns it the next point
+ * and hands it to the executor. Returns at once. */
+MPS_API mps_status mps_stream_commit(mps_stream* stream, uint64_t* point_out, mps_error* err);
+MPS_API uint64_t mps_stream_committed_point(const mps_stream* stream);
+MPS_API uint64_t mps_stream_completed_point(const mps_stream* stream);
+/* Encoded but not yet committed commands, 0 when no command buffer is open. */
+MPS_API uint32_t mps_stream_open_commands(const mps_stream* stream);
+/* Drops the owner's reference without waiting: uncommitted commands are discarded, committed ones still
+ * execute and report completion, then on_thread_stop is called and the stream frees itself. */
+MPS_API mps_status mps_stream_release(mps_stream* stream, mps_error* err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MPS_MPS_H */
