@@ -280,6 +280,9 @@ void test_multi_stream_pipeline(mps_device* d, mps_pipeline* add) {
   int32_t done = 0;
   CHECK(mps_event_query(first, &done, &err) == MPS_ERR_STATE, "unrecorded event query is an error");
 
+  // Stream k's owner encodes waits on stream k-1, whose owner may release it meanwhile: it holds a
+  // timeline reference, the only thing that keeps another owner's stream valid.
+  for (int k = 0; k + 1 < streams; k++) MUST(mps_stream_timeline_retain(s[k], nullptr));
   // Committed points of stream k per round, published for stream k+1's owner thread.
   std::vector<std::vector<std::atomic<uint64_t>>> points(streams);
   for (auto& v : points) v = std::vector<std::atomic<uint64_t>>(rounds);
@@ -309,6 +312,7 @@ void test_multi_stream_pipeline(mps_device* d, mps_pipeline* add) {
     });
   }
   for (auto& t : owners) t.join();
+  for (int k = 0; k + 1 < streams; k++) MUST(mps_stream_timeline_release(s[k], nullptr));
   for (int k = 0; k < streams; k++) {
     CHECK(comps[k].wait_for_count(rounds), "stream %d completes all %d points", k, rounds);
     CHECK(comps[k].wait_for_stop(), "stream %d executor stops after release", k);

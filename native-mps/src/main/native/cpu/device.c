@@ -65,25 +65,29 @@ mps_status mps_device_info_get(const mps_device* device, mps_device_info* out, m
   return mps_ok(err);
 }
 
+static void load_live(mps_device* d, mps_live_objects* out, memory_order order) {
+  out->buffers = atomic_load_explicit(&d->live_buffers, order);
+  out->buffer_bytes = atomic_load_explicit(&d->live_buffer_bytes, order);
+  out->streams = atomic_load_explicit(&d->live_streams, order);
+  out->events = atomic_load_explicit(&d->live_events, order);
+  out->libraries = atomic_load_explicit(&d->live_libraries, order);
+  out->pipelines = atomic_load_explicit(&d->live_pipelines, order);
+  out->command_buffers = atomic_load_explicit(&d->live_command_buffers, order);
+}
+
 mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_live_objects_get: NULL argument");
-  mps_device* d = (mps_device*)device; /* atomics are read-only here; C11 atomic_load needs non-const */
-  out->buffers = atomic_load_explicit(&d->live_buffers, memory_order_relaxed);
-  out->buffer_bytes = atomic_load_explicit(&d->live_buffer_bytes, memory_order_relaxed);
-  out->streams = atomic_load_explicit(&d->live_streams, memory_order_relaxed);
-  out->events = atomic_load_explicit(&d->live_events, memory_order_relaxed);
-  out->libraries = atomic_load_explicit(&d->live_libraries, memory_order_relaxed);
-  out->pipelines = atomic_load_explicit(&d->live_pipelines, memory_order_relaxed);
-  out->command_buffers = atomic_load_explicit(&d->live_command_buffers, memory_order_relaxed);
+  /* atomics are only read here; C11 atomic_load needs a non-const pointer */
+  load_live((mps_device*)device, out, memory_order_relaxed);
   return mps_ok(err);
 }
 
 mps_status mps_device_close(mps_device* device, mps_error* err) {
   if (!device) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_close: device is NULL");
   mps_live_objects live;
-  mps_device_live_objects_get(device, &live, NULL);
-  /* acquire pairs with the release decrement of the last freed object, so its frees happen-before ours */
-  atomic_thread_fence(memory_order_acquire);
+  /* acquire pairs with the release decrement each object makes as its last act, so an object's final
+   * touch of the device happens-before the free below */
+  load_live(device, &live, memory_order_acquire);
   if (live.buffers || live.streams || live.events || live.libraries || live.pipelines || live.command_buffers) {
     return mps_fail(err, MPS_ERR_BUSY,
                     "device still has live objects: %lld buffers (%lld bytes), %lld streams, %lld events, "

@@ -61,3 +61,9 @@ mps_status mps_event_release(mps_event* event, mps_error* err) {
   mps_cpu_event_unref(event);
   return mps_ok(err);
 }
+
+mps_status mps_event_retain(mps_event* event, mps_error* err) {
+  if (!event) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_event_retain: event is NULL");
+  mps_cpu_event_retain(event);
+  return mps_ok(err);
+}

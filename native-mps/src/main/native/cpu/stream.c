@@ -49,7 +49,7 @@ typedef struct command_buffer {
 } command_buffer;
 
 struct mps_stream {
-  /* owner + executor thread + each pending wait command of another stream that names this one */
+  /* owner + executor thread + timeline holders + each pending wait command of another stream naming this one */
   atomic_int refs;
   mps_device* device;
   mps_stream_callbacks callbacks; /* immutable after create */
@@ -419,15 +419,17 @@ mps_status mps_stream_commit(mps_stream* stream, uint64_t* point_out, mps_error*
     atomic_fetch_add_explicit(&stream->device->live_command_buffers, 1, memory_order_relaxed);
   }
   stream->open = NULL;
-  cb->point = ++stream->last_committed;
-  atomic_store_explicit(&stream->committed, cb->point, memory_order_release);
+  /* Read nothing from cb after the hand-over: the executor may run and free it at once. */
+  uint64_t point = ++stream->last_committed;
+  cb->point = point;
+  atomic_store_explicit(&stream->committed, point, memory_order_release);
   pthread_mutex_lock(&stream->queue_lock);
   if (stream->queue_tail) stream->queue_tail->next = cb;
   else stream->queue_head = cb;
   stream->queue_tail = cb;
   pthread_cond_signal(&stream->queue_ready);
   pthread_mutex_unlock(&stream->queue_lock);
-  if (point_out) *point_out = cb->point;
+  if (point_out) *point_out = point;
   return mps_ok(err);
 }
 
@@ -453,6 +455,18 @@ mps_status mps_stream_release(mps_stream* stream, mps_error* err) {
   stream->released = 1;
   pthread_cond_signal(&stream->queue_ready);
   pthread_mutex_unlock(&stream->queue_lock);
+  stream_unref(stream);
+  return mps_ok(err);
+}
+
+mps_status mps_stream_timeline_retain(mps_stream* stream, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_timeline_retain: stream is NULL");
+  stream_retain(stream);
+  return mps_ok(err);
+}
+
+mps_status mps_stream_timeline_release(mps_stream* stream, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_timeline_release: stream is NULL");
   stream_unref(stream);
   return mps_ok(err);
 }

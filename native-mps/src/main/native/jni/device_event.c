@@ -32,3 +32,9 @@ JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceEvent_release0(JNIEnv*
   mps_error err;
   mps_jni_check(env, mps_event_release(MPS_PTR(mps_event, event), &err), &err);
 }
+
+JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceEvent_retain0(JNIEnv* env, jclass cls, jlong event) {
+  if (mps_jni_null_handle(env, event, "event")) return;
+  mps_error err;
+  mps_jni_check(env, mps_event_retain(MPS_PTR(mps_event, event), &err), &err);
+}

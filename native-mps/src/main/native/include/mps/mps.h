@@ -154,6 +154,9 @@ MPS_API mps_status mps_event_query(const mps_event* event, int32_t* complete, mp
 /* Milliseconds between two completed records; MPS_ERR_STATE if either is pending or unrecorded. */
 MPS_API mps_status mps_event_elapsed_ms(const mps_event* start, const mps_event* end, double* out, mps_error* err);
 MPS_API mps_status mps_event_release(mps_event* event, mps_error* err);
+/* Another reference for a second holder (e.g. an event handed to a stream's owner for one record):
+ * each holder releases its own, so no holder can free the event under another (seed hazard 2). */
+MPS_API mps_status mps_event_retain(mps_event* event, mps_error* err);
 
 /* ---------------------------------------------------------------------------------------------
  * Streams and timeline points. Owner: one StreamActor per stream; it alone encodes and commits.
@@ -202,6 +205,11 @@ MPS_API uint32_t mps_stream_open_commands(const mps_stream* stream);
 /* Drops the owner's reference without waiting: uncommitted commands are discarded, committed ones still
  * execute and report completion, then on_thread_stop is called and the stream frees itself. */
 MPS_API mps_status mps_stream_release(mps_stream* stream, mps_error* err);
+/* A reference to the stream's timeline for parties other than the owner: keeps committed/completed
+ * readable and lets other streams encode waits on it even after the owner released the stream.
+ * It does not keep the executor running; drop it with mps_stream_timeline_release. */
+MPS_API mps_status mps_stream_timeline_retain(mps_stream* stream, mps_error* err);
+MPS_API mps_status mps_stream_timeline_release(mps_stream* stream, mps_error* err);
 
 #ifdef __cplusplus
 }

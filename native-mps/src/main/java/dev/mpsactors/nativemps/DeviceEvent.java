@@ -24,6 +24,16 @@ public final class DeviceEvent implements AutoCloseable {
         return elapsed0(start.handle(), handle());
     }
 
+    /**
+     * A second reference to the same native event for another holder (e.g. the stream owner that encodes
+     * one record); closing either leaves the other valid.
+     */
+    public DeviceEvent share() {
+        long h = handle();
+        retain0(h);
+        return new DeviceEvent(h);
+    }
+
     long handle() {
         long h = handle;
         if (h == 0) {
@@ -51,4 +61,6 @@ public final class DeviceEvent implements AutoCloseable {
     private static native double elapsed0(long start, long end);
 
     private static native void release0(long event);
+
+    private static native void retain0(long event);
 }

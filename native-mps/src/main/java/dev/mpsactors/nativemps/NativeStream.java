@@ -51,6 +51,17 @@ public final class NativeStream implements AutoCloseable {
         encodeWait0(handle(), other.handle(), point);
     }
 
+    /** Waits on another owner's stream through the timeline view that owner shared. */
+    public void encodeWait(StreamTimeline other, long point) {
+        Objects.requireNonNull(other, "other");
+        encodeWait0(handle(), other.handle(), point);
+    }
+
+    /** A new read-only view of this stream's timeline for another holder, who closes it. */
+    public StreamTimeline timeline() {
+        return new StreamTimeline(handle());
+    }
+
     public void encodeEventRecord(DeviceEvent event) {
         Objects.requireNonNull(event, "event");
         encodeEventRecord0(handle(), event.handle());
