@@ -415,6 +415,56 @@ void test_release_discards_open_commands(mps_device* d, mps_pipeline* add) {
   CHECK(c.points.empty(), "no completion for uncommitted work");
 }
 
+// An owner undoes a half-failed submission by truncating its open command buffer.
+void test_truncate_open(mps_device* d, mps_pipeline* add) {
+  Completions c;
+  auto cbs = c.callbacks();
+  mps_stream* s = nullptr;
+  MUST(mps_stream_create(d, &cbs, &s, nullptr));
+  mps_buffer* b = nullptr;
+  MUST(mps_buffer_alloc(d, 16 * 4, &b, nullptr));
+  for (int i = 0; i < 16; i++) host(b)[i] = 1.5f + i;
+  mps_arg args[] = {buf(b), buf(b), buf(b), i64(16)};
+  for (int i = 0; i < 3; i++) MUST(mps_stream_encode_kernel(s, add, args, 4, nullptr));
+  mps_error err{};
+  CHECK(mps_stream_truncate_open(s, 4, &err) == MPS_ERR_INVALID_ARGUMENT, "cannot keep more than is open");
+  MUST(mps_stream_truncate_open(s, 1, &err));
+  CHECK(mps_stream_open_commands(s) == 1, "one command left");
+  MUST(mps_stream_commit(s, nullptr, nullptr));
+  CHECK(c.wait_for_count(1), "point completes");
+  CHECK(host(b)[3] == 2 * (1.5f + 3), "exactly one doubling ran: %f", host(b)[3]);
+  MUST(mps_buffer_release(b, nullptr));
+  MUST(mps_stream_release(s, nullptr));
+  CHECK(c.wait_for_stop(), "executor stops");
+}
+
+// Kernel libraries compiled and pipelines created from many threads at once (the kernel cache's shards
+// compile concurrently); under TSan this proves the native side shares nothing mutable.
+void test_concurrent_library_compiles(mps_device* d) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  const char* sources[] = {"gemm", "gemm softmax", "*", "layernorm,gelu", "add tanh bias_add"};
+  for (int t = 0; t < 8; t++) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; i++) {
+        mps_library* lib = nullptr;
+        mps_error err{};
+        if (mps_library_compile(d, sources[(t + i) % 5], "", &lib, &err) != MPS_OK) {
+          failures++;
+          continue;
+        }
+        mps_pipeline* p = nullptr;
+        const char* fn = (t + i) % 5 == 3 ? "gelu" : (t + i) % 5 == 4 ? "tanh" : "gemm";
+        if (mps_pipeline_create(lib, fn, &p, &err) != MPS_OK) failures++;
+        mps_library_release(lib, nullptr);
+        if (p) mps_pipeline_release(p, nullptr);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures.load() == 0, "%d concurrent compile failures", failures.load());
+}
+
 }  // namespace
 
 int main() {
@@ -442,6 +492,8 @@ int main() {
   test_multi_stream_pipeline(d, add);
   test_concurrent_owners(d, add, layernorm);
   test_release_discards_open_commands(d, add);
+  test_truncate_open(d, add);
+  test_concurrent_library_compiles(d);
 
   MUST(mps_pipeline_release(add, &err));
   MUST(mps_pipeline_release(layernorm, &err));

@@ -445,6 +445,33 @@ uint32_t mps_stream_open_commands(const mps_stream* stream) {
   return stream && stream->open ? stream->open->count : 0;
 }
 
+mps_status mps_stream_truncate_open(mps_stream* stream, uint32_t keep, mps_error* err) {
+  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_truncate_open: stream is NULL");
+  command_buffer* cb = stream->open;
+  uint32_t open = cb ? cb->count : 0;
+  if (keep > open) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_truncate_open: keep %u but only %u commands are open",
+                    keep, open);
+  }
+  if (keep == open) return mps_ok(err);
+  command* last_kept = NULL;
+  command* c = cb->head;
+  for (uint32_t i = 0; i < keep; i++) {
+    last_kept = c;
+    c = c->next;
+  }
+  while (c) {
+    command* next = c->next;
+    command_free(c);
+    c = next;
+  }
+  if (last_kept) last_kept->next = NULL;
+  else cb->head = NULL;
+  cb->tail = last_kept;
+  cb->count = keep;
+  return mps_ok(err);
+}
+
 mps_status mps_stream_release(mps_stream* stream, mps_error* err) {
   if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_release: stream is NULL");
   if (stream->open) {

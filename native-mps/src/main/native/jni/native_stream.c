@@ -233,3 +233,14 @@ JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_NativeStream_release0(JNIEnv
   mps_error err;
   mps_jni_check(env, mps_stream_release(MPS_PTR(mps_stream, stream), &err), &err);
 }
+
+JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_NativeStream_truncateOpen0(JNIEnv* env, jclass cls, jlong stream,
+                                                                               jint keep) {
+  if (mps_jni_null_handle(env, stream, "stream")) return;
+  if (keep < 0) {
+    mps_jni_throw(env, "java/lang/IllegalArgumentException", "keep must be >= 0");
+    return;
+  }
+  mps_error err;
+  mps_jni_check(env, mps_stream_truncate_open(MPS_PTR(mps_stream, stream), (uint32_t)keep, &err), &err);
+}

@@ -202,6 +202,9 @@ MPS_API uint64_t mps_stream_committed_point(const mps_stream* stream);
 MPS_API uint64_t mps_stream_completed_point(const mps_stream* stream);
 /* Encoded but not yet committed commands, 0 when no command buffer is open. */
 MPS_API uint32_t mps_stream_open_commands(const mps_stream* stream);
+/* Drops the open command buffer's commands after the first `keep` (the owner undoes a submission that
+ * failed half-way, so a request is encoded whole or not at all). */
+MPS_API mps_status mps_stream_truncate_open(mps_stream* stream, uint32_t keep, mps_error* err);
 /* Drops the owner's reference without waiting: uncommitted commands are discarded, committed ones still
  * execute and report completion, then on_thread_stop is called and the stream frees itself. */
 MPS_API mps_status mps_stream_release(mps_stream* stream, mps_error* err);

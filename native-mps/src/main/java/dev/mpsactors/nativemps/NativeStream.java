@@ -124,6 +124,14 @@ public final class NativeStream implements AutoCloseable {
         return openCommands0(handle());
     }
 
+    /**
+     * Drops the open command buffer's commands after the first {@code keep}: an owner undoes a submission
+     * that failed half-way, so each request is encoded whole or not at all.
+     */
+    public void truncateOpen(int keep) {
+        truncateOpen0(handle(), keep);
+    }
+
     /** Called by the native executor thread (jni/native_stream.c). */
     @SuppressWarnings("unused")
     private void onNativeCompletion(long point, int status, String message, long startedNanos, long finishedNanos) {
@@ -192,4 +200,6 @@ public final class NativeStream implements AutoCloseable {
     private static native int openCommands0(long stream);
 
     private static native void release0(long stream);
+
+    private static native void truncateOpen0(long stream, int keep);
 }

@@ -1,0 +1,108 @@
+package dev.mpsactors.runtime;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import java.time.Duration;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.Function;
+
+/**
+ * The runtime's configuration, read once from {@code mps-actors.*} (reference.conf documents every
+ * key) and validated: an invalid value is an {@link InvalidConfigException} naming the key.
+ */
+public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads, int streams,
+                              int streamStashCapacity, Duration askTimeout, Duration shutdownTimeout,
+                              int kernelShards, int maxEvents, AllocatorSettings allocator,
+                              boolean faultInjection) {
+    public static final String PREFIX = "mps-actors";
+    public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
+    public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
+    public static final String COMPILE_DISPATCHER = PREFIX + ".dispatchers.compile";
+    private static final Set<String> BACKENDS = Set.of("cpu", "cuda", "metal");
+
+    /**
+     * @param memoryLimitBytes 0 means {@code memoryFraction} of the device's memory
+     * @param lowWatermarkRatio fraction of the limit above which cached buffers go back before new ones are made
+     */
+    public record AllocatorSettings(long memoryLimitBytes, double memoryFraction, double lowWatermarkRatio,
+                                    Duration waitTimeout, int maxWaiting) {
+        /** The limit in bytes for a device with {@code deviceMemoryBytes}. */
+        public long limitFor(long deviceMemoryBytes) {
+            return memoryLimitBytes > 0 ? memoryLimitBytes : (long) (deviceMemoryBytes * memoryFraction);
+        }
+    }
+
+    /** Reads and validates {@code mps-actors.*} of a resolved config (with reference.conf as fallback). */
+    public static RuntimeSettings fromConfig(Config root) {
+        Config c = root.withFallback(com.typesafe.config.ConfigFactory.defaultReference()).resolve();
+        String backend = read(c, "backend", c::getString).toLowerCase(Locale.ROOT);
+        if (!BACKENDS.contains(backend)) {
+            throw invalid("backend", "must be one of cpu, cuda, metal; got '" + backend + "'");
+        }
+        int ordinal = intIn(c, "device-ordinal", 0, 1024);
+        int blas = intIn(c, "blas-threads", 1, 1024);
+        int streams = intIn(c, "streams", 0, 256);
+        if (streams == 0) {
+            streams = Math.max(2, Runtime.getRuntime().availableProcessors());
+        }
+        int stash = intIn(c, "stream-stash-capacity", 1, 10_000_000);
+        Duration ask = positiveDuration(c, "ask-timeout");
+        Duration shutdown = positiveDuration(c, "shutdown-timeout");
+        int shards = intIn(c, "kernel-cache.shards", 1, 1024);
+        int maxEvents = intIn(c, "event-pool.max-events", 1, 1_000_000);
+        long limit = read(c, "allocator.memory-limit", p -> c.getBytes(p));
+        if (limit < 0) {
+            throw invalid("allocator.memory-limit", "must be >= 0 bytes (0: a fraction of the device), got " + limit);
+        }
+        double fraction = fractionIn(c, "allocator.memory-fraction");
+        double low = fractionIn(c, "allocator.low-watermark-ratio");
+        Duration wait = read(c, "allocator.wait-timeout", c::getDuration);
+        if (wait.isNegative()) {
+            throw invalid("allocator.wait-timeout", "must be >= 0, got " + wait);
+        }
+        int maxWaiting = intIn(c, "allocator.max-waiting", 0, 10_000_000);
+        boolean faults = read(c, "fault-injection.enabled", c::getBoolean);
+        return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
+                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), faults);
+    }
+
+    private static <T> T read(Config c, String key, Function<String, T> getter) {
+        String path = PREFIX + "." + key;
+        try {
+            return getter.apply(path);
+        } catch (ConfigException.Missing e) {
+            throw invalid(key, "is missing");
+        } catch (ConfigException e) {
+            throw invalid(key, e.getMessage());
+        }
+    }
+
+    private static int intIn(Config c, String key, int min, int max) {
+        int v = read(c, key, c::getInt);
+        if (v < min || v > max) {
+            throw invalid(key, "must be between " + min + " and " + max + ", got " + v);
+        }
+        return v;
+    }
+
+    private static double fractionIn(Config c, String key) {
+        double v = read(c, key, c::getDouble);
+        if (!(v > 0 && v <= 1)) {
+            throw invalid(key, "must be in (0, 1], got " + v);
+        }
+        return v;
+    }
+
+    private static Duration positiveDuration(Config c, String key) {
+        Duration d = read(c, key, c::getDuration);
+        if (d.isNegative() || d.isZero()) {
+            throw invalid(key, "must be > 0, got " + d);
+        }
+        return d;
+    }
+
+    private static InvalidConfigException invalid(String key, String problem) {
+        return new InvalidConfigException(PREFIX + "." + key, problem);
+    }
+}
