@@ -465,6 +465,44 @@ void test_concurrent_library_compiles(mps_device* d) {
   CHECK(failures.load() == 0, "%d concurrent compile failures", failures.load());
 }
 
+// An event recorded on two streams is complete once both records ran, whatever their order; a record
+// discarded with an uncommitted buffer does not leave the event pending forever.
+void test_event_records_settle(mps_device* d, mps_pipeline* add) {
+  Completions ca, cb;
+  auto a_cb = ca.callbacks(), b_cb = cb.callbacks();
+  mps_stream *a, *b;
+  MUST(mps_stream_create(d, &a_cb, &a, nullptr));
+  MUST(mps_stream_create(d, &b_cb, &b, nullptr));
+  mps_event* e = nullptr;
+  MUST(mps_event_create(d, &e, nullptr));
+  mps_buffer* big = nullptr;
+  const int n = 1 << 20;
+  MUST(mps_buffer_alloc(d, (uint64_t)n * 4, &big, nullptr));
+  std::memset(host(big), 0, (size_t)n * 4);
+  // a: slow work then record (encoded first); b: record at once (encoded second, runs first).
+  mps_arg args[] = {buf(big), buf(big), buf(big), i64(n)};
+  for (int i = 0; i < 20; i++) MUST(mps_stream_encode_kernel(a, add, args, 4, nullptr));
+  MUST(mps_stream_encode_event_record(a, e, nullptr));
+  MUST(mps_stream_encode_event_record(b, e, nullptr));
+  MUST(mps_stream_commit(a, nullptr, nullptr));
+  MUST(mps_stream_commit(b, nullptr, nullptr));
+  CHECK(ca.wait_for_count(1) && cb.wait_for_count(1), "both points complete");
+  int32_t done = 0;
+  MUST(mps_event_query(e, &done, nullptr));
+  CHECK(done == 1, "complete after records on two streams ran in either order");
+  MUST(mps_stream_encode_event_record(a, e, nullptr));
+  MUST(mps_event_query(e, &done, nullptr));
+  CHECK(done == 0, "a new record is pending");
+  MUST(mps_stream_truncate_open(a, 0, nullptr));  // the record is discarded unexecuted
+  MUST(mps_event_query(e, &done, nullptr));
+  CHECK(done == 1, "a discarded record does not leave the event pending");
+  MUST(mps_event_release(e, nullptr));
+  MUST(mps_buffer_release(big, nullptr));
+  MUST(mps_stream_release(a, nullptr));
+  MUST(mps_stream_release(b, nullptr));
+  CHECK(ca.wait_for_stop() && cb.wait_for_stop(), "both stop");
+}
+
 }  // namespace
 
 int main() {
@@ -493,6 +531,7 @@ int main() {
   test_concurrent_owners(d, add, layernorm);
   test_release_discards_open_commands(d, add);
   test_truncate_open(d, add);
+  test_event_records_settle(d, add);
   test_concurrent_library_compiles(d);
 
   MUST(mps_pipeline_release(add, &err));

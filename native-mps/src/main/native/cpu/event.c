@@ -1,4 +1,4 @@
-/* Events of the cpu backend: a generation pair plus the executor's timestamp, all atomics. */
+/* Events of the cpu backend: a count of records in flight plus the executor's timestamp, all atomics. */
 #include <stdlib.h>
 
 #include "cpu/objects.h"
@@ -17,17 +17,19 @@ mps_status mps_event_create(mps_device* device, mps_event** out, mps_error* err)
 mps_status mps_event_query(const mps_event* event, int32_t* complete, mps_error* err) {
   if (!event || !complete) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_event_query: NULL argument");
   mps_event* e = (mps_event*)event;
-  uint64_t recorded = atomic_load_explicit(&e->recorded_generation, memory_order_relaxed);
-  if (recorded == 0) return mps_fail(err, MPS_ERR_STATE, "event was never recorded");
-  *complete = atomic_load_explicit(&e->completed_generation, memory_order_acquire) >= recorded;
+  if (atomic_load_explicit(&e->records, memory_order_relaxed) == 0) {
+    return mps_fail(err, MPS_ERR_STATE, "event was never recorded");
+  }
+  *complete = atomic_load_explicit(&e->pending, memory_order_acquire) == 0;
   return mps_ok(err);
 }
 
 static mps_status completed_timestamp(const mps_event* event, const char* which, uint64_t* out, mps_error* err) {
   mps_event* e = (mps_event*)event;
-  uint64_t recorded = atomic_load_explicit(&e->recorded_generation, memory_order_relaxed);
-  if (recorded == 0) return mps_fail(err, MPS_ERR_STATE, "%s event was never recorded", which);
-  if (atomic_load_explicit(&e->completed_generation, memory_order_acquire) < recorded) {
+  if (atomic_load_explicit(&e->records, memory_order_relaxed) == 0) {
+    return mps_fail(err, MPS_ERR_STATE, "%s event was never recorded", which);
+  }
+  if (atomic_load_explicit(&e->pending, memory_order_acquire) != 0) {
     return mps_fail(err, MPS_ERR_STATE, "%s event's latest record has not completed yet", which);
   }
   *out = atomic_load_explicit(&e->timestamp_ns, memory_order_relaxed);

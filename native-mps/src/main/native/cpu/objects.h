@@ -51,14 +51,17 @@ struct mps_pipeline {
   const cpu_kernel* kernel;
 };
 
-/* Owner: EventPoolActor, which encodes records; the executing stream completes them.
- * recorded_generation is written by the owner at encode time; the executor writes timestamp_ns and then
- * completed_generation with release order, so a reader that sees the generation also sees the time. */
+/* Owner: EventPoolActor, which has records encoded; the executing streams complete them.
+ * An event is complete when every record encoded so far has executed (or was discarded unexecuted):
+ * `pending` counts records in flight, so records on several streams, completing in any order, and
+ * records dropped with an uncommitted buffer can never leave it incomplete forever. The executor
+ * stores timestamp_ns before its release decrement, so a reader that sees pending == 0 (acquire) sees
+ * the time of the latest record to execute. */
 struct mps_event {
   atomic_int refs;
   mps_device* device;
-  atomic_uint_fast64_t recorded_generation;
-  atomic_uint_fast64_t completed_generation;
+  atomic_uint_fast64_t records;   /* records ever encoded; 0 = never recorded */
+  atomic_int_fast64_t pending;    /* encoded, not yet executed or discarded */
   atomic_uint_fast64_t timestamp_ns;
 };
 

@@ -30,7 +30,7 @@ typedef struct command {
   uint64_t wait_point;
   /* CMD_EVENT */
   mps_event* event;
-  uint64_t event_generation;
+  int event_done; /* executed: its pending count was settled */
   /* CMD_COPY (device copy, upload and download all resolve to two host-visible pointers) */
   void* copy_dst;
   const void* copy_src;
@@ -88,10 +88,19 @@ static void stream_unref(mps_stream* s) {
   atomic_fetch_sub_explicit(&device->live_streams, 1, memory_order_release);
 }
 
+static void settle_event(command* c) {
+  if (c->event_done) return;
+  c->event_done = 1;
+  atomic_fetch_sub_explicit(&c->event->pending, 1, memory_order_release);
+}
+
 static void command_free(command* c) {
   for (uint32_t i = 0; i < c->nretained; i++) mps_cpu_buffer_unref(c->retained[i]);
   if (c->pipeline) mps_cpu_pipeline_unref(c->pipeline);
-  if (c->event) mps_cpu_event_unref(c->event);
+  if (c->event) {
+    settle_event(c); /* a record discarded unexecuted must not leave the event pending forever */
+    mps_cpu_event_unref(c->event);
+  }
   if (c->other) stream_unref(c->other);
   free(c);
 }
@@ -135,7 +144,7 @@ static mps_status execute_buffer(command_buffer* cb, mps_error* err) {
         break;
       case CMD_EVENT:
         atomic_store_explicit(&c->event->timestamp_ns, mps_cpu_now_ns(), memory_order_relaxed);
-        atomic_store_explicit(&c->event->completed_generation, c->event_generation, memory_order_release);
+        settle_event(c);
         break;
     }
   }
@@ -347,7 +356,8 @@ mps_status mps_stream_encode_event_record(mps_stream* stream, mps_event* event, 
   if (s != MPS_OK) return s;
   mps_cpu_event_retain(event);
   c->event = event;
-  c->event_generation = atomic_fetch_add_explicit(&event->recorded_generation, 1, memory_order_relaxed) + 1;
+  atomic_fetch_add_explicit(&event->records, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&event->pending, 1, memory_order_relaxed);
   append_command(stream, c);
   return mps_ok(err);
 }

@@ -12,6 +12,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.function.Predicate;
 
 /**
  * A completion listener that records every call (in arrival order, with the calling thread) and completes
@@ -101,11 +102,16 @@ final class CompletionRecorder implements CompletionListener {
 
     /** Polls (bounded) until every native object of the device is gone: stream executors free themselves asynchronously. */
     static void awaitNoLiveObjects(NativeDevice device) {
+        awaitLiveObjects(device, LiveObjects::isEmpty, "no live objects");
+    }
+
+    /** Polls (bounded by {@link #TIMEOUT}) until the device's live objects satisfy {@code condition}. */
+    static void awaitLiveObjects(NativeDevice device, Predicate<LiveObjects> condition, String what) {
         long deadline = System.nanoTime() + TIMEOUT.toNanos();
         LiveObjects live = device.liveObjects();
-        while (!live.isEmpty()) {
+        while (!condition.test(live)) {
             if (System.nanoTime() - deadline > 0) {
-                fail("objects still alive after " + TIMEOUT + ": " + live);
+                fail("not reached within " + TIMEOUT + ": " + what + "; live objects: " + live);
             }
             try {
                 Thread.sleep(2);
@@ -115,6 +121,6 @@ final class CompletionRecorder implements CompletionListener {
             }
             live = device.liveObjects();
         }
-        assertTrue(live.isEmpty());
+        assertTrue(condition.test(live));
     }
 }
