@@ -1,0 +1,143 @@
+package dev.mpsactors.actors;
+
+import dev.mpsactors.nativemps.DeviceOptions;
+import dev.mpsactors.nativemps.LiveObjects;
+import dev.mpsactors.nativemps.NativeDevice;
+import dev.mpsactors.protocol.AllocatorProtocol;
+import dev.mpsactors.protocol.EventPoolProtocol;
+import dev.mpsactors.protocol.KernelCacheProtocol;
+import dev.mpsactors.protocol.KernelLibraryShards;
+import dev.mpsactors.protocol.RuntimeProtocol.Command;
+import dev.mpsactors.protocol.RuntimeProtocol.GetRuntime;
+import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
+import dev.mpsactors.protocol.StreamHandle;
+import dev.mpsactors.protocol.StreamPoolProtocol;
+import dev.mpsactors.protocol.StreamProtocol;
+import dev.mpsactors.runtime.RuntimeSettings;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The guardian of one device: opens it, starts every owner under explicit supervision (a crashed owner
+ * is restarted and answers what it held with failures), and closes the device after the owners stopped
+ * and the native work they left has drained. Spawn it in your own ActorSystem, or let {@code MpsRuntime}
+ * start one for it.
+ */
+public final class DeviceRuntime extends AbstractBehavior<Command> {
+    private static final Logger LOG = LoggerFactory.getLogger(DeviceRuntime.class);
+
+    private final RuntimeSettings settings;
+    private final NativeDevice device;
+    private final RuntimeRefs refs;
+    private final CompletableFuture<LiveObjects> deviceClosed;
+
+    /**
+     * @param deviceClosed completed with what was still alive (normally nothing) once the device is closed
+     *                     after the runtime stopped; pass a new future if you do not need it
+     */
+    public static Behavior<Command> create(RuntimeSettings settings, CompletableFuture<LiveObjects> deviceClosed) {
+        return Behaviors.setup(ctx -> {
+            try {
+                return new DeviceRuntime(ctx, settings, deviceClosed);
+            } catch (RuntimeException e) {
+                // The device did not open (or an owner could not start): whoever waits for the runtime learns why.
+                deviceClosed.completeExceptionally(e);
+                throw e;
+            }
+        });
+    }
+
+    private DeviceRuntime(ActorContext<Command> ctx, RuntimeSettings s, CompletableFuture<LiveObjects> deviceClosed) {
+        super(ctx);
+        this.settings = s;
+        this.deviceClosed = deviceClosed;
+        this.device = NativeDevice.open(new DeviceOptions(s.backend(), s.deviceOrdinal(), s.blasThreads()));
+        DispatcherSelector owners = DispatcherSelector.fromConfig(RuntimeSettings.OWNER_DISPATCHER);
+        DispatcherSelector streamsDispatcher = DispatcherSelector.fromConfig(RuntimeSettings.STREAM_DISPATCHER);
+        Executor compile = ctx.getSystem().dispatchers().lookup(
+                DispatcherSelector.fromConfig(RuntimeSettings.COMPILE_DISPATCHER));
+
+        ActorRef<AllocatorProtocol.Command> allocator = ctx.spawn(
+                Behaviors.supervise(AllocatorActor.create(device, s.allocator(), s.faultInjection(), s.askTimeout()))
+                        .onFailure(SupervisorStrategy.restart()), "allocator", owners);
+        ActorRef<EventPoolProtocol.Command> eventPool = ctx.spawn(
+                Behaviors.supervise(EventPoolActor.create(device, s.maxEvents(), s.askTimeout()))
+                        .onFailure(SupervisorStrategy.restart()), "event-pool", owners);
+        List<ActorRef<KernelCacheProtocol.Command>> shards = new ArrayList<>();
+        for (int i = 0; i < s.kernelShards(); i++) {
+            shards.add(ctx.spawn(Behaviors.supervise(KernelCacheShard.create(i, device, compile, s.faultInjection()))
+                    .onFailure(SupervisorStrategy.restart()), "kernel-shard-" + i, owners));
+        }
+        List<StreamHandle> streams = new ArrayList<>();
+        for (int i = 0; i < s.streams(); i++) {
+            ActorRef<StreamProtocol.Command> ref = ctx.spawn(Behaviors.supervise(StreamActor.create(i, device, allocator,
+                    s.streamStashCapacity(), s.askTimeout(), s.faultInjection()))
+                    .onFailure(SupervisorStrategy.restart()), "stream-" + i, streamsDispatcher);
+            streams.add(new StreamHandle(i, ref));
+        }
+        ActorRef<StreamPoolProtocol.Command> pool = ctx.spawn(
+                Behaviors.supervise(StreamPoolActor.create(streams)).onFailure(SupervisorStrategy.restart()),
+                "stream-pool", owners);
+        this.refs = new RuntimeRefs(device.info(), allocator, eventPool, new KernelLibraryShards(shards), pool,
+                streams);
+        ctx.getLog().info("mps-actors runtime started: {} backend '{}', {} streams, {} kernel shards",
+                s.backend(), device.info().name(), s.streams(), s.kernelShards());
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(GetRuntime.class, m -> {
+                    m.replyTo().tell(refs);
+                    return this;
+                })
+                .onSignal(PostStop.class, s -> {
+                    closeDeviceWhenDrained();
+                    return this;
+                })
+                .build();
+    }
+
+    /**
+     * The owners have stopped and released their native objects without waiting; native streams may still
+     * be finishing committed work. A daemon thread, not an actor, watches the live-object count drop to
+     * zero (bounded by shutdown-timeout) and then closes the device.
+     */
+    private void closeDeviceWhenDrained() {
+        long deadline = System.nanoTime() + settings.shutdownTimeout().toNanos();
+        Thread closer = new Thread(() -> {
+            LiveObjects live = device.liveObjects();
+            while (!live.isEmpty() && System.nanoTime() < deadline) {
+                try {
+                    Thread.sleep(2);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+                live = device.liveObjects();
+            }
+            if (live.isEmpty()) {
+                device.close();
+            } else {
+                LOG.warn("device not closed: native objects still alive after {}: {}", settings.shutdownTimeout(),
+                        live);
+            }
+            deviceClosed.complete(live);
+        }, "mps-device-closer");
+        closer.setDaemon(true);
+        closer.start();
+    }
+}

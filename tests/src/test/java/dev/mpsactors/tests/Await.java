@@ -1,0 +1,26 @@
+package dev.mpsactors.tests;
+
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/** Bounded waits in tests: a hang is a failure after {@link #BOUND_SECONDS}, never a stuck build. */
+final class Await {
+    static final long BOUND_SECONDS = 60;
+
+    private Await() {}
+
+    static <T> T result(CompletionStage<T> stage) {
+        try {
+            return stage.toCompletableFuture().get(BOUND_SECONDS, TimeUnit.SECONDS);
+        } catch (ExecutionException e) {
+            throw new AssertionError("request failed: " + e.getCause(), e.getCause());
+        } catch (TimeoutException e) {
+            throw new AssertionError("no reply within " + BOUND_SECONDS + " s (deadlock or lost reply)", e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted", e);
+        }
+    }
+}
