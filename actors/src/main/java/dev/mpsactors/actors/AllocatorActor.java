@@ -170,7 +170,10 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
                 .onMessage(GetAllocatorStats.class, this::onGetStats)
                 .onMessage(InjectCrash.class, this::onInjectCrash)
                 .onSignal(PreRestart.class, s -> releaseAll("the allocator restarted"))
-                .onSignal(PostStop.class, s -> releaseAll("the allocator stopped"))
+                .onSignal(PostStop.class, s -> {
+                    releaseAll("the allocator stopped");
+                    return closeLiveLeases();
+                })
                 .build();
     }
 
@@ -493,6 +496,22 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
         }
         pendingFree.clear();
         pendingFreeBytes = 0;
+        return this;
+    }
+
+    /**
+     * The runtime is stopping, so the device must close: leases still held (or whose Free is still in the
+     * mailbox, which a stopped actor never reads) are closed here. A holder that uses one afterwards gets
+     * an IllegalStateException; commands already encoded keep their native reference until they ran.
+     */
+    private Behavior<Command> closeLiveLeases() {
+        if (!leases.isEmpty()) {
+            getContext().getLog().debug("allocator stopped with {} leases outstanding; closing them", leases.size());
+        }
+        for (DeviceBuffer buffer : leases.values()) {
+            buffer.close();
+        }
+        leases.clear();
         return this;
     }
 }

@@ -11,7 +11,8 @@ import java.util.Objects;
 public final class DeviceBuffer implements AutoCloseable {
     private final NativeDevice device;
     private final long size;
-    private long handle;
+    /** Volatile: a runtime stopping closes leases that client threads may still hold. */
+    private volatile long handle;
 
     DeviceBuffer(NativeDevice device, long handle, long size) {
         this.device = device;
@@ -94,11 +95,22 @@ public final class DeviceBuffer implements AutoCloseable {
         return handle == 0;
     }
 
+    /** Idempotent and safe from two threads at once: exactly one of them drops the native reference. */
     @Override
     public void close() {
-        if (handle != 0) {
-            release0(handle);
-            handle = 0;
+        long h = handle;
+        if (h != 0 && HANDLE.compareAndSet(this, h, 0L)) {
+            release0(h);
+        }
+    }
+
+    private static final java.lang.invoke.VarHandle HANDLE;
+
+    static {
+        try {
+            HANDLE = java.lang.invoke.MethodHandles.lookup().findVarHandle(DeviceBuffer.class, "handle", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
         }
     }
 
