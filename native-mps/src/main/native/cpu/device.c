@@ -73,6 +73,7 @@ static void load_live(mps_device* d, mps_live_objects* out, memory_order order) 
   out->libraries = atomic_load_explicit(&d->live_libraries, order);
   out->pipelines = atomic_load_explicit(&d->live_pipelines, order);
   out->command_buffers = atomic_load_explicit(&d->live_command_buffers, order);
+  out->programs = atomic_load_explicit(&d->live_programs, order);
 }
 
 mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err) {
@@ -88,13 +89,14 @@ mps_status mps_device_close(mps_device* device, mps_error* err) {
   /* acquire pairs with the release decrement each object makes as its last act, so an object's final
    * touch of the device happens-before the free below */
   load_live(device, &live, memory_order_acquire);
-  if (live.buffers || live.streams || live.events || live.libraries || live.pipelines || live.command_buffers) {
+  if (live.buffers || live.streams || live.events || live.libraries || live.pipelines || live.command_buffers ||
+      live.programs) {
     return mps_fail(err, MPS_ERR_BUSY,
                     "device still has live objects: %lld buffers (%lld bytes), %lld streams, %lld events, "
-                    "%lld libraries, %lld pipelines, %lld command buffers",
+                    "%lld libraries, %lld pipelines, %lld command buffers, %lld programs",
                     (long long)live.buffers, (long long)live.buffer_bytes, (long long)live.streams,
                     (long long)live.events, (long long)live.libraries, (long long)live.pipelines,
-                    (long long)live.command_buffers);
+                    (long long)live.command_buffers, (long long)live.programs);
   }
   free(device);
   return mps_ok(err);

@@ -25,6 +25,7 @@ struct mps_device {
   atomic_int_fast64_t live_libraries;
   atomic_int_fast64_t live_pipelines;
   atomic_int_fast64_t live_command_buffers;
+  atomic_int_fast64_t live_programs;
 };
 
 /* Owner: AllocatorActor (or a stream's arena). refs counts the owner plus every pending command that

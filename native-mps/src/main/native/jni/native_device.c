@@ -40,10 +40,11 @@ JNIEXPORT jlongArray JNICALL Java_dev_mpsactors_nativemps_NativeDevice_liveObjec
   mps_live_objects live;
   mps_error err;
   if (mps_jni_check(env, mps_device_live_objects_get(MPS_PTR(mps_device, handle), &live, &err), &err)) return NULL;
-  jlong values[7] = {live.buffers, live.buffer_bytes, live.streams, live.events,
-                     live.libraries, live.pipelines, live.command_buffers};
-  jlongArray out = (*env)->NewLongArray(env, 7);
-  if (out) (*env)->SetLongArrayRegion(env, out, 0, 7, values);
+  /* Order: the fields of mps_live_objects and the components of LiveObjects. */
+  jlong values[8] = {live.buffers, live.buffer_bytes, live.streams, live.events,
+                     live.libraries, live.pipelines, live.command_buffers, live.programs};
+  jlongArray out = (*env)->NewLongArray(env, 8);
+  if (out) (*env)->SetLongArrayRegion(env, out, 0, 8, values);
   return out;
 }
 

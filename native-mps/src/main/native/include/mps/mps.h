@@ -82,6 +82,7 @@ typedef struct mps_live_objects {
   int64_t libraries;
   int64_t pipelines;
   int64_t command_buffers;
+  int64_t programs;
 } mps_live_objects;
 
 MPS_API mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err);
@@ -213,6 +214,48 @@ MPS_API mps_status mps_stream_release(mps_stream* stream, mps_error* err);
  * It does not keep the executor running; drop it with mps_stream_timeline_release. */
 MPS_API mps_status mps_stream_timeline_retain(mps_stream* stream, mps_error* err);
 MPS_API mps_status mps_stream_timeline_release(mps_stream* stream, mps_error* err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Programs: a fixed list of kernel invocations, so that one request is one encode call instead of one
+ * per kernel. Buffer arguments name *slots* (an index into a binding given at encode time, plus a byte
+ * offset) instead of buffers; each encode binds its own buffers to the slots (its activations, its
+ * inputs, shared weights).
+ * Owner: the builder (e.g. the model actor) while it adds kernels; after mps_program_seal the program is
+ * immutable and any number of stream owners may encode it at once, each with its own binding. Encoding an
+ * unsealed program is allowed, but never while the builder adds to it. The owner releases the program
+ * once no encode of it is in progress; commands already encoded do not reference the program (they
+ * retain the pipelines and buffers they use), so pending work is unaffected by the release.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct mps_program mps_program;
+
+/* mps_arg with a slot in place of the buffer. */
+typedef struct mps_program_arg {
+  int32_t kind;    /* mps_arg_kind */
+  uint32_t slot;   /* MPS_ARG_BUFFER: index into the encode's binding, < the program's slot_count */
+  uint64_t offset; /* MPS_ARG_BUFFER: bytes from the bound buffer's start */
+  int64_t i;       /* MPS_ARG_INT */
+  double f;        /* MPS_ARG_FLOAT */
+} mps_program_arg;
+
+MPS_API mps_status mps_program_create(mps_device* device, uint32_t slot_count, mps_program** out, mps_error* err);
+/* Appends one kernel invocation (the program retains the pipeline). Checked here: the pipeline's
+ * device, the argument count and every argument's kind against the kernel's list, slot < slot_count.
+ * Sizes, strides and bounds depend on the bound buffers and are checked at each encode. */
+MPS_API mps_status mps_program_add_kernel(mps_program* program, const mps_pipeline* pipeline,
+                                          const mps_program_arg* args, uint32_t nargs, mps_error* err);
+/* Ends building: later adds fail with MPS_ERR_STATE. Idempotent. */
+MPS_API mps_status mps_program_seal(mps_program* program, mps_error* err);
+MPS_API mps_status mps_program_kernel_count(const mps_program* program, uint32_t* out, mps_error* err);
+MPS_API mps_status mps_program_slot_count(const mps_program* program, uint32_t* out, mps_error* err);
+/* Appends the program's kernels to the stream's open command buffer with slots[s] bound to slot s
+ * (slot_count must equal the program's; every slot must be bound). Each invocation is resolved and
+ * validated as mps_stream_encode_kernel would; on any failure nothing is appended (the open command
+ * buffer keeps exactly the commands it had) and the message names the invocation's index and kernel,
+ * the argument, and the slots of its buffer arguments. Reads the program only, so several stream owners
+ * may encode one program at once. */
+MPS_API mps_status mps_stream_encode_program(mps_stream* stream, const mps_program* program,
+                                             mps_buffer* const* slots, uint32_t slot_count, mps_error* err);
+MPS_API mps_status mps_program_release(mps_program* program, mps_error* err);
 
 #ifdef __cplusplus
 }

@@ -9,6 +9,15 @@ import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.KernelLibraryShards;
 import dev.mpsactors.protocol.RuntimeProtocol.Command;
 import dev.mpsactors.protocol.RuntimeProtocol.GetRuntime;
+import dev.mpsactors.protocol.RuntimeProtocol.LoadModel;
+import dev.mpsactors.protocol.RuntimeProtocol.ModelLoadFailed;
+import dev.mpsactors.protocol.RuntimeProtocol.ModelLoaded;
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.model.BertEngine;
+import dev.mpsactors.model.HfModelFolder;
+import dev.mpsactors.model.ModelEngine;
+import java.util.HashMap;
+import java.util.Map;
 import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
 import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamPoolProtocol;
@@ -43,6 +52,11 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
     private final NativeDevice device;
     private final RuntimeRefs refs;
     private final CompletableFuture<LiveObjects> deviceClosed;
+    private final Executor blocking;
+    private final Map<String, ActorRef<InferenceProtocol.Command>> models = new HashMap<>();
+
+    /** A model folder read and its weights uploaded, off the guardian's thread. */
+    private record ModelReady(LoadModel request, ModelEngine engine, Throwable failure) implements dev.mpsactors.protocol.RuntimeProtocol.Internal {}
 
     /**
      * @param deviceClosed completed with what was still alive (normally nothing) once the device is closed
@@ -69,6 +83,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         DispatcherSelector streamsDispatcher = DispatcherSelector.fromConfig(RuntimeSettings.STREAM_DISPATCHER);
         Executor compile = ctx.getSystem().dispatchers().lookup(
                 DispatcherSelector.fromConfig(RuntimeSettings.COMPILE_DISPATCHER));
+        this.blocking = compile;
 
         ActorRef<AllocatorProtocol.Command> allocator = ctx.spawn(
                 Behaviors.supervise(AllocatorActor.create(device, s.allocator(), s.faultInjection(), s.askTimeout()))
@@ -104,11 +119,58 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                     m.replyTo().tell(refs);
                     return this;
                 })
+                .onMessage(LoadModel.class, this::onLoadModel)
+                .onMessage(ModelReady.class, this::onModelReady)
                 .onSignal(PostStop.class, s -> {
                     closeDeviceWhenDrained();
                     return this;
                 })
                 .build();
+    }
+
+    private Behavior<Command> onLoadModel(LoadModel m) {
+        if (models.containsKey(m.name())) {
+            m.replyTo().tell(new ModelLoadFailed(m.name(), "a model named '" + m.name() + "' is already loaded"));
+            return this;
+        }
+        if (!m.name().matches("[A-Za-z0-9_.-]{1,64}")) {
+            m.replyTo().tell(new ModelLoadFailed(m.name(), "model names are 1-64 letters, digits, '_', '.' or '-'"));
+            return this;
+        }
+        // Reading (and converting) the weights and uploading them takes long: not on the guardian's thread.
+        getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> {
+            try {
+                HfModelFolder folder = HfModelFolder.load(m.folder());
+                return (ModelEngine) BertEngine.upload(device, folder.weights());
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        }, blocking), (engine, failure) -> new ModelReady(m, engine, failure));
+        return this;
+    }
+
+    private Behavior<Command> onModelReady(ModelReady m) {
+        LoadModel request = m.request();
+        if (m.failure() != null) {
+            Throwable cause = m.failure() instanceof java.util.concurrent.CompletionException c && c.getCause() != null
+                    ? c.getCause() : m.failure();
+            String why = cause instanceof java.io.UncheckedIOException io ? io.getCause().toString() : cause.getMessage();
+            request.replyTo().tell(new ModelLoadFailed(request.name(), "cannot load " + request.folder() + ": " + why));
+            return this;
+        }
+        if (models.containsKey(request.name())) { // two loads of one name raced
+            m.engine().close();
+            request.replyTo().tell(new ModelLoadFailed(request.name(), "a model named '" + request.name()
+                    + "' is already loaded"));
+            return this;
+        }
+        ActorRef<InferenceProtocol.Command> model = getContext().spawn(
+                Behaviors.supervise(ModelActor.create(request.name(), m.engine(), refs, settings.model(),
+                        settings.askTimeout())).onFailure(SupervisorStrategy.restart()),
+                "model-" + request.name(), DispatcherSelector.fromConfig(RuntimeSettings.OWNER_DISPATCHER));
+        models.put(request.name(), model);
+        request.replyTo().tell(new ModelLoaded(request.name(), model, m.engine().description()));
+        return this;
     }
 
     /**

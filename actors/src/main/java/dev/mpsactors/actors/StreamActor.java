@@ -192,6 +192,8 @@ public final class StreamActor extends AbstractBehavior<Command> {
     private void encode(StreamWork work) {
         if (work instanceof StreamWork.KernelCall k) {
             stream.encodeKernel(k.pipeline(), k.args());
+        } else if (work instanceof StreamWork.ProgramCall p) {
+            stream.encodeProgram(p.program(), p.slots());
         } else if (work instanceof StreamWork.Upload u) {
             stream.encodeUpload(u.source(), u.target(), u.targetOffset());
         } else if (work instanceof StreamWork.Download d) {

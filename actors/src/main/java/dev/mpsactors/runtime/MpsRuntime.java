@@ -7,6 +7,7 @@ import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.nativemps.Pipeline;
 import dev.mpsactors.protocol.AllocatorProtocol;
 import dev.mpsactors.protocol.EventPoolProtocol;
+import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
@@ -38,14 +39,16 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  */
 public final class MpsRuntime implements AutoCloseable {
     private final ActorSystem<?> system;
+    private final ActorRef<RuntimeProtocol.Command> runtimeRef;
     private final boolean ownsSystem;
     private final RuntimeRefs refs;
     private final Duration askTimeout;
     private final CompletableFuture<LiveObjects> deviceClosed;
 
-    private MpsRuntime(ActorSystem<?> system, boolean ownsSystem, RuntimeRefs refs, Duration askTimeout,
-                       CompletableFuture<LiveObjects> deviceClosed) {
+    private MpsRuntime(ActorSystem<?> system, ActorRef<RuntimeProtocol.Command> runtimeRef, boolean ownsSystem,
+                       RuntimeRefs refs, Duration askTimeout, CompletableFuture<LiveObjects> deviceClosed) {
         this.system = system;
+        this.runtimeRef = runtimeRef;
         this.ownsSystem = ownsSystem;
         this.refs = refs;
         this.askTimeout = askTimeout;
@@ -73,7 +76,7 @@ public final class MpsRuntime implements AutoCloseable {
                     RuntimeProtocol.GetRuntime::new, settings.askTimeout(), system.scheduler()).toCompletableFuture();
             // A guardian that failed in setup completes `closed` exceptionally: fail at once with its reason.
             CompletableFuture.anyOf(started, closed).get(settings.askTimeout().toMillis(), TimeUnit.MILLISECONDS);
-            return new MpsRuntime(system, true, started.getNow(null), settings.askTimeout(), closed);
+            return new MpsRuntime(system, system, true, started.getNow(null), settings.askTimeout(), closed);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             system.terminate();
@@ -90,7 +93,7 @@ public final class MpsRuntime implements AutoCloseable {
                                                      Duration askTimeout) {
         return AskPattern.<RuntimeProtocol.Command, RuntimeRefs>ask(runtime, RuntimeProtocol.GetRuntime::new,
                         askTimeout, system.scheduler())
-                .thenApply(refs -> new MpsRuntime(system, false, refs, askTimeout, new CompletableFuture<>()));
+                .thenApply(refs -> new MpsRuntime(system, runtime, false, refs, askTimeout, new CompletableFuture<>()));
     }
 
     public RuntimeRefs refs() {
@@ -247,6 +250,40 @@ public final class MpsRuntime implements AutoCloseable {
             }
             return reply;
         });
+    }
+
+    // ---- models -------------------------------------------------------------------------------------
+
+    /** Loads a Hugging Face folder and starts its model actor; fails with the loader's reason. */
+    public CompletionStage<ActorRef<InferenceProtocol.Command>> loadModel(String name, java.nio.file.Path folder) {
+        return ask(runtimeRef, (ActorRef<RuntimeProtocol.ModelLoadReply> r) -> new RuntimeProtocol.LoadModel(name, folder, r))
+                .thenApply(reply -> {
+                    if (reply instanceof RuntimeProtocol.ModelLoadFailed f) {
+                        throw new MpsRuntimeException(f.reason());
+                    }
+                    return ((RuntimeProtocol.ModelLoaded) reply).model();
+                });
+    }
+
+    /** One request; completes with the result, or exceptionally with the model's reason. */
+    public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
+                                                               String requestId,
+                                                               InferenceProtocol.InferenceInputs inputs) {
+        return ask(model, (ActorRef<InferenceProtocol.InferReply> r) -> new InferenceProtocol.Infer(requestId, inputs, r))
+                .thenApply(reply -> {
+                    if (reply instanceof InferenceProtocol.InferFailure f) {
+                        throw new MpsRuntimeException(f.reason());
+                    }
+                    return (InferenceProtocol.InferResult) reply;
+                });
+    }
+
+    public CompletionStage<InferenceProtocol.ModelStats> modelStats(ActorRef<InferenceProtocol.Command> model) {
+        return ask(model, InferenceProtocol.GetModelStats::new);
+    }
+
+    public ActorSystem<?> system() {
+        return system;
     }
 
     // ---- lifecycle ----------------------------------------------------------------------------------

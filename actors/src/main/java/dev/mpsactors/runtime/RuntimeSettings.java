@@ -14,7 +14,7 @@ import java.util.function.Function;
 public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads, int streams,
                               int streamStashCapacity, Duration askTimeout, Duration shutdownTimeout,
                               int kernelShards, int maxEvents, AllocatorSettings allocator,
-                              boolean faultInjection) {
+                              ModelSettings model, boolean faultInjection) {
     public static final String PREFIX = "mps-actors";
     public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
     public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
@@ -32,6 +32,13 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
             return memoryLimitBytes > 0 ? memoryLimitBytes : (long) (deviceMemoryBytes * memoryFraction);
         }
     }
+
+    /**
+     * @param maxDelay    how long the first request of a batch waits for company
+     * @param maxInFlight device batches per model at once; 0 = one per stream
+     */
+    public record ModelSettings(int maxBatch, Duration maxDelay, int seqBucket, int programCache, int maxInFlight,
+                                int maxQueued) {}
 
     /** Reads and validates {@code mps-actors.*} of a resolved config (with reference.conf as fallback). */
     public static RuntimeSettings fromConfig(Config root) {
@@ -63,8 +70,16 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         }
         int maxWaiting = intIn(c, "allocator.max-waiting", 0, 10_000_000);
         boolean faults = read(c, "fault-injection.enabled", c::getBoolean);
+        int maxBatch = intIn(c, "model.max-batch", 1, 4096);
+        Duration maxDelay = read(c, "model.max-delay", c::getDuration);
+        if (maxDelay.isNegative()) {
+            throw invalid("model.max-delay", "must be >= 0, got " + maxDelay);
+        }
+        ModelSettings model = new ModelSettings(maxBatch, maxDelay, intIn(c, "model.seq-bucket", 1, 4096),
+                intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
+                intIn(c, "model.max-queued", 1, 100_000_000));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
-                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), faults);
+                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults);
     }
 
     private static <T> T read(Config c, String key, Function<String, T> getter) {

@@ -31,7 +31,7 @@ public final class NativeDevice implements AutoCloseable {
 
     public LiveObjects liveObjects() {
         long[] c = liveObjects0(handle());
-        return new LiveObjects(c[0], c[1], c[2], c[3], c[4], c[5], c[6]);
+        return new LiveObjects(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
     }
 
     public DeviceBuffer allocate(long bytes) {

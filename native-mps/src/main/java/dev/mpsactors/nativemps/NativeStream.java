@@ -45,6 +45,29 @@ public final class NativeStream implements AutoCloseable {
                 args.floats);
     }
 
+    /**
+     * Appends every kernel of {@code program} with {@code slots[s]} bound to slot s, in one native call.
+     * All or nothing: if any invocation does not validate against the bound buffers, this throws
+     * {@link NativeException} naming the invocation, kernel, argument and slot, and the open command
+     * buffer keeps exactly the commands it had.
+     */
+    public void encodeProgram(NativeProgram program, DeviceBuffer[] slots) {
+        Objects.requireNonNull(program, "program");
+        Objects.requireNonNull(slots, "slots");
+        if (slots.length != program.slotCount()) {
+            throw new IllegalArgumentException("the program has " + program.slotCount() + " slots, "
+                    + slots.length + " buffers were bound");
+        }
+        long[] handles = new long[slots.length];
+        for (int s = 0; s < slots.length; s++) {
+            if (slots[s] == null) {
+                throw new NullPointerException("slot " + s + " is not bound");
+            }
+            handles[s] = slots[s].handle();
+        }
+        NativeProgram.encode0(handle(), program.handle(), handles);
+    }
+
     /** This stream's executor waits until {@code other} reaches {@code point} (already committed there). */
     public void encodeWait(NativeStream other, long point) {
         Objects.requireNonNull(other, "other");

@@ -8,12 +8,27 @@ import org.apache.pekko.actor.typed.ActorRef;
 public final class RuntimeProtocol {
     private RuntimeProtocol() {}
 
-    public sealed interface Command permits GetRuntime, Internal {}
+    public sealed interface Command permits GetRuntime, LoadModel, Internal {}
 
     /** Messages private to the guardian's implementation. */
     public non-sealed interface Internal extends Command {}
 
     public record GetRuntime(ActorRef<RuntimeRefs> replyTo) implements Command {}
+
+    /**
+     * Loads a Hugging Face model folder (config.json + model.safetensors or its sharded index) and starts
+     * a model actor for it on this runtime's device; {@code name} must be unique on the runtime.
+     */
+    public record LoadModel(String name, java.nio.file.Path folder, ActorRef<ModelLoadReply> replyTo)
+            implements Command {}
+
+    public sealed interface ModelLoadReply permits ModelLoaded, ModelLoadFailed {}
+
+    public record ModelLoaded(String name, ActorRef<InferenceProtocol.Command> model, String description)
+            implements ModelLoadReply {}
+
+    /** @param reason names the file and the problem (malformed header, missing tensor, unsupported config, ...) */
+    public record ModelLoadFailed(String name, String reason) implements ModelLoadReply {}
 
     /** Everything a client needs to talk to the owners of one device. */
     public record RuntimeRefs(DeviceInfo device, ActorRef<AllocatorProtocol.Command> allocator,

@@ -2,6 +2,7 @@ package dev.mpsactors.protocol;
 
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.KernelArgs;
+import dev.mpsactors.nativemps.NativeProgram;
 import dev.mpsactors.nativemps.Pipeline;
 import java.nio.ByteBuffer;
 import java.util.Objects;
@@ -14,6 +15,18 @@ public sealed interface StreamWork {
         public KernelCall {
             Objects.requireNonNull(pipeline, "pipeline");
             Objects.requireNonNull(args, "args");
+        }
+    }
+
+    /**
+     * Runs a compiled program (e.g. a whole model's forward pass) over buffers bound to its slots: all its
+     * kernels are encoded in one native call, all or none.
+     */
+    record ProgramCall(NativeProgram program, DeviceBuffer[] slots) implements StreamWork {
+        public ProgramCall {
+            Objects.requireNonNull(program, "program");
+            Objects.requireNonNull(slots, "slots");
+            slots = slots.clone();
         }
     }
 

@@ -1,0 +1,444 @@
+package dev.mpsactors.actors;
+
+import dev.mpsactors.model.ModelEngine;
+import dev.mpsactors.model.ModelEngine.ShapeProgram;
+import dev.mpsactors.nativemps.Pipeline;
+import dev.mpsactors.protocol.AllocatorProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.Command;
+import dev.mpsactors.protocol.InferenceProtocol.GetModelStats;
+import dev.mpsactors.protocol.InferenceProtocol.Infer;
+import dev.mpsactors.protocol.InferenceProtocol.InferFailure;
+import dev.mpsactors.protocol.InferenceProtocol.InferResult;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.InferenceProtocol.Internal;
+import dev.mpsactors.protocol.InferenceProtocol.ModelStats;
+import dev.mpsactors.protocol.KernelCacheProtocol;
+import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
+import dev.mpsactors.protocol.StreamPoolProtocol;
+import dev.mpsactors.protocol.StreamProtocol;
+import dev.mpsactors.runtime.RuntimeSettings.ModelSettings;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.PreRestart;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+
+/**
+ * Serves one model. Duties:
+ * <ul>
+ *   <li>check each request on arrival and fail a bad one alone, naming what is wrong;</li>
+ *   <li>batch concurrent requests whose sequence lengths round up to the same bucket, up to
+ *       {@code max-batch} sequences or {@code max-delay} after the first one arrived;</li>
+ *   <li>run each batch as one compiled program (one native call) on a leased stream, in memory from the
+ *       allocator, at most {@code max-in-flight} batches at once, and answer every request of the batch
+ *       exactly once when its point completes.</li>
+ * </ul>
+ * The model's device weights belong to its engine, which outlives restarts of this actor and is closed
+ * when the model stops.
+ */
+public final class ModelActor extends AbstractBehavior<Command> {
+    private record PipelineArrived(String function, Pipeline pipeline, String failure) implements Internal {}
+
+    private record FlushBucket(int seq) implements Internal {}
+
+    private record BatchAllocated(Batch batch, AllocatorProtocol.AllocationReply reply, Throwable failure)
+            implements Internal {}
+
+    private record BatchLeased(Batch batch, StreamPoolProtocol.Leased leased, Throwable failure) implements Internal {}
+
+    private record BatchSubmitted(Batch batch, StreamProtocol.SubmitReply reply, Throwable failure)
+            implements Internal {}
+
+    private record BatchCompleted(Batch batch, StreamProtocol.PointCompleted completed, Throwable failure)
+            implements Internal {}
+
+    /** A request checked on arrival: its sequences and their real lengths. */
+    private record Pending(Infer request, int sequences, int length) {}
+
+    /** Requests sharing one device batch, and what it holds while it runs. */
+    private static final class Batch {
+        final List<Pending> requests;
+        final int rows;
+        final int seq;
+        ShapeProgram program;
+        AllocatorProtocol.BufferLease memory;
+        StreamPoolProtocol.StreamLease stream;
+        long point;
+
+        Batch(List<Pending> requests, int rows, int seq) {
+            this.requests = requests;
+            this.rows = rows;
+            this.seq = seq;
+        }
+    }
+
+    private final String name;
+    private final ModelEngine engine;
+    private final RuntimeRefs runtime;
+    private final ModelSettings settings;
+    private final Duration askTimeout;
+    private final TimerScheduler<Command> timers;
+    private final int maxInFlight;
+
+    private final Map<String, Pipeline> arrived = new HashMap<>();
+    private Map<String, Pipeline> pipelines;
+    private String pipelineFailure;
+    private final TreeMap<Integer, ArrayDeque<Pending>> buckets = new TreeMap<>();
+    private final Map<Integer, Integer> bucketSequences = new HashMap<>();
+    private final ArrayDeque<Batch> ready = new ArrayDeque<>();
+    private final List<Batch> running = new ArrayList<>();
+    private final LinkedHashMap<Long, ShapeProgram> programs;
+    private int held;
+
+    private long requests, succeeded, failed, batches, sequences;
+    private int largestBatch;
+
+    public static Behavior<Command> create(String name, ModelEngine engine, RuntimeRefs runtime,
+                                           ModelSettings settings, Duration askTimeout) {
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
+                new ModelActor(ctx, timers, name, engine, runtime, settings, askTimeout)));
+    }
+
+    private ModelActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, String name, ModelEngine engine,
+                       RuntimeRefs runtime, ModelSettings settings, Duration askTimeout) {
+        super(ctx);
+        this.timers = timers;
+        this.name = name;
+        this.engine = engine;
+        this.runtime = runtime;
+        this.settings = settings;
+        this.askTimeout = askTimeout;
+        this.maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : runtime.streams().size();
+        this.programs = new LinkedHashMap<>(16, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<Long, ShapeProgram> eldest) {
+                boolean evict = size() > settings.programCache() && !inUse(eldest.getValue());
+                if (evict) {
+                    eldest.getValue().close();
+                }
+                return evict;
+            }
+        };
+        fetchPipelines();
+    }
+
+    private void fetchPipelines() {
+        for (String function : engine.requiredFunctions()) {
+            KernelCacheProtocol.KernelKey key = KernelCacheProtocol.KernelKey.of("*", function);
+            getContext().ask(KernelCacheProtocol.PipelineReply.class, runtime.kernels().shardFor(key), askTimeout,
+                    replyTo -> new KernelCacheProtocol.GetPipeline(key, true, replyTo), (reply, failure) ->
+                            reply instanceof KernelCacheProtocol.PipelineReady r
+                                    ? new PipelineArrived(function, r.pipeline(), null)
+                                    : new PipelineArrived(function, null, reply instanceof KernelCacheProtocol.PipelineFailed f
+                                            ? f.reason() : String.valueOf(failure)));
+        }
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(Infer.class, this::onInfer)
+                .onMessage(PipelineArrived.class, this::onPipelineArrived)
+                .onMessage(FlushBucket.class, m -> {
+                    flushBucket(m.seq());
+                    return this;
+                })
+                .onMessage(BatchAllocated.class, this::onAllocated)
+                .onMessage(BatchLeased.class, this::onLeased)
+                .onMessage(BatchSubmitted.class, this::onSubmitted)
+                .onMessage(BatchCompleted.class, this::onCompleted)
+                .onMessage(GetModelStats.class, this::onStats)
+                .onSignal(PreRestart.class, s -> stopped("restarted after a failure", false))
+                .onSignal(PostStop.class, s -> stopped("stopped", true))
+                .build();
+    }
+
+    // ---- admission and batching ---------------------------------------------------------------------
+
+    private Behavior<Command> onInfer(Infer m) {
+        requests++;
+        String problem = engine.validate(m.inputs());
+        if (problem != null) {
+            fail(m, problem);
+            return this;
+        }
+        if (pipelineFailure != null) {
+            fail(m, "model " + name + " cannot run: " + pipelineFailure);
+            return this;
+        }
+        if (held >= settings.maxQueued()) {
+            fail(m, "overloaded: model " + name + " holds " + held + " requests (mps-actors.model.max-queued)");
+            return this;
+        }
+        InferenceInputs in = m.inputs();
+        int length = in.inputIds()[0].length;
+        int bucket = Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength());
+        held++;
+        buckets.computeIfAbsent(bucket, b -> new ArrayDeque<>()).add(new Pending(m, in.inputIds().length, length));
+        int queued = bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
+        if (queued >= settings.maxBatch() || settings.maxDelay().isZero()) {
+            flushBucket(bucket);
+        } else if (!timers.isTimerActive(bucket)) {
+            timers.startSingleTimer(bucket, new FlushBucket(bucket), settings.maxDelay());
+        }
+        return this;
+    }
+
+    private void flushBucket(int seq) {
+        if (pipelines == null) {
+            return; // flushed again once the pipelines are ready
+        }
+        ArrayDeque<Pending> queue = buckets.get(seq);
+        while (queue != null && !queue.isEmpty()) {
+            List<Pending> members = new ArrayList<>();
+            int rows = 0;
+            while (!queue.isEmpty() && (members.isEmpty() || rows + queue.peek().sequences() <= settings.maxBatch())) {
+                Pending p = queue.poll();
+                members.add(p);
+                rows += p.sequences();
+            }
+            bucketSequences.merge(seq, -rows, Integer::sum);
+            ready.add(new Batch(members, rows, seq));
+        }
+        timers.cancel(seq);
+        launchReady();
+    }
+
+    private void launchReady() {
+        while (!ready.isEmpty() && running.size() < maxInFlight) {
+            Batch batch = ready.poll();
+            running.add(batch);
+            launch(batch);
+        }
+    }
+
+    // ---- one batch: memory, stream, submit, complete ------------------------------------------------
+
+    private void launch(Batch batch) {
+        try {
+            batch.program = program(batch.rows, batch.seq);
+        } catch (RuntimeException e) {
+            finish(batch, "could not compile the model for batch " + batch.rows + " x " + batch.seq + ": " + e.getMessage());
+            return;
+        }
+        getContext().ask(AllocatorProtocol.AllocationReply.class, runtime.allocator(), askTimeout,
+                replyTo -> new AllocatorProtocol.Allocate(batch.program.bufferBytes(), replyTo),
+                (reply, failure) -> new BatchAllocated(batch, reply, failure));
+    }
+
+    private Behavior<Command> onAllocated(BatchAllocated m) {
+        Batch batch = m.batch();
+        if (!(m.reply() instanceof AllocatorProtocol.Allocated allocated)) {
+            finish(batch, "no memory for the batch: " + reason(m.reply(), m.failure()));
+            return this;
+        }
+        batch.memory = allocated.lease();
+        try {
+            List<InferenceInputs> inputs = new ArrayList<>(batch.requests.size());
+            for (Pending p : batch.requests) {
+                inputs.add(p.request().inputs());
+            }
+            batch.program.writeInputs(batch.memory.buffer(), inputs);
+        } catch (RuntimeException e) {
+            finish(batch, "could not write the batch's inputs: " + e.getMessage());
+            return this;
+        }
+        getContext().ask(StreamPoolProtocol.Leased.class, runtime.streamPool(), askTimeout,
+                StreamPoolProtocol.Lease::new, (leased, failure) -> new BatchLeased(batch, leased, failure));
+        return this;
+    }
+
+    private Behavior<Command> onLeased(BatchLeased m) {
+        Batch batch = m.batch();
+        if (m.leased() == null) {
+            finish(batch, "no stream for the batch: " + m.failure());
+            return this;
+        }
+        batch.stream = m.leased().lease();
+        ActorRef<StreamProtocol.PointCompleted> onComplete = getContext().messageAdapter(
+                StreamProtocol.PointCompleted.class, c -> new BatchCompleted(batch, c, null));
+        getContext().ask(StreamProtocol.SubmitReply.class, batch.stream.stream().owner(), askTimeout,
+                replyTo -> new StreamProtocol.Submit(List.of(batch.program.work(batch.memory.buffer())), true, replyTo,
+                        onComplete), (reply, failure) -> new BatchSubmitted(batch, reply, failure));
+        return this;
+    }
+
+    private Behavior<Command> onSubmitted(BatchSubmitted m) {
+        if (m.reply() instanceof StreamProtocol.Submitted submitted) {
+            m.batch().point = submitted.point(); // the completion follows
+        } else {
+            finish(m.batch(), "the stream refused the batch: " + reason(m.reply(), m.failure()));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onCompleted(BatchCompleted m) {
+        Batch batch = m.batch();
+        if (!running.contains(batch)) {
+            return this; // already answered (e.g. its submission failed)
+        }
+        if (!m.completed().succeeded()) {
+            finish(batch, "the batch failed on the device: " + m.completed().failure());
+            return this;
+        }
+        int row = 0;
+        for (Pending p : batch.requests) {
+            float[][][] hidden = new float[p.sequences()][][];
+            float[][] pooled = new float[p.sequences()][];
+            for (int s = 0; s < p.sequences(); s++, row++) {
+                hidden[s] = batch.program.lastHiddenState(batch.memory.buffer(), row, p.length());
+                pooled[s] = batch.program.poolerOutput(batch.memory.buffer(), row);
+            }
+            p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
+            succeeded++;
+            held--;
+        }
+        batches++;
+        sequences += batch.rows;
+        largestBatch = Math.max(largestBatch, batch.rows);
+        release(batch);
+        launchReady();
+        return this;
+    }
+
+    /** Fails every request of the batch that has not been answered and returns what it held. */
+    private void finish(Batch batch, String why) {
+        for (Pending p : batch.requests) {
+            fail(p.request(), why);
+            held--;
+        }
+        release(batch);
+        launchReady();
+    }
+
+    private void release(Batch batch) {
+        running.remove(batch);
+        if (batch.memory != null) {
+            // After a completion the program's work has executed: the memory is free at once. After a
+            // failure before submission nothing used it; after a failed submission nothing was encoded.
+            runtime.allocator().tell(new AllocatorProtocol.Free(batch.memory));
+            batch.memory = null;
+        }
+        if (batch.stream != null) {
+            runtime.streamPool().tell(new StreamPoolProtocol.Release(batch.stream));
+            batch.stream = null;
+        }
+    }
+
+    private ShapeProgram program(int rows, int seq) {
+        long key = ((long) rows << 32) | seq;
+        ShapeProgram p = programs.get(key);
+        if (p == null) {
+            p = engine.compile(pipelines, rows, seq);
+            programs.put(key, p);
+        }
+        return p;
+    }
+
+    private boolean inUse(ShapeProgram program) {
+        for (Batch b : running) {
+            if (b.program == program) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private Behavior<Command> onPipelineArrived(PipelineArrived m) {
+        if (m.failure() != null) {
+            pipelineFailure = "kernel " + m.function() + " unavailable: " + m.failure();
+            for (ArrayDeque<Pending> queue : buckets.values()) {
+                for (Pending p : queue) {
+                    fail(p.request(), "model " + name + " cannot run: " + pipelineFailure);
+                    held--;
+                }
+            }
+            buckets.clear();
+            bucketSequences.clear();
+            return this;
+        }
+        arrived.put(m.function(), m.pipeline());
+        if (pipelines == null && arrived.size() == engine.requiredFunctions().size()) {
+            pipelines = Map.copyOf(arrived);
+            for (Integer seq : new ArrayList<>(buckets.keySet())) {
+                flushBucket(seq);
+            }
+        }
+        return this;
+    }
+
+    private Behavior<Command> onStats(GetModelStats m) {
+        m.replyTo().tell(new ModelStats(name, requests, succeeded, failed, batches, sequences, largestBatch));
+        return this;
+    }
+
+    private Behavior<Command> stopped(String why, boolean terminal) {
+        String reason = "model " + name + " " + why;
+        for (ArrayDeque<Pending> queue : buckets.values()) {
+            for (Pending p : queue) {
+                fail(p.request(), reason);
+            }
+        }
+        buckets.clear();
+        for (Batch b : new ArrayList<>(ready)) {
+            for (Pending p : b.requests) {
+                fail(p.request(), reason);
+            }
+        }
+        ready.clear();
+        for (Batch b : new ArrayList<>(running)) {
+            for (Pending p : b.requests) {
+                fail(p.request(), reason + " while its batch ran");
+            }
+            if (b.memory != null && !terminal) {
+                // Its work may still be running: the memory goes back only after its point.
+                runtime.allocator().tell(b.point > 0
+                        ? new AllocatorProtocol.FreeAfter(b.memory, b.stream.stream(), b.point)
+                        : new AllocatorProtocol.Free(b.memory));
+            }
+            if (b.stream != null) {
+                runtime.streamPool().tell(new StreamPoolProtocol.Release(b.stream));
+            }
+        }
+        running.clear();
+        for (ShapeProgram p : programs.values()) {
+            p.close();
+        }
+        programs.clear();
+        if (terminal) {
+            engine.close();
+        }
+        return this;
+    }
+
+    private void fail(Infer m, String reason) {
+        failed++;
+        m.replyTo().tell(new InferFailure(m.requestId(), reason));
+    }
+
+    private static String reason(Object reply, Throwable failure) {
+        if (reply instanceof AllocatorProtocol.AllocationFailed f) {
+            return f.reason();
+        }
+        if (reply instanceof StreamProtocol.SubmitFailed f) {
+            return f.reason();
+        }
+        return failure == null ? String.valueOf(reply) : failure.toString();
+    }
+
+    private static int roundUp(int value, int multiple) {
+        return (value + multiple - 1) / multiple * multiple;
+    }
+}

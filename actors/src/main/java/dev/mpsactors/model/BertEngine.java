@@ -1,0 +1,185 @@
+package dev.mpsactors.model;
+
+import dev.mpsactors.nativemps.DeviceBuffer;
+import dev.mpsactors.nativemps.NativeDevice;
+import dev.mpsactors.nativemps.Pipeline;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.StreamWork;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * BERT-family encoders as a {@link ModelEngine}: weights uploaded once ({@link BertDeviceWeights}), one
+ * {@link BertProgram} per batch shape in the PACKED layout (slot 0 the weights, slot 1 one request buffer
+ * with inputs, scratch and outputs).
+ */
+public final class BertEngine implements ModelEngine {
+    private final BertConfig config;
+    private final BertDeviceWeights weights;
+
+    private BertEngine(BertConfig config, BertDeviceWeights weights) {
+        this.config = config;
+        this.weights = weights;
+    }
+
+    public static BertEngine upload(NativeDevice device, BertWeights weights) {
+        return new BertEngine(weights.config(), BertDeviceWeights.upload(device, weights));
+    }
+
+    @Override
+    public String description() {
+        return config.modelType() + " hidden=" + config.hiddenSize() + " layers=" + config.numHiddenLayers()
+                + " heads=" + config.numAttentionHeads() + " intermediate=" + config.intermediateSize() + " vocab="
+                + config.vocabSize() + " max_position_embeddings=" + config.maxPositionEmbeddings();
+    }
+
+    public BertConfig config() {
+        return config;
+    }
+
+    @Override
+    public int maxSequenceLength() {
+        return config.maxPositionEmbeddings();
+    }
+
+    @Override
+    public List<String> requiredFunctions() {
+        return BertProgram.FUNCTIONS;
+    }
+
+    @Override
+    public String validate(InferenceInputs in) {
+        int[][] ids = in.inputIds();
+        if (ids.length == 0) {
+            return "input_ids has no sequence";
+        }
+        if (ids[0] == null || ids[0].length == 0) {
+            return "input_ids[0] is empty: a sequence needs at least one token";
+        }
+        int length = ids[0].length;
+        if (length > config.maxPositionEmbeddings()) {
+            return "sequence length " + length + " exceeds max_position_embeddings " + config.maxPositionEmbeddings();
+        }
+        String problem = checkMatrix("input_ids", ids, ids.length, length, config.vocabSize(), "vocab_size");
+        if (problem == null && in.attentionMask() != null) {
+            problem = checkMatrix("attention_mask", in.attentionMask(), ids.length, length, 2, "0 or 1");
+        }
+        if (problem == null && in.tokenTypeIds() != null) {
+            problem = checkMatrix("token_type_ids", in.tokenTypeIds(), ids.length, length, config.typeVocabSize(),
+                    "type_vocab_size");
+        }
+        return problem;
+    }
+
+    private static String checkMatrix(String name, int[][] rows, int expectedRows, int length, int bound,
+                                      String boundName) {
+        if (rows.length != expectedRows) {
+            return name + " has " + rows.length + " sequences, input_ids has " + expectedRows;
+        }
+        for (int r = 0; r < rows.length; r++) {
+            if (rows[r] == null || rows[r].length != length) {
+                return name + "[" + r + "] has " + (rows[r] == null ? 0 : rows[r].length) + " tokens, expected "
+                        + length + " (every sequence of a request has the same length; pad with attention_mask 0)";
+            }
+            for (int t = 0; t < length; t++) {
+                int v = rows[r][t];
+                if (v < 0 || v >= bound) {
+                    return name + "[" + r + "][" + t + "] is " + v + ", outside [0, " + bound + ") (" + boundName + ")";
+                }
+            }
+        }
+        return null;
+    }
+
+    @Override
+    public ShapeProgram compile(Map<String, Pipeline> pipelines, int batch, int seq) {
+        BertProgram program = BertProgram.compile(weights, BertProgram.Pipelines.from(pipelines), batch, seq,
+                BertProgram.Layout.PACKED);
+        return new BertShape(program);
+    }
+
+    private final class BertShape implements ShapeProgram {
+        private final BertProgram program;
+
+        BertShape(BertProgram program) {
+            this.program = program;
+        }
+
+        @Override
+        public int batch() {
+            return program.batch();
+        }
+
+        @Override
+        public int seq() {
+            return program.seq();
+        }
+
+        @Override
+        public long bufferBytes() {
+            return program.slotBytes(1);
+        }
+
+        private DeviceBuffer[] slots(DeviceBuffer buffer) {
+            return new DeviceBuffer[] {weights.buffer(), buffer};
+        }
+
+        @Override
+        public void writeInputs(DeviceBuffer buffer, List<InferenceInputs> requests) {
+            int rows = program.batch(), seq = program.seq();
+            int[][] ids = new int[rows][seq];
+            int[][] mask = new int[rows][seq];
+            int[][] types = new int[rows][seq];
+            int row = 0;
+            for (InferenceInputs in : requests) {
+                for (int s = 0; s < in.inputIds().length; s++, row++) {
+                    int length = in.inputIds()[s].length;
+                    System.arraycopy(in.inputIds()[s], 0, ids[row], 0, length);
+                    for (int t = 0; t < length; t++) {
+                        mask[row][t] = in.attentionMask() == null ? 1 : in.attentionMask()[s][t];
+                    }
+                    if (in.tokenTypeIds() != null) {
+                        System.arraycopy(in.tokenTypeIds()[s], 0, types[row], 0, length);
+                    }
+                    // Positions past the request's own length are bucket padding: id 0, masked out.
+                }
+            }
+            program.writeInputs(slots(buffer), ids, mask, types);
+        }
+
+        @Override
+        public StreamWork work(DeviceBuffer buffer) {
+            return new StreamWork.ProgramCall(program.program(), slots(buffer));
+        }
+
+        @Override
+        public float[][] lastHiddenState(DeviceBuffer buffer, int row, int length) {
+            int h = config.hiddenSize();
+            long base = program.offset(BertProgram.Region.OUTPUT);
+            float[][] out = new float[length][h];
+            for (int t = 0; t < length; t++) {
+                buffer.read(base + 4L * ((long) (row * program.seq() + t) * h), out[t]);
+            }
+            return out;
+        }
+
+        @Override
+        public float[] poolerOutput(DeviceBuffer buffer, int row) {
+            int h = config.hiddenSize();
+            long base = program.offset(BertProgram.Region.OUTPUT) + 4L * program.batch() * program.seq() * h;
+            float[] out = new float[h];
+            buffer.read(base + 4L * row * h, out);
+            return out;
+        }
+
+        @Override
+        public void close() {
+            program.close();
+        }
+    }
+
+    @Override
+    public void close() {
+        weights.close();
+    }
+}

@@ -1,0 +1,302 @@
+package dev.mpsactors.model;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.mpsactors.model.SafetensorsFile.Dtype;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeMap;
+
+/**
+ * Writes a Hugging Face BERT folder with seeded random weights, laid out like a real checkpoint so that
+ * loading it exercises the same paths: {@code config.json} with every key HF writes, tensors named with the
+ * {@code bert.} prefix of {@code BertFor*} checkpoints, unused extras ({@code cls.predictions.bias}, the I64
+ * {@code embeddings.position_ids} buffer), optionally F16/BF16 storage and sharding.
+ *
+ * <p>Initialisation follows HF: matrices and embeddings normal(0, 0.02). LayerNorm weights are 1 plus
+ * normal(0, 0.02) noise and biases normal(0, 0.02) rather than HF's exact ones and zeros, so that a test on
+ * generated weights cannot pass by accident on a dropped bias or a skipped scale.
+ */
+public final class BertFolderGenerator {
+    private static final double INIT_STD = 0.02;
+
+    /**
+     * @param dtype         storage dtype of the float tensors: F32, F16 or BF16
+     * @param shards        1 writes {@code model.safetensors}; K >= 2 writes an index and K shards
+     * @param bertPrefix    whether tensor names carry the {@code bert.} prefix
+     * @param extraTensors  whether to add tensors a checkpoint carries but the encoder ignores
+     */
+    public record Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors) {
+        public Options {
+            if (dtype != Dtype.F32 && dtype != Dtype.F16 && dtype != Dtype.BF16) {
+                throw new IllegalArgumentException("dtype must be F32, F16 or BF16, got " + dtype);
+            }
+            if (shards < 1) {
+                throw new IllegalArgumentException("shards must be >= 1, got " + shards);
+            }
+        }
+
+        public static Options defaults() {
+            return new Options(Dtype.F32, 1, true, true);
+        }
+
+        public Options withDtype(Dtype d) {
+            return new Options(d, shards, bertPrefix, extraTensors);
+        }
+
+        public Options withShards(int k) {
+            return new Options(dtype, k, bertPrefix, extraTensors);
+        }
+
+        public Options withBertPrefix(boolean p) {
+            return new Options(dtype, shards, p, extraTensors);
+        }
+
+        public Options withExtraTensors(boolean e) {
+            return new Options(dtype, shards, bertPrefix, e);
+        }
+    }
+
+    private BertFolderGenerator() {
+    }
+
+    /** {@link #write(Path, BertConfig, long, Options)} with {@link Options#defaults()}. */
+    public static BertWeights write(Path dir, BertConfig config, long seed) throws IOException {
+        return write(dir, config, seed, Options.defaults());
+    }
+
+    /**
+     * Writes the folder {@code dir} (created if needed; a {@code model.safetensors} or index left there by an
+     * earlier run in the other layout is deleted, since the loader would prefer it).
+     *
+     * @return the weights exactly as stored, i.e. already rounded to {@code options.dtype()}, so a loader's
+     *         result can be compared for equality
+     */
+    public static BertWeights write(Path dir, BertConfig config, long seed, Options options) throws IOException {
+        Files.createDirectories(dir);
+        Random random = new Random(seed);
+        Map<String, BertWeights.Tensor> weights = new LinkedHashMap<>();
+        for (Map.Entry<String, int[]> e : BertWeights.expectedShapes(config).entrySet()) {
+            weights.put(e.getKey(), new BertWeights.Tensor(e.getValue(),
+                    init(e.getKey(), e.getValue(), random, options.dtype())));
+        }
+
+        String prefix = options.bertPrefix() ? HfModelFolder.PREFIX : "";
+        List<Entry> entries = new ArrayList<>();
+        for (Map.Entry<String, BertWeights.Tensor> e : weights.entrySet()) {
+            entries.add(new Entry(prefix + e.getKey(), options.dtype(), e.getValue().shape(), e.getValue().values(),
+                    null));
+        }
+        if (options.extraTensors()) {
+            int positions = config.maxPositionEmbeddings();
+            ByteBuffer ids = ByteBuffer.allocate(8 * positions).order(ByteOrder.LITTLE_ENDIAN);
+            for (int p = 0; p < positions; p++) {
+                ids.putLong(p);
+            }
+            entries.add(new Entry(prefix + "embeddings.position_ids", Dtype.I64, new int[] {1, positions}, null,
+                    ids.array()));
+            int[] vocab = {config.vocabSize()};
+            entries.add(new Entry("cls.predictions.bias", options.dtype(), vocab,
+                    init("cls.predictions.bias", vocab, random, options.dtype()), null));
+        }
+
+        writeConfig(dir.resolve(HfModelFolder.CONFIG_FILE), config, options.dtype());
+        if (options.shards() == 1) {
+            Files.deleteIfExists(dir.resolve(HfModelFolder.INDEX_FILE));
+            writeShard(dir.resolve(HfModelFolder.WEIGHTS_FILE), entries);
+        } else {
+            Files.deleteIfExists(dir.resolve(HfModelFolder.WEIGHTS_FILE));
+            writeSharded(dir, entries, options.shards());
+        }
+        return BertWeights.of(config, weights);
+    }
+
+    /** One tensor to store: float values in {@code dtype}, or raw little-endian bytes. */
+    private record Entry(String name, Dtype dtype, int[] shape, float[] values, byte[] raw) {
+        long byteSize() {
+            return raw != null ? raw.length : (long) values.length * dtype.bytes();
+        }
+    }
+
+    private static float[] init(String name, int[] shape, Random random, Dtype dtype) {
+        long n = 1;
+        for (int d : shape) {
+            n *= d;
+        }
+        float[] v = new float[Math.toIntExact(n)];
+        double mean = name.endsWith("LayerNorm.weight") ? 1.0 : 0.0;
+        for (int i = 0; i < v.length; i++) {
+            float x = (float) (mean + INIT_STD * random.nextGaussian());
+            v[i] = switch (dtype) {
+                case F16 -> SafetensorsFile.f16ToFloat(SafetensorsWriter.floatToF16(x));
+                case BF16 -> SafetensorsFile.bf16ToFloat(SafetensorsWriter.floatToBf16(x));
+                default -> x;
+            };
+        }
+        return v;
+    }
+
+    private static void writeShard(Path file, List<Entry> entries) throws IOException {
+        SafetensorsWriter w = new SafetensorsWriter().metadata("format", "pt");
+        for (Entry e : entries) {
+            if (e.raw() != null) {
+                w.addRaw(e.name(), e.dtype(), e.shape(), e.raw());
+            } else {
+                w.add(e.name(), e.dtype(), e.shape(), e.values());
+            }
+        }
+        w.write(file);
+    }
+
+    /** Splits {@code entries}, in order, into {@code k} non-empty shards of roughly equal bytes. */
+    private static void writeSharded(Path dir, List<Entry> entries, int k) throws IOException {
+        int n = entries.size();
+        if (k > n) {
+            throw new IllegalArgumentException("cannot split " + n + " tensors into " + k + " shards");
+        }
+        long total = 0;
+        for (Entry e : entries) {
+            total += e.byteSize();
+        }
+        List<List<Entry>> shards = new ArrayList<>();
+        shards.add(new ArrayList<>());
+        long before = 0;
+        for (int i = 0; i < n; i++) {
+            int current = shards.size() - 1;
+            int shardsLeftAfter = k - 1 - current;
+            boolean mustAdvance = n - i == shardsLeftAfter; // one tensor left for each remaining shard
+            boolean wantAdvance = shardsLeftAfter > 0 && before * k >= total * (current + 1);
+            if (!shards.get(current).isEmpty() && (mustAdvance || wantAdvance)) {
+                shards.add(new ArrayList<>());
+            }
+            shards.get(shards.size() - 1).add(entries.get(i));
+            before += entries.get(i).byteSize();
+        }
+        Map<String, String> weightMap = new TreeMap<>();
+        for (int s = 0; s < k; s++) {
+            String file = String.format(Locale.ROOT, "model-%05d-of-%05d.safetensors", s + 1, k);
+            writeShard(dir.resolve(file), shards.get(s));
+            for (Entry e : shards.get(s)) {
+                weightMap.put(e.name(), file);
+            }
+        }
+        ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+        ObjectNode index = json.createObjectNode();
+        index.putObject("metadata").put("total_size", total);
+        ObjectNode map = index.putObject("weight_map");
+        weightMap.forEach(map::put);
+        json.writeValue(dir.resolve(HfModelFolder.INDEX_FILE).toFile(), index);
+    }
+
+    private static void writeConfig(Path file, BertConfig c, Dtype dtype) throws IOException {
+        ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+        ObjectNode o = json.createObjectNode();
+        o.putArray("architectures").add("BertModel");
+        o.put("attention_probs_dropout_prob", 0.1);
+        o.putNull("classifier_dropout");
+        o.put("hidden_act", c.hiddenAct());
+        o.put("hidden_dropout_prob", 0.1);
+        o.put("hidden_size", c.hiddenSize());
+        o.put("initializer_range", INIT_STD);
+        o.put("intermediate_size", c.intermediateSize());
+        o.put("layer_norm_eps", c.layerNormEps());
+        o.put("max_position_embeddings", c.maxPositionEmbeddings());
+        o.put("model_type", c.modelType());
+        o.put("num_attention_heads", c.numAttentionHeads());
+        o.put("num_hidden_layers", c.numHiddenLayers());
+        o.put("pad_token_id", 0);
+        o.put("position_embedding_type", "absolute");
+        o.put("torch_dtype", switch (dtype) {
+            case F16 -> "float16";
+            case BF16 -> "bfloat16";
+            default -> "float32";
+        });
+        o.put("type_vocab_size", c.typeVocabSize());
+        o.put("use_cache", true);
+        o.put("vocab_size", c.vocabSize());
+        json.writeValue(file.toFile(), o);
+    }
+
+    private static final String USAGE = "usage: BertFolderGenerator OUT_DIR [--hidden H] [--layers N] [--heads A]"
+            + " [--intermediate I] [--vocab V] [--max-pos P] [--type-vocab T] [--seed S] [--dtype f32|f16|bf16]"
+            + " [--shards K] [--no-prefix]";
+
+    /** Command line: see {@link #USAGE}. Exits 2 on a usage error. */
+    public static void main(String[] args) throws IOException {
+        if (args.length == 0 || args[0].startsWith("--")) {
+            usage("missing OUT_DIR");
+        }
+        Path out = Path.of(args[0]);
+        Map<String, String> opts = new LinkedHashMap<>();
+        opts.put("--hidden", "64");
+        opts.put("--layers", "2");
+        opts.put("--heads", "4");
+        opts.put("--intermediate", "128");
+        opts.put("--vocab", "1000");
+        opts.put("--max-pos", "128");
+        opts.put("--type-vocab", "2");
+        opts.put("--seed", "1");
+        opts.put("--dtype", "f32");
+        opts.put("--shards", "1");
+        boolean prefix = true;
+        for (int i = 1; i < args.length; i++) {
+            if (args[i].equals("--no-prefix")) {
+                prefix = false;
+            } else if (opts.containsKey(args[i]) && i + 1 < args.length) {
+                opts.put(args[i], args[++i]);
+            } else {
+                usage("unknown option or missing value: " + args[i]);
+            }
+        }
+        try {
+            BertConfig config = new BertConfig("bert", intOpt(opts, "--vocab"), intOpt(opts, "--hidden"),
+                    intOpt(opts, "--layers"), intOpt(opts, "--heads"), intOpt(opts, "--intermediate"),
+                    intOpt(opts, "--max-pos"), intOpt(opts, "--type-vocab"), 1e-12, "gelu");
+            Dtype dtype = switch (opts.get("--dtype").toLowerCase(Locale.ROOT)) {
+                case "f32" -> Dtype.F32;
+                case "f16" -> Dtype.F16;
+                case "bf16" -> Dtype.BF16;
+                default -> throw new IllegalArgumentException("--dtype must be f32, f16 or bf16");
+            };
+            Options options = new Options(dtype, intOpt(opts, "--shards"), prefix, true);
+            long seed = Long.parseLong(opts.get("--seed"));
+            BertWeights w = write(out, config, seed, options);
+            long params = 0;
+            for (int[] shape : BertWeights.expectedShapes(w.config()).values()) {
+                long n = 1;
+                for (int d : shape) {
+                    n *= d;
+                }
+                params += n;
+            }
+            System.out.println("wrote " + out + ": " + config + ", " + params + " encoder parameters as " + dtype
+                    + ", " + options.shards() + " shard(s), seed " + seed);
+        } catch (IllegalArgumentException | ModelFormatException e) {
+            usage(e.getMessage());
+        }
+    }
+
+    private static int intOpt(Map<String, String> opts, String key) {
+        try {
+            return Integer.parseInt(opts.get(key));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(key + " must be an integer, got " + opts.get(key));
+        }
+    }
+
+    private static void usage(String problem) {
+        System.err.println(problem);
+        System.err.println(USAGE);
+        System.exit(2);
+    }
+}

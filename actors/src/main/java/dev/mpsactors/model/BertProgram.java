@@ -1,0 +1,457 @@
+package dev.mpsactors.model;
+
+import dev.mpsactors.nativemps.BuiltinKernels;
+import dev.mpsactors.nativemps.BuiltinKernels.Strides;
+import dev.mpsactors.nativemps.DeviceBuffer;
+import dev.mpsactors.nativemps.KernelLibrary;
+import dev.mpsactors.nativemps.NativeDevice;
+import dev.mpsactors.nativemps.NativeProgram;
+import dev.mpsactors.nativemps.NativeStream;
+import dev.mpsactors.nativemps.Pipeline;
+import dev.mpsactors.nativemps.ProgramArgs;
+import dev.mpsactors.nativemps.ProgramArgs.Operand;
+import dev.mpsactors.nativemps.ProgramArgs.Ref;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * A BERT forward pass (embeddings, encoder layers, pooler) for one batch shape, compiled once into a
+ * {@link NativeProgram}: encoding a request is one {@link NativeStream#encodeProgram} call. Immutable
+ * after compile; any number of streams may encode it at once, each binding its own request buffers.
+ *
+ * <p><b>Regions.</b> A request's memory is divided into regions (B = batch, L = seq, H = hidden,
+ * I = intermediate, nh = heads, BL = B·L; fp32 unless noted):
+ * <ul>
+ *   <li>{@code WEIGHTS}: the {@link BertDeviceWeights} buffer, shared by every request;
+ *   <li>{@code INPUT_IDS}, {@code TOKEN_TYPE_IDS}, {@code POSITION_IDS}: int32 [BL] (positions 0..L-1 per row);
+ *   <li>{@code ATTENTION_MASK}: additive [B, L]: 0 for a token, -3.4028234663852886e38
+ *       (finfo(float32).min, as Hugging Face uses) for padding;
+ *   <li>{@code SCRATCH}: activations, by float offset: tmp [BL, H] at 0; qkv [BL, 3H] at BL·H;
+ *       scores [B, nh, L, L] at 4·BL·H; ctx [BL, H] after the scores; ffn [BL, I] at BL·H, overlapping
+ *       qkv/scores/ctx, which are dead once the attention output is computed;
+ *   <li>{@code OUTPUT}: last_hidden_state [B, L, H] at 0 (it is also the running hidden state, updated
+ *       in place layer by layer, so no final copy), then pooler_output [B, H] at BL·H floats.
+ * </ul>
+ * <b>Layouts.</b> {@link Layout#SLOT_PER_REGION}: slot i holds region i (ordinal order) at offset 0, one
+ * buffer each. {@link Layout#PACKED}: slot 0 = weights, slot 1 = one request buffer holding the other
+ * regions one after another (64-byte aligned) at {@link #offset(Region)}. Slot 0 is always the weights.
+ *
+ * <p><b>Per layer</b>: qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
+ * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
+ * [BL, H]; tmp = LayerNorm(ctx·Woᵀ + bo + x); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue);
+ * x = LayerNorm(ffn·W2ᵀ + b2 + tmp). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
+ * token with lda = L·H.
+ */
+public final class BertProgram implements AutoCloseable {
+    /** HF's additive mask value: torch.finfo(torch.float32).min. */
+    public static final float MASKED = -3.4028234663852886e38f;
+
+    /** The built-in kernels the program uses (cache keys on the "*" library). */
+    public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding");
+
+    public enum Region { WEIGHTS, INPUT_IDS, TOKEN_TYPE_IDS, POSITION_IDS, ATTENTION_MASK, SCRATCH, OUTPUT }
+
+    public enum Layout { SLOT_PER_REGION, PACKED }
+
+    /** The pipelines a program runs; the program retains them natively, so callers may close theirs. */
+    public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding) {
+        public Pipelines {
+            Objects.requireNonNull(gemm, "gemm");
+            Objects.requireNonNull(layerNorm, "layerNorm");
+            Objects.requireNonNull(softmax, "softmax");
+            Objects.requireNonNull(embedding, "embedding");
+        }
+
+        /** From pipelines keyed by function name ({@link #FUNCTIONS}). */
+        public static Pipelines from(Map<String, Pipeline> byFunction) {
+            for (String f : FUNCTIONS) {
+                if (!byFunction.containsKey(f)) {
+                    throw new IllegalArgumentException("BERT needs the pipeline '" + f + "', got " + byFunction.keySet());
+                }
+            }
+            return new Pipelines(byFunction.get("gemm"), byFunction.get("layernorm"), byFunction.get("softmax"),
+                    byFunction.get("embedding"));
+        }
+
+        /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
+        public static Pipelines from(KernelLibrary library) {
+            return new Pipelines(library.pipeline("gemm"), library.pipeline("layernorm"), library.pipeline("softmax"),
+                    library.pipeline("embedding"));
+        }
+    }
+
+    /** Validated host-side inputs in device layout: int32 ids, positions, and the additive float mask. */
+    public record Inputs(int[] inputIds, int[] tokenTypeIds, int[] positionIds, float[] additiveMask) {}
+
+    private static final long ALIGN = 64;
+
+    private final BertConfig config;
+    private final int batch;
+    private final int seq;
+    private final Layout layout;
+    private final Map<Region, Integer> slotOf = new EnumMap<>(Region.class);
+    private final Map<Region, Long> offsetOf = new EnumMap<>(Region.class);
+    private final Map<Region, Long> bytesOf = new EnumMap<>(Region.class);
+    private final long[] slotBytes;
+    private final NativeProgram program;
+
+    private BertProgram(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq, Layout layout) {
+        this.config = weights.config();
+        this.batch = batch;
+        this.seq = seq;
+        this.layout = layout;
+        long bl = (long) batch * seq, h = config.hiddenSize(), inter = config.intermediateSize();
+        long heads = config.numAttentionHeads();
+        long scratchFloats = bl * h + Math.max(3 * bl * h + (long) batch * heads * seq * seq + bl * h, bl * inter);
+        bytesOf.put(Region.WEIGHTS, weights.bytes());
+        bytesOf.put(Region.INPUT_IDS, 4 * bl);
+        bytesOf.put(Region.TOKEN_TYPE_IDS, 4 * bl);
+        bytesOf.put(Region.POSITION_IDS, 4 * bl);
+        bytesOf.put(Region.ATTENTION_MASK, 4 * bl);
+        bytesOf.put(Region.SCRATCH, 4 * scratchFloats);
+        bytesOf.put(Region.OUTPUT, 4 * (bl * h + batch * h));
+        if (layout == Layout.SLOT_PER_REGION) {
+            slotBytes = new long[Region.values().length];
+            for (Region r : Region.values()) {
+                slotOf.put(r, r.ordinal());
+                offsetOf.put(r, 0L);
+                slotBytes[r.ordinal()] = bytesOf.get(r);
+            }
+        } else {
+            slotOf.put(Region.WEIGHTS, 0);
+            offsetOf.put(Region.WEIGHTS, 0L);
+            long at = 0;
+            for (Region r : Region.values()) {
+                if (r != Region.WEIGHTS) {
+                    slotOf.put(r, 1);
+                    offsetOf.put(r, at);
+                    at += (bytesOf.get(r) + ALIGN - 1) / ALIGN * ALIGN;
+                }
+            }
+            slotBytes = new long[] {weights.bytes(), at};
+        }
+        this.program = build(weights, pipelines);
+    }
+
+    /** The forward pass for {@code batch} sequences of {@code seq} tokens, one buffer per region. */
+    public static BertProgram compile(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq) {
+        return compile(weights, pipelines, batch, seq, Layout.SLOT_PER_REGION);
+    }
+
+    public static BertProgram compile(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq,
+                                      Layout layout) {
+        Objects.requireNonNull(weights, "weights");
+        Objects.requireNonNull(pipelines, "pipelines");
+        Objects.requireNonNull(layout, "layout");
+        if (weights.isClosed()) {
+            throw new IllegalStateException("the device weights are closed");
+        }
+        BertConfig c = weights.config();
+        if (batch < 1) {
+            throw new IllegalArgumentException("batch must be >= 1, got " + batch);
+        }
+        if (seq < 1 || seq > c.maxPositionEmbeddings()) {
+            throw new IllegalArgumentException("seq must be in [1, max_position_embeddings = "
+                    + c.maxPositionEmbeddings() + "], got " + seq);
+        }
+        return new BertProgram(weights, pipelines, batch, seq, layout);
+    }
+
+    private Ref at(Region r, long floats) {
+        return new Ref(slotOf.get(r), offsetOf.get(r) + 4 * floats);
+    }
+
+    private Ref weight(long byteOffset) {
+        return new Ref(slotOf.get(Region.WEIGHTS), offsetOf.get(Region.WEIGHTS) + byteOffset);
+    }
+
+    private NativeProgram build(BertDeviceWeights w, Pipelines p) {
+        BertConfig c = config;
+        long b = batch, l = seq, bl = b * l, h = c.hiddenSize(), inter = c.intermediateSize();
+        long heads = c.numAttentionHeads(), d = c.headDim();
+        double eps = c.layerNormEps();
+        Ref x = at(Region.OUTPUT, 0);
+        Ref pooled = at(Region.OUTPUT, bl * h);
+        Ref tmp = at(Region.SCRATCH, 0);
+        Ref qkv = at(Region.SCRATCH, bl * h);
+        Ref scores = at(Region.SCRATCH, 4 * bl * h);
+        Ref ctx = at(Region.SCRATCH, 4 * bl * h + b * heads * l * l);
+        Ref ffn = at(Region.SCRATCH, bl * h);
+        Ref mask = at(Region.ATTENTION_MASK, 0);
+
+        NativeProgram.Builder program = NativeProgram.builder(w.buffer().device(), slotBytes.length);
+        // Embeddings: word + position + token type, then LayerNorm in place.
+        program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.INPUT_IDS, 0), weight(w.wordEmbeddings), x, bl,
+                h, c.vocabSize(), false));
+        program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.POSITION_IDS, 0), weight(w.positionEmbeddings),
+                x, bl, h, c.maxPositionEmbeddings(), true));
+        program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.TOKEN_TYPE_IDS, 0),
+                weight(w.tokenTypeEmbeddings), x, bl, h, c.typeVocabSize(), true));
+        program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, null, weight(w.embLnGamma), weight(w.embLnBeta), x, bl,
+                h, eps));
+
+        for (BertDeviceWeights.LayerOffsets o : w.layers) {
+            program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), weight(o.qkvBias()), qkv, 3 * h,
+                    bl, h, 3 * h, BuiltinKernels.ACT_NONE));
+            // scores[s, head] = Q K^T / sqrt(d): sequences outer, heads inner, both strided inside qkv rows.
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(4 * h), 3 * h).t(),
+                    Operand.of(scores, l), null, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, b, heads,
+                    new Strides(l * 3 * h, d), new Strides(l * 3 * h, d), new Strides(heads * l * l, l * l)));
+            program.kernel(p.softmax(), ProgramArgs.softmax(scores, mask, b, heads, l, l, 1.0));
+            // ctx[s, :, head] = P V: each head's [L, d] block lands in its columns of the [BL, H] rows.
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(8 * h), 3 * h),
+                    Operand.of(ctx, h), null, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, b, heads,
+                    new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
+            program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), weight(o.attnOutBias()),
+                    tmp, h, bl, h, h, BuiltinKernels.ACT_NONE));
+            program.kernel(p.layerNorm(), ProgramArgs.layerNorm(tmp, x, weight(o.attnLnGamma()),
+                    weight(o.attnLnBeta()), tmp, bl, h, eps));
+            program.kernel(p.gemm(), ProgramArgs.linear(tmp, h, weight(o.interWeight()), weight(o.interBias()), ffn,
+                    inter, bl, h, inter, BuiltinKernels.ACT_GELU));
+            program.kernel(p.gemm(), ProgramArgs.linear(ffn, inter, weight(o.outWeight()), weight(o.outBias()), x, h,
+                    bl, inter, h, BuiltinKernels.ACT_NONE));
+            program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, tmp, weight(o.outLnGamma()), weight(o.outLnBeta()),
+                    x, bl, h, eps));
+        }
+        // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.
+        program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
+                Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
+                Strides.NONE, Strides.NONE, Strides.NONE));
+        return program.build();
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Shape and binding
+    // ------------------------------------------------------------------------------------------------
+
+    public BertConfig config() {
+        return config;
+    }
+
+    public int batch() {
+        return batch;
+    }
+
+    public int seq() {
+        return seq;
+    }
+
+    public Layout layout() {
+        return layout;
+    }
+
+    public NativeProgram program() {
+        return program;
+    }
+
+    public int slotCount() {
+        return slotBytes.length;
+    }
+
+    /** Bytes the buffer bound to {@code slot} must hold at least. */
+    public long slotBytes(int slot) {
+        return slotBytes[slot];
+    }
+
+    public int slot(Region region) {
+        return slotOf.get(region);
+    }
+
+    /** Byte offset of {@code region} in the buffer bound to its slot. */
+    public long offset(Region region) {
+        return offsetOf.get(region);
+    }
+
+    public long regionBytes(Region region) {
+        return bytesOf.get(region);
+    }
+
+    /** The four input regions together (ids, token types, positions, mask). */
+    public long inputBytes() {
+        return regionBytes(Region.INPUT_IDS) + regionBytes(Region.TOKEN_TYPE_IDS) + regionBytes(Region.POSITION_IDS)
+                + regionBytes(Region.ATTENTION_MASK);
+    }
+
+    public long scratchBytes() {
+        return regionBytes(Region.SCRATCH);
+    }
+
+    public long outputBytes() {
+        return regionBytes(Region.OUTPUT);
+    }
+
+    /** A request's own buffers (every slot but the weights), and the full binding for encodeProgram. */
+    public final class RequestBuffers implements AutoCloseable {
+        private final DeviceBuffer[] slots;
+
+        private RequestBuffers(DeviceBuffer weights, NativeDevice device) {
+            slots = new DeviceBuffer[slotBytes.length];
+            slots[0] = weights;
+            try {
+                for (int s = 1; s < slots.length; s++) {
+                    slots[s] = device.allocate(slotBytes[s]);
+                }
+            } catch (RuntimeException e) {
+                close();
+                throw e;
+            }
+        }
+
+        /** slot → buffer, slot 0 being the shared weights: pass to {@link NativeStream#encodeProgram}. */
+        public DeviceBuffer[] slots() {
+            return slots.clone();
+        }
+
+        /** Closes the request's buffers (not the weights). */
+        @Override
+        public void close() {
+            for (int s = 1; s < slots.length; s++) {
+                if (slots[s] != null) {
+                    slots[s].close();
+                }
+            }
+        }
+    }
+
+    /** Allocates one request's buffers on the weights' device, bound together with the weights. */
+    public RequestBuffers allocate(BertDeviceWeights weights) {
+        if (!weights.config().equals(config)) {
+            throw new IllegalArgumentException("weights of another model config");
+        }
+        return new RequestBuffers(weights.buffer(), weights.buffer().device());
+    }
+
+    /** Encodes the forward pass over {@code slots} (slot 0 = the weights) in one native call. */
+    public void encode(NativeStream stream, DeviceBuffer[] slots) {
+        stream.encodeProgram(program, slots);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Inputs and outputs
+    // ------------------------------------------------------------------------------------------------
+
+    /**
+     * Checks and converts one batch: {@code inputIds} has {@link #batch()} rows of {@link #seq()} ids in
+     * [0, vocab_size); {@code attentionMask} (null: all ones) the same shape with 0/1 values;
+     * {@code tokenTypeIds} (null: all zeros) the same shape with ids in [0, type_vocab_size).
+     *
+     * @throws IllegalArgumentException naming the first problem (which input, row, position and value)
+     */
+    public Inputs prepareInputs(int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds) {
+        requireShape("input_ids", inputIds);
+        if (attentionMask != null) {
+            requireShape("attention_mask", attentionMask);
+        }
+        if (tokenTypeIds != null) {
+            requireShape("token_type_ids", tokenTypeIds);
+        }
+        int n = batch * seq;
+        int[] ids = new int[n], types = new int[n], positions = new int[n];
+        float[] mask = new float[n];
+        for (int r = 0; r < batch; r++) {
+            for (int t = 0; t < seq; t++) {
+                int i = r * seq + t;
+                ids[i] = inRange("input_ids", inputIds, r, t, config.vocabSize(), "vocab_size");
+                if (tokenTypeIds != null) {
+                    types[i] = inRange("token_type_ids", tokenTypeIds, r, t, config.typeVocabSize(),
+                            "type_vocab_size");
+                }
+                if (attentionMask != null) {
+                    int m = attentionMask[r][t];
+                    if (m != 0 && m != 1) {
+                        throw new IllegalArgumentException("attention_mask[" + r + "][" + t + "] is " + m
+                                + " but must be 0 or 1");
+                    }
+                    mask[i] = m == 1 ? 0f : MASKED;
+                }
+                positions[i] = t;
+            }
+        }
+        return new Inputs(ids, types, positions, mask);
+    }
+
+    private void requireShape(String name, int[][] rows) {
+        if (rows == null) {
+            throw new IllegalArgumentException(name + " is missing");
+        }
+        if (rows.length != batch) {
+            throw new IllegalArgumentException(name + " has " + rows.length + " sequences, the program runs batch "
+                    + batch);
+        }
+        for (int r = 0; r < rows.length; r++) {
+            if (rows[r] == null) {
+                throw new IllegalArgumentException(name + "[" + r + "] is missing");
+            }
+            if (rows[r].length != seq) {
+                throw new IllegalArgumentException(name + "[" + r + "] has " + rows[r].length
+                        + " tokens, every sequence must have " + seq + " (pad with attention_mask 0)");
+            }
+        }
+    }
+
+    private static int inRange(String name, int[][] rows, int r, int t, int bound, String boundName) {
+        int v = rows[r][t];
+        if (v < 0 || v >= bound) {
+            throw new IllegalArgumentException(name + "[" + r + "][" + t + "] is " + v + ", outside [0, " + bound
+                    + ") (" + boundName + ")");
+        }
+        return v;
+    }
+
+    /** Writes validated inputs into the bound buffers (host-visible devices; call before encoding). */
+    public void writeInputs(DeviceBuffer[] slots, Inputs inputs) {
+        requireBinding(slots);
+        slots[slot(Region.INPUT_IDS)].write(offset(Region.INPUT_IDS), inputs.inputIds());
+        slots[slot(Region.TOKEN_TYPE_IDS)].write(offset(Region.TOKEN_TYPE_IDS), inputs.tokenTypeIds());
+        slots[slot(Region.POSITION_IDS)].write(offset(Region.POSITION_IDS), inputs.positionIds());
+        slots[slot(Region.ATTENTION_MASK)].write(offset(Region.ATTENTION_MASK), inputs.additiveMask());
+    }
+
+    /** {@link #prepareInputs} then {@link #writeInputs}. */
+    public void writeInputs(DeviceBuffer[] slots, int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds) {
+        writeInputs(slots, prepareInputs(inputIds, attentionMask, tokenTypeIds));
+    }
+
+    /** last_hidden_state [batch][seq][hidden], read after the encode's point completed. */
+    public float[][][] readLastHiddenState(DeviceBuffer[] slots) {
+        requireBinding(slots);
+        int h = config.hiddenSize();
+        DeviceBuffer out = slots[slot(Region.OUTPUT)];
+        long base = offset(Region.OUTPUT);
+        float[][][] result = new float[batch][seq][h];
+        for (int r = 0; r < batch; r++) {
+            for (int t = 0; t < seq; t++) {
+                out.read(base + 4L * ((long) (r * seq + t) * h), result[r][t]);
+            }
+        }
+        return result;
+    }
+
+    /** pooler_output [batch][hidden]. */
+    public float[][] readPoolerOutput(DeviceBuffer[] slots) {
+        requireBinding(slots);
+        int h = config.hiddenSize();
+        DeviceBuffer out = slots[slot(Region.OUTPUT)];
+        long base = offset(Region.OUTPUT) + 4L * batch * seq * h;
+        float[][] result = new float[batch][h];
+        for (int r = 0; r < batch; r++) {
+            out.read(base + 4L * r * h, result[r]);
+        }
+        return result;
+    }
+
+    private void requireBinding(DeviceBuffer[] slots) {
+        Objects.requireNonNull(slots, "slots");
+        if (slots.length != slotBytes.length) {
+            throw new IllegalArgumentException("the program has " + slotBytes.length + " slots, " + slots.length
+                    + " buffers were given");
+        }
+    }
+
+    @Override
+    public void close() {
+        program.close();
+    }
+}

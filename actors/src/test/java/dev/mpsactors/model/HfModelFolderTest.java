@@ -1,0 +1,299 @@
+package dev.mpsactors.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.mpsactors.model.BertFolderGenerator.Options;
+import dev.mpsactors.model.SafetensorsFile.Dtype;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.UnaryOperator;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A generated Hugging Face BERT folder loads back exactly; every malformed folder is refused by name. */
+class HfModelFolderTest {
+    private static final BertConfig SMALL = new BertConfig("bert", 50, 16, 2, 4, 32, 20, 2, 1e-12, "gelu");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void aGeneratedFolderLoadsBackExactlyThroughTheBertPrefix() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 42);
+        try (SafetensorsFile file = SafetensorsFile.open(dir.resolve("model.safetensors"))) {
+            assertTrue(file.contains("bert.encoder.layer.1.output.LayerNorm.bias"), "names carry the prefix");
+            assertTrue(file.contains("bert.embeddings.position_ids") && file.contains("cls.predictions.bias"));
+            assertEquals(Map.of("format", "pt"), file.metadata());
+        }
+        HfModelFolder folder = HfModelFolder.load(dir);
+        assertEquals(SMALL, folder.config());
+        assertSameWeights(generated, folder.weights());
+    }
+
+    @Test
+    void generatedWeightsAreSeededAndNeverTrivial() throws IOException {
+        BertWeights a = BertFolderGenerator.write(dir.resolve("a"), SMALL, 7);
+        BertWeights b = BertFolderGenerator.write(dir.resolve("b"), SMALL, 7);
+        BertWeights c = BertFolderGenerator.write(dir.resolve("c"), SMALL, 8);
+        assertSameWeights(a, b);
+        assertFalse(java.util.Arrays.equals(a.values("pooler.dense.weight"), c.values("pooler.dense.weight")));
+        for (String name : BertWeights.expectedShapes(SMALL).keySet()) {
+            float[] v = a.values(name);
+            double sum = 0;
+            int zeros = 0;
+            for (float x : v) {
+                sum += x;
+                zeros += x == 0 ? 1 : 0;
+            }
+            assertTrue(zeros < v.length / 4, name + " is mostly zeros");
+            if (name.endsWith("LayerNorm.weight")) {
+                assertEquals(1.0, sum / v.length, 0.05, name + " centres on 1");
+                assertFalse(allEqual(v), name + " carries noise");
+            }
+        }
+    }
+
+    @Test
+    void namesWithoutTheBertPrefixLoadToo() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 3, Options.defaults().withBertPrefix(false));
+        try (SafetensorsFile file = SafetensorsFile.open(dir.resolve("model.safetensors"))) {
+            assertTrue(file.contains("encoder.layer.0.attention.self.query.weight"));
+        }
+        assertSameWeights(generated, HfModelFolder.load(dir).weights());
+    }
+
+    @Test
+    void aShardedFolderLoadsThroughItsIndex() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 5, Options.defaults().withShards(3));
+        assertFalse(Files.exists(dir.resolve("model.safetensors")));
+        assertTrue(Files.exists(dir.resolve("model.safetensors.index.json")));
+        for (int s = 1; s <= 3; s++) {
+            assertTrue(Files.size(dir.resolve("model-0000" + s + "-of-00003.safetensors")) > 64);
+        }
+        assertSameWeights(generated, HfModelFolder.load(dir).weights());
+    }
+
+    @Test
+    void f16AndBf16FoldersAreConvertedToTheStoredValues() throws IOException {
+        for (Dtype dtype : new Dtype[] {Dtype.F16, Dtype.BF16}) {
+            Path d = dir.resolve(dtype.name());
+            BertWeights generated = BertFolderGenerator.write(d, SMALL, 9, Options.defaults().withDtype(dtype));
+            try (SafetensorsFile file = SafetensorsFile.open(d.resolve("model.safetensors"))) {
+                assertEquals(dtype, file.info("bert.pooler.dense.weight").dtype());
+            }
+            BertWeights loaded = HfModelFolder.load(d).weights();
+            assertSameWeights(generated, loaded);
+            float[] f32 = BertFolderGenerator.write(dir.resolve("f32"), SMALL, 9).values("pooler.dense.weight");
+            float[] narrow = loaded.values("pooler.dense.weight");
+            for (int i = 0; i < f32.length; i++) {
+                assertEquals(f32[i], narrow[i], Math.abs(f32[i]) * 0x1p-8f, dtype + " within half an ulp");
+            }
+        }
+    }
+
+    @Test
+    void theTwoLayoutsTogetherInShardsAndBf16AlsoLoad() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 11,
+                new Options(Dtype.BF16, 2, false, true));
+        assertSameWeights(generated, HfModelFolder.load(dir).weights());
+    }
+
+    @Test
+    void tfEraGammaAndBetaNamesAreReadAsWeightAndBias() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 1);
+        rewriteWeights(name -> name.replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta"), null);
+        assertSameWeights(generated, HfModelFolder.load(dir).weights());
+    }
+
+    @Test
+    void aMissingTensorIsNamed() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        rewriteWeights(name -> name.equals("bert.encoder.layer.1.output.dense.bias") ? null : name, null);
+        assertRefused("missing tensor encoder.layer.1.output.dense.bias", "expected shape [16]", "model.safetensors");
+    }
+
+    @Test
+    void aTensorOfTheWrongShapeIsNamed() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        rewriteWeights(name -> name.equals("bert.pooler.dense.weight") ? null : name,
+                w -> w.add("bert.pooler.dense.weight", Dtype.F32,
+                new int[] {16, 8}, new float[128]));
+        assertRefused("tensor bert.pooler.dense.weight has shape [16, 8], expected [16, 16]");
+    }
+
+    @Test
+    void aTensorStoredBothWithAndWithoutThePrefixIsAmbiguous() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        rewriteWeights(UnaryOperator.identity(), w -> w.add("pooler.dense.bias", Dtype.F32, new int[] {16},
+                new float[16]));
+        assertRefused("pooler.dense.bias is stored twice");
+    }
+
+    @Test
+    void aMissingShardIsNamed() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1, Options.defaults().withShards(2));
+        Files.delete(dir.resolve("model-00002-of-00002.safetensors"));
+        assertRefused("model.safetensors.index.json", "shard model-00002-of-00002.safetensors", "missing");
+    }
+
+    @Test
+    void anIndexThatPointsOutsideTheFolderIsRefused() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1, Options.defaults().withShards(2));
+        Path index = dir.resolve("model.safetensors.index.json");
+        ObjectNode root = (ObjectNode) JSON.readTree(index.toFile());
+        ((ObjectNode) root.get("weight_map")).put("bert.pooler.dense.bias", "../elsewhere.safetensors");
+        JSON.writeValue(index.toFile(), root);
+        assertRefused("not a file name in the folder");
+    }
+
+    @Test
+    void aFolderWithoutWeightsOrConfigIsRefusedByName() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        Files.delete(dir.resolve("model.safetensors"));
+        assertRefused("neither model.safetensors nor model.safetensors.index.json");
+        Files.delete(dir.resolve("config.json"));
+        assertRefused("config.json: missing");
+        assertThrows(ModelFormatException.class, () -> HfModelFolder.load(dir.resolve("nope")));
+    }
+
+    @Test
+    void aMissingRequiredConfigKeyIsNamed() throws IOException {
+        for (String key : new String[] {"hidden_size", "vocab_size", "num_hidden_layers", "num_attention_heads",
+                "intermediate_size", "max_position_embeddings", "model_type"}) {
+            BertFolderGenerator.write(dir, SMALL, 1);
+            editConfig(c -> c.remove(key));
+            assertRefused("config.json: missing required key " + key);
+        }
+    }
+
+    @Test
+    void missingOptionalConfigKeysTakeHuggingFaceDefaults() throws IOException {
+        BertConfig config = new BertConfig("bert", 50, 16, 1, 2, 32, 20, 2, 1e-12, "gelu");
+        BertFolderGenerator.write(dir, config, 1);
+        editConfig(c -> c.remove(java.util.List.of("layer_norm_eps", "type_vocab_size", "hidden_act",
+                "position_embedding_type")));
+        assertEquals(config, HfModelFolder.load(dir).config());
+    }
+
+    @Test
+    void badConfigValuesAreNamed() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("num_attention_heads", 5));
+        assertRefused("config.json: hidden_size 16 is not divisible by num_attention_heads 5");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("hidden_act", "gelu_new"));
+        assertRefused("hidden_act 'gelu_new' is not supported");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("model_type", "roberta"));
+        assertRefused("model_type 'roberta' is not supported (supported: bert)");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("hidden_size", "16"));
+        assertRefused("hidden_size must be an integer");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("vocab_size", 0));
+        assertRefused("vocab_size must be >= 1");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("position_embedding_type", "relative_key"));
+        assertRefused("position_embedding_type 'relative_key' is not supported");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("is_decoder", true));
+        assertRefused("is_decoder = true is not supported");
+
+        BertFolderGenerator.write(dir, SMALL, 1);
+        Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"bert\",");
+        assertRefused("config.json: not valid JSON");
+    }
+
+    @Test
+    void aConfigThatDisagreesWithTheWeightsNamesTheTensor() throws IOException {
+        BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("intermediate_size", 64));
+        assertRefused("tensor bert.encoder.layer.0.intermediate.dense.weight has shape [32, 16], expected [64, 16]");
+    }
+
+    @Test
+    void theCommandLineGeneratorWritesALoadableFolder() throws IOException {
+        BertFolderGenerator.main(new String[] {dir.toString(), "--hidden", "8", "--layers", "1", "--heads", "2",
+                "--intermediate", "16", "--vocab", "30", "--max-pos", "12", "--seed", "4", "--dtype", "f16",
+                "--shards", "2"});
+        HfModelFolder folder = HfModelFolder.load(dir);
+        assertEquals(new BertConfig("bert", 30, 8, 1, 2, 16, 12, 2, 1e-12, "gelu"), folder.config());
+        try (Stream<Path> files = Files.list(dir)) {
+            assertEquals(4, files.count(), "config, index and two shards");
+        }
+    }
+
+    // ---- helpers -----------------------------------------------------------------------------------------
+
+    private static void assertSameWeights(BertWeights expected, BertWeights actual) {
+        assertEquals(expected.config(), actual.config());
+        for (Map.Entry<String, int[]> e : BertWeights.expectedShapes(expected.config()).entrySet()) {
+            assertArrayEquals(e.getValue(), actual.tensor(e.getKey()).shape(), e.getKey());
+            assertArrayEquals(expected.values(e.getKey()), actual.values(e.getKey()), e.getKey());
+        }
+    }
+
+    private static boolean allEqual(float[] v) {
+        for (float x : v) {
+            if (x != v[0]) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private void assertRefused(String... fragments) {
+        ModelFormatException e = assertThrows(ModelFormatException.class, () -> HfModelFolder.load(dir));
+        for (String fragment : fragments) {
+            assertTrue(e.getMessage().contains(fragment), "'" + fragment + "' in: " + e.getMessage());
+        }
+        assertTrue(e.getMessage().contains(dir.toString()), "names the folder's file: " + e.getMessage());
+    }
+
+    private void editConfig(Consumer<ObjectNode> edit) throws IOException {
+        Path file = dir.resolve("config.json");
+        ObjectNode root = (ObjectNode) JSON.readTree(file.toFile());
+        edit.accept(root);
+        JSON.writeValue(file.toFile(), root);
+    }
+
+    /**
+     * Rewrites model.safetensors: every tensor under {@code rename}'s name (dropped where it returns null), then
+     * whatever {@code extra} adds. Non-float tensors are dropped.
+     */
+    private void rewriteWeights(UnaryOperator<String> rename, Consumer<SafetensorsWriter> extra) throws IOException {
+        Path file = dir.resolve("model.safetensors");
+        SafetensorsWriter w = new SafetensorsWriter();
+        try (SafetensorsFile in = SafetensorsFile.open(file)) {
+            for (String name : in.names()) {
+                String to = rename.apply(name);
+                SafetensorsFile.TensorInfo info = in.info(name);
+                if (to != null && info.dtype().isReadableAsFloat()) {
+                    w.add(to, info.dtype(), info.shape(), in.readFloats(name));
+                }
+            }
+        }
+        if (extra != null) {
+            extra.accept(w);
+        }
+        w.write(file);
+    }
+}

@@ -1,0 +1,262 @@
+package dev.mpsactors.bench;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
+import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.InferResult;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.runtime.InvalidConfigException;
+import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.RuntimeSettings;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.List;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorRef;
+
+/**
+ * {@code bin/mps-actors}: {@code run}, {@code info}, {@code native-workload}, {@code generate-model}.
+ * Failures print one line ("mps-actors: ...") to stderr and exit non-zero: 2 for bad usage or input,
+ * 1 for a failure of the runtime or the model.
+ */
+public final class Cli {
+    private static final String USAGE = """
+            usage: mps-actors <command> [options]
+              run --model DIR --input IN.json --output OUT.json [--backend cpu]
+                    run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
+                    "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
+                    "pooler_output": [[..]]}
+              info [--backend cpu]      the backend, the device and the effective configuration
+              load-test [--model DIR] [--clients M] [--seconds T] [--seq L]
+                    M client actors (default 64) send Infer requests to a model for T seconds (default 10):
+                    throughput, latency, batching, and the exactly-one-reply accounting. Without --model, a
+                    MiniLM-sized BERT (hidden 384, 6 layers, 12 heads, intermediate 1536, vocab 8192) with
+                    random weights is generated; L defaults to 128
+              native-workload [...]     the multi-stream native workload (--help for its options)
+              generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
+            """;
+
+    static final class UsageException extends RuntimeException {
+        UsageException(String message) {
+            super(message);
+        }
+    }
+
+    private Cli() {}
+
+    public static void main(String[] argv) throws Exception {
+        Deque<String> args = new ArrayDeque<>(List.of(argv));
+        String command = args.isEmpty() ? "help" : args.pollFirst();
+        try {
+            switch (command) {
+                case "run" -> run(args);
+                case "info" -> info(args);
+                case "native-workload" -> BenchMain.main(args.toArray(String[]::new));
+                case "load-test" -> loadTest(args);
+                case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
+                case "help", "-h", "--help" -> System.out.print(USAGE);
+                default -> throw new UsageException("unknown command '" + command + "'");
+            }
+        } catch (UsageException | InvalidConfigException e) {
+            System.err.println("mps-actors: " + e.getMessage());
+            System.err.print(USAGE);
+            System.exit(2);
+        } catch (InputException e) {
+            System.err.println("mps-actors: " + e.getMessage());
+            System.exit(2);
+        } catch (RuntimeException e) {
+            System.err.println("mps-actors: " + oneLine(e));
+            System.exit(1);
+        }
+    }
+
+    /** Bad input files: exit 2 with one line. */
+    static final class InputException extends RuntimeException {
+        InputException(String message) {
+            super(message);
+        }
+    }
+
+    private static void run(Deque<String> args) throws Exception {
+        Path model = null, input = null, output = null;
+        String backend = null;
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            switch (flag) {
+                case "--model" -> model = Path.of(value(flag, args));
+                case "--input" -> input = Path.of(value(flag, args));
+                case "--output" -> output = Path.of(value(flag, args));
+                case "--backend" -> backend = value(flag, args);
+                default -> throw new UsageException("run: unknown option '" + flag + "'");
+            }
+        }
+        if (model == null || input == null || output == null) {
+            throw new UsageException("run needs --model, --input and --output");
+        }
+        if (!Files.isDirectory(model)) {
+            throw new InputException("model folder " + model + " does not exist");
+        }
+        InferenceInputs inputs = readInputs(input);
+        try (MpsRuntime rt = MpsRuntime.start(config(backend))) {
+            ActorRef<InferenceProtocol.Command> m = await(rt.loadModel("cli", model));
+            InferResult result = await(rt.infer(m, "cli-1", inputs));
+            writeOutputs(output, result);
+        }
+    }
+
+    private static void loadTest(Deque<String> args) throws Exception {
+        Path model = null;
+        int clients = 64, seq = 128;
+        double seconds = 10;
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            switch (flag) {
+                case "--model" -> model = Path.of(value(flag, args));
+                case "--clients" -> clients = positive(flag, value(flag, args));
+                case "--seconds" -> seconds = positive(flag, value(flag, args));
+                case "--seq" -> seq = positive(flag, value(flag, args));
+                default -> throw new UsageException("load-test: unknown option '" + flag + "'");
+            }
+        }
+        dev.mpsactors.model.BertConfig generated = null;
+        int vocab;
+        if (model == null) {
+            generated = new dev.mpsactors.model.BertConfig("bert", 8192, 384, 6, 12, 1536, 512, 2, 1e-12, "gelu");
+            vocab = generated.vocabSize();
+        } else {
+            vocab = dev.mpsactors.model.HfModelFolder.readConfig(model.resolve("config.json")).vocabSize();
+        }
+        long lost = new ModelLoadBench(new ModelLoadBench.Settings(model, clients, seconds, seq, generated, vocab),
+                System.out).run();
+        if (lost != 0) {
+            System.err.println("mps-actors: " + lost + " replies lost");
+            System.exit(1);
+        }
+    }
+
+    private static int positive(String flag, String v) {
+        try {
+            int n = Integer.parseInt(v);
+            if (n >= 1) {
+                return n;
+            }
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new UsageException(flag + " must be a whole number >= 1, got '" + v + "'");
+    }
+
+    private static void info(Deque<String> args) throws Exception {
+        String backend = null;
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            if (flag.equals("--backend")) {
+                backend = value(flag, args);
+            } else {
+                throw new UsageException("info: unknown option '" + flag + "'");
+            }
+        }
+        Config config = config(backend);
+        RuntimeSettings settings = RuntimeSettings.fromConfig(config);
+        try (MpsRuntime rt = MpsRuntime.start(config)) {
+            System.out.println("backend:  " + settings.backend());
+            System.out.println("device:   " + rt.refs().device());
+            System.out.println("streams:  " + rt.streams().size());
+            System.out.println("settings: " + settings);
+            System.out.println("config:   " + config.getConfig("mps-actors").root().render(
+                    com.typesafe.config.ConfigRenderOptions.concise()));
+        }
+    }
+
+    private static Config config(String backend) {
+        Config base = ConfigFactory.load();
+        return backend == null ? base : base.withValue("mps-actors.backend", ConfigValueFactory.fromAnyRef(backend));
+    }
+
+    static InferenceInputs readInputs(Path file) {
+        JsonNode root;
+        try {
+            root = new ObjectMapper().readTree(file.toFile());
+        } catch (IOException e) {
+            throw new InputException("cannot read " + file + ": " + e.getMessage().lines().findFirst().orElse(""));
+        }
+        if (root == null || !root.isObject()) {
+            throw new InputException(file + ": expected a JSON object with \"input_ids\"");
+        }
+        int[][] ids = matrix(file, root, "input_ids", true);
+        return new InferenceInputs(ids, matrix(file, root, "attention_mask", false),
+                matrix(file, root, "token_type_ids", false));
+    }
+
+    private static int[][] matrix(Path file, JsonNode root, String key, boolean required) {
+        JsonNode node = root.get(key);
+        if (node == null || node.isNull()) {
+            if (required) {
+                throw new InputException(file + ": \"" + key + "\" is missing");
+            }
+            return null;
+        }
+        if (!node.isArray() || node.isEmpty()) {
+            throw new InputException(file + ": \"" + key + "\" must be a non-empty array of arrays of integers");
+        }
+        int[][] out = new int[node.size()][];
+        for (int b = 0; b < node.size(); b++) {
+            JsonNode row = node.get(b);
+            if (!row.isArray()) {
+                throw new InputException(file + ": \"" + key + "\"[" + b + "] is not an array");
+            }
+            out[b] = new int[row.size()];
+            for (int t = 0; t < row.size(); t++) {
+                JsonNode v = row.get(t);
+                if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+                    throw new InputException(file + ": \"" + key + "\"[" + b + "][" + t + "] is not an integer: " + v);
+                }
+                out[b][t] = v.intValue();
+            }
+        }
+        return out;
+    }
+
+    static void writeOutputs(Path file, InferResult result) throws IOException {
+        ObjectMapper mapper = new ObjectMapper();
+        ObjectNode root = mapper.createObjectNode();
+        root.set("last_hidden_state", mapper.valueToTree(result.lastHiddenState()));
+        root.set("pooler_output", mapper.valueToTree(result.poolerOutput()));
+        mapper.writeValue(file.toFile(), root);
+    }
+
+    private static <T> T await(java.util.concurrent.CompletionStage<T> stage) throws InterruptedException {
+        try {
+            return stage.toCompletableFuture().get(10, TimeUnit.MINUTES);
+        } catch (ExecutionException e) {
+            Throwable cause = e.getCause() instanceof CompletionException c && c.getCause() != null ? c.getCause()
+                    : e.getCause();
+            throw cause instanceof RuntimeException r ? r : new RuntimeException(cause);
+        } catch (java.util.concurrent.TimeoutException e) {
+            throw new RuntimeException("no answer within 10 minutes");
+        }
+    }
+
+    private static String value(String flag, Deque<String> args) {
+        String v = args.pollFirst();
+        if (v == null) {
+            throw new UsageException(flag + " needs a value");
+        }
+        return v;
+    }
+
+    private static String oneLine(Throwable e) {
+        String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        return m.lines().findFirst().orElse(m);
+    }
+}

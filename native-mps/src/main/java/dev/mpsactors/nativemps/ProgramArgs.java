@@ -1,0 +1,148 @@
+package dev.mpsactors.nativemps;
+
+import dev.mpsactors.nativemps.BuiltinKernels.Strides;
+import java.util.Arrays;
+
+/**
+ * One kernel invocation's positional arguments inside a {@link NativeProgram}: {@link KernelArgs} with
+ * slots in place of buffers. A slot is an index into the buffers bound at each
+ * {@link NativeStream#encodeProgram encode}, plus a byte offset from the bound buffer's start. The static
+ * methods build the built-in kernels' lists by name, as {@link BuiltinKernels} does for buffers.
+ */
+public final class ProgramArgs {
+    final int[] kinds = new int[KernelArgs.MAX_ARGS];
+    final int[] slots = new int[KernelArgs.MAX_ARGS];
+    /** Byte offset for a slot argument, the value for an int argument. */
+    final long[] ints = new long[KernelArgs.MAX_ARGS];
+    final double[] floats = new double[KernelArgs.MAX_ARGS];
+    int count;
+
+    /** Where a buffer argument points: a slot and a byte offset into the buffer bound to it. */
+    public record Ref(int slot, long byteOffset) {
+        public Ref {
+            if (slot < 0 || byteOffset < 0) {
+                throw new IllegalArgumentException("slot " + slot + " and byte offset " + byteOffset
+                        + " must be >= 0");
+            }
+        }
+
+        /** The same slot, {@code bytes} further on. */
+        public Ref plus(long bytes) {
+            return new Ref(slot, byteOffset + bytes);
+        }
+    }
+
+    /** A matrix operand: where it starts, its leading dimension (elements), whether it is used transposed. */
+    public record Operand(Ref at, long ld, boolean transposed) {
+        public static Operand of(Ref at, long ld) {
+            return new Operand(at, ld, false);
+        }
+
+        public Operand t() {
+            return new Operand(at, ld, true);
+        }
+    }
+
+    public ProgramArgs slot(int slot, long byteOffset) {
+        if (slot < 0 || byteOffset < 0) {
+            throw new IllegalArgumentException("argument " + count + ": slot " + slot + " and byte offset "
+                    + byteOffset + " must be >= 0");
+        }
+        int i = next();
+        kinds[i] = KernelArgs.BUFFER;
+        slots[i] = slot;
+        ints[i] = byteOffset;
+        return this;
+    }
+
+    public ProgramArgs slot(Ref ref) {
+        return slot(ref.slot(), ref.byteOffset());
+    }
+
+    /** An absent optional buffer (no bias, no mask, no residual). */
+    public ProgramArgs none() {
+        kinds[next()] = KernelArgs.NONE;
+        return this;
+    }
+
+    public ProgramArgs i(long value) {
+        int i = next();
+        kinds[i] = KernelArgs.INT;
+        ints[i] = value;
+        return this;
+    }
+
+    public ProgramArgs f(double value) {
+        int i = next();
+        kinds[i] = KernelArgs.FLOAT;
+        floats[i] = value;
+        return this;
+    }
+
+    public int count() {
+        return count;
+    }
+
+    private ProgramArgs optional(Ref ref) {
+        return ref == null ? none() : slot(ref);
+    }
+
+    private int next() {
+        if (count == KernelArgs.MAX_ARGS) {
+            throw new IllegalArgumentException("a kernel takes at most " + KernelArgs.MAX_ARGS + " arguments");
+        }
+        return count++;
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // The built-in kernels' lists (kernels.h), by name
+    // ------------------------------------------------------------------------------------------------
+
+    /** See {@link BuiltinKernels#gemm}; bias may be null. */
+    public static ProgramArgs gemm(Operand a, Operand b, Operand c, Ref bias, long m, long n, long k, double alpha,
+                                   double beta, int activation, long batchOuter, long batchInner, Strides sa,
+                                   Strides sb, Strides sc) {
+        return new ProgramArgs().slot(a.at()).slot(b.at()).slot(c.at()).optional(bias)
+                .i(m).i(n).i(k).i(a.ld()).i(b.ld()).i(c.ld())
+                .i(a.transposed() ? 1 : 0).i(b.transposed() ? 1 : 0)
+                .f(alpha).f(beta).i(activation)
+                .i(batchOuter).i(sa.outer()).i(sb.outer()).i(sc.outer())
+                .i(batchInner).i(sa.inner()).i(sb.inner()).i(sc.inner());
+    }
+
+    /**
+     * A PyTorch linear layer: y[rows, out] = act(x[rows, in] · wᵀ + bias) with w stored [out, in]
+     * (row-major, hence trans_b); x and y have leading dimensions {@code ldx} and {@code ldy}.
+     */
+    public static ProgramArgs linear(Ref x, long ldx, Ref w, Ref bias, Ref y, long ldy, long rows, long in,
+                                     long out, int activation) {
+        return gemm(Operand.of(x, ldx), Operand.of(w, in).t(), Operand.of(y, ldy), bias, rows, out, in, 1.0, 0.0,
+                activation, 1, 1, Strides.NONE, Strides.NONE, Strides.NONE);
+    }
+
+    /** y = layernorm(x + residual) * gamma + beta per row; residual may be null; y may be x. */
+    public static ProgramArgs layerNorm(Ref x, Ref residual, Ref gamma, Ref beta, Ref y, long rows, long cols,
+                                        double eps) {
+        return new ProgramArgs().slot(x).optional(residual).slot(gamma).slot(beta).slot(y).i(rows).i(cols).f(eps);
+    }
+
+    /** In place over [batch, heads, rows, cols]: softmax(scale * x + mask[b, col]); mask may be null. */
+    public static ProgramArgs softmax(Ref x, Ref mask, long batch, long heads, long rows, long cols, double scale) {
+        return new ProgramArgs().slot(x).optional(mask).i(batch).i(heads).i(rows).i(cols).f(scale);
+    }
+
+    public static ProgramArgs add(Ref a, Ref b, Ref y, long n) {
+        return new ProgramArgs().slot(a).slot(b).slot(y).i(n);
+    }
+
+    /** out[i] = (accumulate ? out[i] : 0) + table[ids[i]]; ids are int32. */
+    public static ProgramArgs embedding(Ref ids, Ref table, Ref out, long nIds, long dim, long vocab,
+                                        boolean accumulate) {
+        return new ProgramArgs().slot(ids).slot(table).slot(out).i(nIds).i(dim).i(vocab).i(accumulate ? 1 : 0);
+    }
+
+    @Override
+    public String toString() {
+        return "ProgramArgs" + Arrays.toString(Arrays.copyOf(kinds, count));
+    }
+}
