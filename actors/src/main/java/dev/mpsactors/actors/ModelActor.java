@@ -61,8 +61,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private record BatchSubmitted(Batch batch, StreamProtocol.SubmitReply reply, Throwable failure)
             implements Internal {}
 
-    private record BatchCompleted(Batch batch, StreamProtocol.PointCompleted completed, Throwable failure)
-            implements Internal {}
+    /** A stream reported a point; matched to its batch by (stream, point). */
+    private record PointDone(StreamProtocol.PointCompleted completed) implements Internal {}
 
     /** A request checked on arrival: its sequences and their real lengths. */
     private record Pending(Infer request, int sequences, int length) {}
@@ -101,6 +101,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final List<Batch> running = new ArrayList<>();
     private final LinkedHashMap<Long, ShapeProgram> programs;
     private int held;
+    /** One adapter for every batch (an actor has one adapter per message class): batches are found by point. */
+    private final ActorRef<StreamProtocol.PointCompleted> completions;
+    private final Map<Long, Batch> submittedByPoint = new HashMap<>();
+    /** Completions that overtook their Submitted reply (they travel different paths). */
+    private final Map<Long, StreamProtocol.PointCompleted> earlyCompletions = new HashMap<>();
 
     private long requests, succeeded, failed, batches, sequences;
     private int largestBatch;
@@ -131,6 +136,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 return evict;
             }
         };
+        this.completions = ctx.messageAdapter(StreamProtocol.PointCompleted.class, PointDone::new);
         fetchPipelines();
     }
 
@@ -158,7 +164,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 .onMessage(BatchAllocated.class, this::onAllocated)
                 .onMessage(BatchLeased.class, this::onLeased)
                 .onMessage(BatchSubmitted.class, this::onSubmitted)
-                .onMessage(BatchCompleted.class, this::onCompleted)
+                .onMessage(PointDone.class, this::onPointDone)
                 .onMessage(GetModelStats.class, this::onStats)
                 .onSignal(PreRestart.class, s -> stopped("restarted after a failure", false))
                 .onSignal(PostStop.class, s -> stopped("stopped", true))
@@ -267,31 +273,51 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return this;
         }
         batch.stream = m.leased().lease();
-        ActorRef<StreamProtocol.PointCompleted> onComplete = getContext().messageAdapter(
-                StreamProtocol.PointCompleted.class, c -> new BatchCompleted(batch, c, null));
         getContext().ask(StreamProtocol.SubmitReply.class, batch.stream.stream().owner(), askTimeout,
                 replyTo -> new StreamProtocol.Submit(List.of(batch.program.work(batch.memory.buffer())), true, replyTo,
-                        onComplete), (reply, failure) -> new BatchSubmitted(batch, reply, failure));
+                        completions), (reply, failure) -> new BatchSubmitted(batch, reply, failure));
         return this;
     }
 
     private Behavior<Command> onSubmitted(BatchSubmitted m) {
-        if (m.reply() instanceof StreamProtocol.Submitted submitted) {
-            m.batch().point = submitted.point(); // the completion follows
+        Batch batch = m.batch();
+        if (!(m.reply() instanceof StreamProtocol.Submitted submitted)) {
+            finish(batch, "the stream refused the batch: " + reason(m.reply(), m.failure()));
+            return this;
+        }
+        batch.point = submitted.point();
+        long key = pointKey(submitted.stream().id(), submitted.point());
+        StreamProtocol.PointCompleted early = earlyCompletions.remove(key);
+        if (early != null) {
+            completed(batch, early);
         } else {
-            finish(m.batch(), "the stream refused the batch: " + reason(m.reply(), m.failure()));
+            submittedByPoint.put(key, batch);
         }
         return this;
     }
 
-    private Behavior<Command> onCompleted(BatchCompleted m) {
-        Batch batch = m.batch();
-        if (!running.contains(batch)) {
-            return this; // already answered (e.g. its submission failed)
+    private Behavior<Command> onPointDone(PointDone m) {
+        long key = pointKey(m.completed().stream().id(), m.completed().point());
+        Batch batch = submittedByPoint.remove(key);
+        if (batch == null) {
+            earlyCompletions.put(key, m.completed());
+        } else {
+            completed(batch, m.completed());
         }
-        if (!m.completed().succeeded()) {
-            finish(batch, "the batch failed on the device: " + m.completed().failure());
-            return this;
+        return this;
+    }
+
+    private static long pointKey(int stream, long point) {
+        return ((long) stream << 48) ^ point;
+    }
+
+    private void completed(Batch batch, StreamProtocol.PointCompleted completion) {
+        if (!running.contains(batch)) {
+            return; // already answered
+        }
+        if (!completion.succeeded()) {
+            finish(batch, "the batch failed on the device: " + completion.failure());
+            return;
         }
         int row = 0;
         for (Pending p : batch.requests) {
@@ -310,7 +336,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
         largestBatch = Math.max(largestBatch, batch.rows);
         release(batch);
         launchReady();
-        return this;
     }
 
     /** Fails every request of the batch that has not been answered and returns what it held. */
