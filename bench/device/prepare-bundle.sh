@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Here, before a device run: a trimmed JRE (../shared/tools/make-device-bundle.sh) and the runtime's jars in
+# .device/lib, with OpenBLAS's jar cut down to the three libraries we load (the full jar is 19 MB) so the
+# bundle stays under the 64 MiB a device call may carry.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+[[ -f bench/target/mps-actors-bench.jar ]] || ./mvnw -B -q package -DskipTests
+../shared/tools/make-device-bundle.sh
+rm -rf .device/lib && mkdir -p .device/lib
+cp bench/target/mps-actors-bench.jar .device/lib/
+for jar in bench/target/lib/*.jar; do
+  case "$(basename "$jar")" in
+    openblas-*-linux-x86_64.jar)
+      tmp=$(mktemp -d)
+      (cd "$tmp" && unzip -q "$OLDPWD/$jar" 'org/bytedeco/openblas/linux-x86_64/libopenblas.so.0' \
+          'org/bytedeco/openblas/linux-x86_64/libgfortran.so.5' 'org/bytedeco/openblas/linux-x86_64/libquadmath.so.0' \
+        && zip -q -r "$OLDPWD/.device/lib/$(basename "$jar")" org)
+      rm -rf "$tmp" ;;
+    *) cp "$jar" .device/lib/ ;;
+  esac
+done
+du -sh .device/jre.tgz .device/lib
