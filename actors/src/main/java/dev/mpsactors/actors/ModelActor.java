@@ -39,8 +39,9 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * Serves one model. Duties:
  * <ul>
  *   <li>check each request on arrival and fail a bad one alone, naming what is wrong;</li>
- *   <li>batch concurrent requests whose sequence lengths round up to the same bucket, up to
- *       {@code max-batch} sequences or {@code max-delay} after the first one arrived;</li>
+ *   <li>batch requests whose sequence lengths round up to the same bucket: whenever a batch slot is free,
+ *       the oldest bucket's queued requests (up to {@code max-batch} sequences) become one batch, so batches
+ *       grow with the load (continuous batching);</li>
  *   <li>run each batch as one compiled program (one native call) on a leased stream, in memory from the
  *       allocator, at most {@code max-in-flight} batches at once, and answer every request of the batch
  *       exactly once when its point completes.</li>
@@ -51,7 +52,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 public final class ModelActor extends AbstractBehavior<Command> {
     private record PipelineArrived(String function, Pipeline pipeline, String failure) implements Internal {}
 
-    private record FlushBucket(int seq) implements Internal {}
+    /** The oldest queued request has waited max-delay: dispatch what there is. */
+    private enum DelayElapsed implements Internal { INSTANCE }
 
     private record BatchAllocated(Batch batch, AllocatorProtocol.AllocationReply reply, Throwable failure)
             implements Internal {}
@@ -64,8 +66,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** A stream reported a point; matched to its batch by (stream, point). */
     private record PointDone(StreamProtocol.PointCompleted completed) implements Internal {}
 
-    /** A request checked on arrival: its sequences and their real lengths. */
-    private record Pending(Infer request, int sequences, int length) {}
+    /** A request checked on arrival: its sequences, their real length, when it arrived. */
+    private record Pending(Infer request, int sequences, int length, long arrivedNanos) {}
 
     /** Requests sharing one device batch, and what it holds while it runs. */
     private static final class Batch {
@@ -97,7 +99,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private String pipelineFailure;
     private final TreeMap<Integer, ArrayDeque<Pending>> buckets = new TreeMap<>();
     private final Map<Integer, Integer> bucketSequences = new HashMap<>();
-    private final ArrayDeque<Batch> ready = new ArrayDeque<>();
     private final List<Batch> running = new ArrayList<>();
     private final LinkedHashMap<Long, ShapeProgram> programs;
     private int held;
@@ -157,8 +158,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
         return newReceiveBuilder()
                 .onMessage(Infer.class, this::onInfer)
                 .onMessage(PipelineArrived.class, this::onPipelineArrived)
-                .onMessage(FlushBucket.class, m -> {
-                    flushBucket(m.seq());
+                .onMessage(DelayElapsed.class, m -> {
+                    dispatch();
                     return this;
                 })
                 .onMessage(BatchAllocated.class, this::onAllocated)
@@ -192,22 +193,38 @@ public final class ModelActor extends AbstractBehavior<Command> {
         int length = in.inputIds()[0].length;
         int bucket = Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength());
         held++;
-        buckets.computeIfAbsent(bucket, b -> new ArrayDeque<>()).add(new Pending(m, in.inputIds().length, length));
-        int queued = bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
-        if (queued >= settings.maxBatch() || settings.maxDelay().isZero()) {
-            flushBucket(bucket);
-        } else if (!timers.isTimerActive(bucket)) {
-            timers.startSingleTimer(bucket, new FlushBucket(bucket), settings.maxDelay());
-        }
+        buckets.computeIfAbsent(bucket, b -> new ArrayDeque<>())
+                .add(new Pending(m, in.inputIds().length, length, System.nanoTime()));
+        bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
+        dispatch();
         return this;
     }
 
-    private void flushBucket(int seq) {
+    /**
+     * Continuous batching: whenever a batch slot is free (fewer than max-in-flight batches running), the
+     * bucket whose head request is oldest becomes a batch of up to max-batch sequences. Under light load
+     * batches are small and start at once; under heavy load requests queue while every stream is busy and
+     * the batches grow. With max-delay > 0, a batch smaller than max-batch waits up to that long for company.
+     */
+    private void dispatch() {
         if (pipelines == null) {
-            return; // flushed again once the pipelines are ready
+            return; // dispatched again once the pipelines are ready
         }
-        ArrayDeque<Pending> queue = buckets.get(seq);
-        while (queue != null && !queue.isEmpty()) {
+        while (running.size() < maxInFlight) {
+            Integer seq = oldestBucket();
+            if (seq == null) {
+                return;
+            }
+            ArrayDeque<Pending> queue = buckets.get(seq);
+            long waited = System.nanoTime() - queue.peek().arrivedNanos();
+            long delay = settings.maxDelay().toNanos();
+            if (bucketSequences.get(seq) < settings.maxBatch() && waited < delay) {
+                if (!timers.isTimerActive(DelayElapsed.INSTANCE)) {
+                    timers.startSingleTimer(DelayElapsed.INSTANCE, DelayElapsed.INSTANCE,
+                            java.time.Duration.ofNanos(delay - waited));
+                }
+                return;
+            }
             List<Pending> members = new ArrayList<>();
             int rows = 0;
             while (!queue.isEmpty() && (members.isEmpty() || rows + queue.peek().sequences() <= settings.maxBatch())) {
@@ -216,18 +233,25 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 rows += p.sequences();
             }
             bucketSequences.merge(seq, -rows, Integer::sum);
-            ready.add(new Batch(members, rows, seq));
-        }
-        timers.cancel(seq);
-        launchReady();
-    }
-
-    private void launchReady() {
-        while (!ready.isEmpty() && running.size() < maxInFlight) {
-            Batch batch = ready.poll();
+            if (queue.isEmpty()) {
+                buckets.remove(seq);
+            }
+            Batch batch = new Batch(members, rows, seq);
             running.add(batch);
             launch(batch);
         }
+    }
+
+    private Integer oldestBucket() {
+        Integer best = null;
+        long bestArrival = Long.MAX_VALUE;
+        for (Map.Entry<Integer, ArrayDeque<Pending>> e : buckets.entrySet()) {
+            if (!e.getValue().isEmpty() && e.getValue().peek().arrivedNanos() < bestArrival) {
+                bestArrival = e.getValue().peek().arrivedNanos();
+                best = e.getKey();
+            }
+        }
+        return best;
     }
 
     // ---- one batch: memory, stream, submit, complete ------------------------------------------------
@@ -335,7 +359,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         sequences += batch.rows;
         largestBatch = Math.max(largestBatch, batch.rows);
         release(batch);
-        launchReady();
+        dispatch();
     }
 
     /** Fails every request of the batch that has not been answered and returns what it held. */
@@ -345,7 +369,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             held--;
         }
         release(batch);
-        launchReady();
+        dispatch();
     }
 
     private void release(Batch batch) {
@@ -397,9 +421,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         arrived.put(m.function(), m.pipeline());
         if (pipelines == null && arrived.size() == engine.requiredFunctions().size()) {
             pipelines = Map.copyOf(arrived);
-            for (Integer seq : new ArrayList<>(buckets.keySet())) {
-                flushBucket(seq);
-            }
+            dispatch();
         }
         return this;
     }
@@ -417,12 +439,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
             }
         }
         buckets.clear();
-        for (Batch b : new ArrayList<>(ready)) {
-            for (Pending p : b.requests) {
-                fail(p.request(), reason);
-            }
-        }
-        ready.clear();
         for (Batch b : new ArrayList<>(running)) {
             for (Pending p : b.requests) {
                 fail(p.request(), reason + " while its batch ran");
