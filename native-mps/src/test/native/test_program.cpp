@@ -15,42 +15,11 @@
 #include <thread>
 #include <vector>
 
-extern "C" {
-#include "mps/mps.h"
-}
+#include "test_support.h"
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-std::mutex g_count_mu;  // CHECK runs on worker threads too
-
-#define CHECK(cond, ...)                                                     \
-  do {                                                                       \
-    bool ok_ = (cond);                                                       \
-    std::lock_guard<std::mutex> g_(g_count_mu);                              \
-    if (ok_) {                                                               \
-      g_passed++;                                                            \
-    } else {                                                                 \
-      g_failed++;                                                            \
-      std::fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);    \
-      std::fprintf(stderr, __VA_ARGS__);                                     \
-      std::fprintf(stderr, "\n");                                            \
-    }                                                                        \
-  } while (0)
-
-#define MUST(call)                                                                                        \
-  do {                                                                                                    \
-    mps_error e_{};                                                                                       \
-    mps_status s_ = (call);                                                                               \
-    (void)e_;                                                                                             \
-    if (s_ != MPS_OK) {                                                                                   \
-      std::fprintf(stderr, "FATAL %s:%d: %s -> %s\n", __FILE__, __LINE__, #call, mps_status_name(s_));     \
-      std::exit(2);                                                                                       \
-    }                                                                                                     \
-  } while (0)
-
-constexpr auto kBound = std::chrono::seconds(60);  // no test may hang: a deadlock is a failure
+using mps_test::kBound;
 
 // One stream's completions; the test thread waits with a bound. `gate` lets a test hold the executor
 // inside a completion callback, so later buffers of that stream are provably still pending.
@@ -484,6 +453,5 @@ int main() {
   CHECK(wait_live_zero(d), "every native object freed");
   CHECK(mps_device_close(d, &err) == MPS_OK, "device closes: %s", err.message);
 
-  std::printf("test_program: %d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return mps_test::summary("test_program");
 }

@@ -12,40 +12,11 @@
 #include <thread>
 #include <vector>
 
-extern "C" {
-#include "mps/mps.h"
-}
+#include "test_support.h"
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (cond) {                                                     \
-      g_passed++;                                                   \
-    } else {                                                        \
-      g_failed++;                                                   \
-      std::fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                            \
-      std::fprintf(stderr, "\n");                                   \
-    }                                                               \
-  } while (0)
-
-#define MUST(call)                                                                   \
-  do {                                                                               \
-    mps_error e_{};                                                                  \
-    mps_status s_ = (call);                                                          \
-    (void)e_;                                                                        \
-    if (s_ != MPS_OK) {                                                              \
-      std::fprintf(stderr, "FATAL %s:%d: %s -> %s\n", __FILE__, __LINE__, #call,      \
-                   mps_status_name(s_));                                             \
-      std::exit(2);                                                                  \
-    }                                                                                \
-  } while (0)
-
-constexpr auto kBound = std::chrono::seconds(60);  // no test may hang: a deadlock is a failure
+using mps_test::kBound;
 
 // Collects one stream's completions; the test thread waits on it with a bound.
 struct Completions {
@@ -541,6 +512,5 @@ int main() {
   CHECK(wait_live_zero(d), "every native object freed");
   CHECK(mps_device_close(d, &err) == MPS_OK, "device closes: %s", err.message);
 
-  std::printf("test_runtime: %d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return mps_test::summary("test_runtime");
 }
