@@ -321,6 +321,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onPointDone(PointDone m) {
+        if (m.completed().point() == 0) {
+            return this; // a refused submission: its SubmitFailed reply fails the batch
+        }
         long key = pointKey(m.completed().stream().id(), m.completed().point());
         Batch batch = submittedByPoint.remove(key);
         if (batch == null) {

@@ -175,6 +175,9 @@ public final class StreamActor extends AbstractBehavior<Command> {
         } catch (RuntimeException e) {
             stream.truncateOpen(before);
             m.replyTo().tell(new SubmitFailed(handle, describe(e)));
+            if (m.onComplete() != null) {
+                m.onComplete().tell(new PointCompleted(handle, 0, "submission refused: " + describe(e)));
+            }
             return this;
         }
         if (!m.commit()) {
@@ -424,6 +427,9 @@ public final class StreamActor extends AbstractBehavior<Command> {
     private void fail(Command m, String reason) {
         if (m instanceof Submit s) {
             s.replyTo().tell(new SubmitFailed(handle, reason));
+            if (s.onComplete() != null) {
+                s.onComplete().tell(new PointCompleted(handle, 0, reason));
+            }
         } else if (m instanceof Flush f) {
             f.replyTo().tell(new SubmitFailed(handle, reason));
         } else if (m instanceof WaitFor w) {

@@ -161,7 +161,9 @@ public final class MpsRuntime implements AutoCloseable {
 
     /** Encodes, commits and completes when the work has executed on the device. */
     public CompletionStage<StreamProtocol.PointCompleted> run(StreamHandle stream, List<StreamWork> work) {
-        return submit(stream, work, true).thenCompose(s -> whenComplete(stream, s.point()));
+        // One ask: onComplete hears once, on completion or at once if the submission is refused.
+        return ask(stream.owner(), (ActorRef<StreamProtocol.PointCompleted> onComplete) ->
+                new StreamProtocol.Submit(work, true, system.ignoreRef(), onComplete)).thenApply(MpsRuntime::completed);
     }
 
     public CompletionStage<StreamProtocol.Submitted> flush(StreamHandle stream) {

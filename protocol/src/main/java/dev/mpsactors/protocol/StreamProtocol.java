@@ -21,7 +21,8 @@ public final class StreamProtocol {
 
     /**
      * Encodes the work in order into the open command buffer and, when {@code commit}, closes it on a new
-     * timeline point. {@code onComplete}, if given, hears once when that point has executed.
+     * timeline point. {@code onComplete}, if given, hears exactly once: when that point has executed, or at
+     * once with a failure (point 0) if the submission was refused — so it alone is enough to wait on.
      */
     public record Submit(List<StreamWork> work, boolean commit, ActorRef<SubmitReply> replyTo,
                          ActorRef<PointCompleted> onComplete) implements Command {
