@@ -25,25 +25,23 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 
 /**
- * {@code bin/mps-actors}: {@code run}, {@code info}, {@code native-workload}, {@code generate-model}.
+ * {@code bin/mps-actors}: {@code run}, {@code info}, {@code stress} (alias {@code load-test}),
+ * {@code native-workload}, {@code generate-model}.
  * Failures print one line ("mps-actors: ...") to stderr and exit non-zero: 2 for bad usage or input,
  * 1 for a failure of the runtime or the model.
  */
 public final class Cli {
     private static final String USAGE = """
             usage: mps-actors <command> [options]
+            """ + StressOptions.USAGE + """
               run --model DIR --input IN.json --output OUT.json [--backend cpu]
                     run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
                     "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
                     "pooler_output": [[..]]}
               info [--backend cpu]      the backend, the device and the effective configuration
-              load-test [--model DIR] [--clients M] [--seconds T] [--seq L]
-                    M client actors (default 64) send Infer requests to a model for T seconds (default 10):
-                    throughput, latency, batching, and the exactly-one-reply accounting. Without --model, a
-                    MiniLM-sized BERT (hidden 384, 6 layers, 12 heads, intermediate 1536, vocab 8192) with
-                    random weights is generated; L defaults to 128
               native-workload [...]     the multi-stream native workload (--help for its options)
               generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
+              jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
             """;
 
     static final class UsageException extends RuntimeException {
@@ -62,7 +60,8 @@ public final class Cli {
                 case "run" -> run(args);
                 case "info" -> info(args);
                 case "native-workload" -> BenchMain.main(args.toArray(String[]::new));
-                case "load-test" -> loadTest(args);
+                case "stress", "load-test" -> stress(command, args);
+                case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
                 case "help", "-h", "--help" -> System.out.print(USAGE);
                 default -> throw new UsageException("unknown command '" + command + "'");
@@ -114,46 +113,15 @@ public final class Cli {
         }
     }
 
-    private static void loadTest(Deque<String> args) throws Exception {
-        Path model = null;
-        int clients = 64, seq = 128;
-        double seconds = 10;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            switch (flag) {
-                case "--model" -> model = Path.of(value(flag, args));
-                case "--clients" -> clients = positive(flag, value(flag, args));
-                case "--seconds" -> seconds = positive(flag, value(flag, args));
-                case "--seq" -> seq = positive(flag, value(flag, args));
-                default -> throw new UsageException("load-test: unknown option '" + flag + "'");
-            }
+    /** {@code load-test} is the same command under its older name. */
+    private static void stress(String command, Deque<String> args) throws Exception {
+        String line = "bin/mps-actors " + command + (args.isEmpty() ? "" : " " + String.join(" ", args));
+        StressOptions options = StressOptions.parse(args, command.equals("load-test"));
+        int status = new StressBench(options, line, System.out).run();
+        if (status != 0) {
+            System.err.println("mps-actors: replies were lost");
+            System.exit(status);
         }
-        dev.mpsactors.model.BertConfig generated = null;
-        int vocab;
-        if (model == null) {
-            generated = new dev.mpsactors.model.BertConfig("bert", 8192, 384, 6, 12, 1536, 512, 2, 1e-12, "gelu");
-            vocab = generated.vocabSize();
-        } else {
-            vocab = dev.mpsactors.model.HfModelFolder.readConfig(model.resolve("config.json")).vocabSize();
-        }
-        long lost = new ModelLoadBench(new ModelLoadBench.Settings(model, clients, seconds, seq, generated, vocab),
-                System.out).run();
-        if (lost != 0) {
-            System.err.println("mps-actors: " + lost + " replies lost");
-            System.exit(1);
-        }
-    }
-
-    private static int positive(String flag, String v) {
-        try {
-            int n = Integer.parseInt(v);
-            if (n >= 1) {
-                return n;
-            }
-        } catch (NumberFormatException ignored) {
-            // reported below
-        }
-        throw new UsageException(flag + " must be a whole number >= 1, got '" + v + "'");
     }
 
     private static void info(Deque<String> args) throws Exception {

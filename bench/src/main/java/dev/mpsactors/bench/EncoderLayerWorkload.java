@@ -4,6 +4,7 @@ import dev.mpsactors.nativemps.BuiltinKernels;
 import dev.mpsactors.nativemps.BuiltinKernels.Operand;
 import dev.mpsactors.nativemps.BuiltinKernels.Strides;
 import dev.mpsactors.nativemps.DeviceBuffer;
+import dev.mpsactors.nativemps.KernelArgs;
 import dev.mpsactors.nativemps.KernelLibrary;
 import dev.mpsactors.nativemps.NativeDevice;
 import dev.mpsactors.nativemps.NativeStream;
@@ -98,30 +99,40 @@ final class EncoderLayerWorkload implements AutoCloseable {
         return new Activations(device, seed);
     }
 
+    /** Receives the encoder's kernels one by one; the lock-based baseline needs to know which are LayerNorms. */
+    interface KernelSink {
+        void kernel(Pipeline pipeline, KernelArgs args, boolean layerNorm);
+    }
+
     /** Encodes one request (all layers) into the stream's open command buffer. */
     void encode(NativeStream stream, Activations a) {
+        forEachKernel(a, (pipeline, args, layerNorm) -> stream.encodeKernel(pipeline, args));
+    }
+
+    /** The kernels of one request (all layers) in order, over {@code a}. */
+    void forEachKernel(Activations a, KernelSink sink) {
         int l = shape.seq(), h = shape.hidden(), heads = shape.heads(), d = shape.headDim(), inter = shape.intermediate();
         for (int layer = 0; layer < shape.layers(); layer++) {
-            stream.encodeKernel(gemm, BuiltinKernels.linear(a.x, 0, wqkv, bqkv, a.qkv, 0, l, h, 3L * h,
-                    BuiltinKernels.ACT_NONE));
+            sink.kernel(gemm, BuiltinKernels.linear(a.x, 0, wqkv, bqkv, a.qkv, 0, l, h, 3L * h,
+                    BuiltinKernels.ACT_NONE), false);
             // scores[head] = Q_head K_head^T / sqrt(d): heads are the inner batch, strided inside qkv rows.
-            stream.encodeKernel(gemm, BuiltinKernels.gemm(
+            sink.kernel(gemm, BuiltinKernels.gemm(
                     Operand.of(a.qkv, 0, 3L * h), Operand.of(a.qkv, 4L * h, 3L * h).t(), Operand.of(a.scores, 0, l),
                     null, 0, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, 1, heads,
-                    new Strides(0, d), new Strides(0, d), new Strides(0, (long) l * l)));
-            stream.encodeKernel(softmax, BuiltinKernels.softmax(a.scores, a.mask, 1, heads, l, l, 1.0));
-            stream.encodeKernel(gemm, BuiltinKernels.gemm(
+                    new Strides(0, d), new Strides(0, d), new Strides(0, (long) l * l)), false);
+            sink.kernel(softmax, BuiltinKernels.softmax(a.scores, a.mask, 1, heads, l, l, 1.0), false);
+            sink.kernel(gemm, BuiltinKernels.gemm(
                     Operand.of(a.scores, 0, l), Operand.of(a.qkv, 8L * h, 3L * h), Operand.of(a.ctx, 0, h),
                     null, 0, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, 1, heads,
-                    new Strides(0, (long) l * l), new Strides(0, d), new Strides(0, d)));
-            stream.encodeKernel(gemm, BuiltinKernels.linear(a.ctx, 0, wo, bo, a.tmp, 0, l, h, h,
-                    BuiltinKernels.ACT_NONE));
-            stream.encodeKernel(layerNorm, BuiltinKernels.layerNorm(a.tmp, a.x, ln1g, ln1b, a.tmp, l, h, 1e-12));
-            stream.encodeKernel(gemm, BuiltinKernels.linear(a.tmp, 0, w1, b1, a.ffn, 0, l, h, inter,
-                    BuiltinKernels.ACT_GELU));
-            stream.encodeKernel(gemm, BuiltinKernels.linear(a.ffn, 0, w2, b2, a.x, 0, l, inter, h,
-                    BuiltinKernels.ACT_NONE));
-            stream.encodeKernel(layerNorm, BuiltinKernels.layerNorm(a.x, a.tmp, ln2g, ln2b, a.x, l, h, 1e-12));
+                    new Strides(0, (long) l * l), new Strides(0, d), new Strides(0, d)), false);
+            sink.kernel(gemm, BuiltinKernels.linear(a.ctx, 0, wo, bo, a.tmp, 0, l, h, h,
+                    BuiltinKernels.ACT_NONE), false);
+            sink.kernel(layerNorm, BuiltinKernels.layerNorm(a.tmp, a.x, ln1g, ln1b, a.tmp, l, h, 1e-12), true);
+            sink.kernel(gemm, BuiltinKernels.linear(a.tmp, 0, w1, b1, a.ffn, 0, l, h, inter,
+                    BuiltinKernels.ACT_GELU), false);
+            sink.kernel(gemm, BuiltinKernels.linear(a.ffn, 0, w2, b2, a.x, 0, l, inter, h,
+                    BuiltinKernels.ACT_NONE), false);
+            sink.kernel(layerNorm, BuiltinKernels.layerNorm(a.x, a.tmp, ln2g, ln2b, a.x, l, h, 1e-12), true);
         }
     }
 

@@ -154,7 +154,8 @@ final class NativeWorkloadBench {
         }
     }
 
-    private static void waitForNativeCleanup(NativeDevice device) throws InterruptedException {
+    /** Stream close is asynchronous (the executor drains, then ends): a device closes only once they are gone. */
+    static void waitForNativeCleanup(NativeDevice device) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         while (!device.liveObjects().isEmpty() && System.nanoTime() < deadline) {
             TimeUnit.MILLISECONDS.sleep(5);

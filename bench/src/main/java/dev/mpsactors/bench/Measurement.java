@@ -1,0 +1,20 @@
+package dev.mpsactors.bench;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import java.util.List;
+
+/**
+ * One measured configuration (mps-actors or a baseline) at one client count. Latencies in milliseconds;
+ * {@code batching} and {@code allocator} only for runs through the actor runtime.
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+record Measurement(String name, String description, int clients, int streams, double seconds, long sent,
+                   long succeeded, long failed, long lost, double requestsPerSecond, double sequencesPerSecond,
+                   double p50Ms, double p90Ms, double p99Ms, double maxMs, double gflops,
+                   List<Double> streamUtilisation, Batching batching, Allocator allocator) {
+
+    /** ModelStats over the whole run (warm-up included: the model actor counts from its start). */
+    record Batching(long batches, double meanBatch, int largestBatch) {}
+
+    record Allocator(long peakReservedBytes, long peakAllocatedBytes) {}
+}

@@ -1,0 +1,70 @@
+package dev.mpsactors.bench;
+
+import dev.mpsactors.model.BertConfig;
+import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.model.HfModelFolder;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+
+/** The model every measurement of one stress run shares: a given Hugging Face folder or a generated one. */
+record StressModel(Path folder, BertConfig config, boolean generated) {
+    /** MiniLM-sized (hidden 384, 6 layers, 12 heads, intermediate 1536), vocabulary 8192. */
+    static final BertConfig DEFAULT = new BertConfig("bert", 8192, 384, 6, 12, 1536, 512, 2, 1e-12, "gelu");
+
+    static StressModel resolve(Path folder) throws IOException {
+        if (folder != null) {
+            return new StressModel(folder, HfModelFolder.readConfig(folder.resolve(HfModelFolder.CONFIG_FILE)), false);
+        }
+        Path dir = Files.createTempDirectory("mps-actors-stress-model-");
+        BertFolderGenerator.write(dir, DEFAULT, 42);
+        return new StressModel(dir, DEFAULT, true);
+    }
+
+    /** Deletes a generated folder (a given one is the user's). */
+    void cleanUp() {
+        if (!generated) {
+            return;
+        }
+        try (var files = Files.walk(folder)) {
+            files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException ignored) {
+            // a temp folder left behind is harmless
+        }
+    }
+
+    EncoderShape shape(int seq) {
+        return BertWorkload.shape(config, seq);
+    }
+
+    /** GEMM FLOPs of one request (multiply-add = 2), as {@link EncoderShape} counts them. */
+    double flopsPerRequest(StressOptions o) {
+        if (o.mix() == StressOptions.Mix.LAYERNORM) {
+            return 2.0 * o.seq() * config.hiddenSize() * config.hiddenSize();
+        }
+        double pooler = 2.0 * config.hiddenSize() * config.hiddenSize();
+        return (shape(o.seq()).flopsPerRequest() + pooler) * o.batchPerRequest();
+    }
+
+    int sequencesPerRequest(StressOptions o) {
+        return o.mix() == StressOptions.Mix.LAYERNORM ? 1 : o.batchPerRequest();
+    }
+
+    InferenceInputs randomInputs(Random random, int batch, int seq) {
+        int[][] ids = new int[batch][seq];
+        for (int[] row : ids) {
+            for (int t = 0; t < seq; t++) {
+                row[t] = random.nextInt(config.vocabSize());
+            }
+        }
+        return InferenceInputs.of(ids);
+    }
+
+    String describe() {
+        return "hidden=" + config.hiddenSize() + " layers=" + config.numHiddenLayers() + " heads="
+                + config.numAttentionHeads() + " intermediate=" + config.intermediateSize() + " vocab="
+                + config.vocabSize();
+    }
+}

@@ -1,0 +1,141 @@
+package dev.mpsactors.bench;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+
+/** The options of {@code bin/mps-actors stress}, parsed and checked; bad usage throws {@link Cli.UsageException}. */
+record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
+                     double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
+                     int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds) {
+
+    enum Mix { BERT, LAYERNORM }
+
+    enum Baseline { RAW, LOCKED, SERIAL }
+
+    static final String USAGE = """
+              stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
+                     [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
+                     [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
+                     [--gemm-seconds T]
+                    M client actors (default 64) in closed loop against a runtime with S streams (default:
+                    config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
+                    --model is given (seq default 128, B default 1). Then the baselines on the same model and
+                    shape (default all three) and the GEMM rate the BLAS reaches alone (0 skips it). Exit 1 if
+                    a reply was lost. --mix layernorm: K LayerNorms + one GEMM per request (default K 24).
+              load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
+            """;
+
+    /** {@code legacy}: {@code load-test} keeps its old scope (the actor run alone) unless asked for more. */
+    static StressOptions parse(Deque<String> args, boolean legacy) {
+        Path model = null, json = null, plot = null;
+        List<Integer> clients = List.of(64);
+        boolean sweep = false;
+        int streams = 0, seq = 128, batch = 1, layerNorms = LayerNormMix.DEFAULT_LAYER_NORMS;
+        String backend = "cpu";
+        double seconds = legacy ? 10 : 20, warmup = 2, gemmSeconds = legacy ? 0 : 3;
+        long requests = 0;
+        Mix mix = Mix.BERT;
+        Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.allOf(Baseline.class);
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            switch (flag) {
+                case "--model" -> model = Path.of(value(flag, args));
+                case "--clients" -> clients = List.of(positive(flag, value(flag, args)));
+                case "--sweep" -> {
+                    clients = counts(flag, value(flag, args));
+                    sweep = true;
+                }
+                case "--streams" -> streams = positive(flag, value(flag, args));
+                case "--backend" -> backend = value(flag, args);
+                case "--seconds" -> seconds = number(flag, value(flag, args), false);
+                case "--requests" -> requests = positive(flag, value(flag, args));
+                case "--warmup" -> warmup = number(flag, value(flag, args), true);
+                case "--seq" -> seq = positive(flag, value(flag, args));
+                case "--batch-per-request" -> batch = positive(flag, value(flag, args));
+                case "--mix" -> mix = mix(value(flag, args));
+                case "--layer-norms" -> layerNorms = positive(flag, value(flag, args));
+                case "--compare" -> compare = baselines(value(flag, args));
+                case "--json" -> json = Path.of(value(flag, args));
+                case "--plot" -> plot = Path.of(value(flag, args));
+                case "--gemm-seconds" -> gemmSeconds = number(flag, value(flag, args), true);
+                default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
+            }
+        }
+        if (plot != null && !sweep) {
+            throw new Cli.UsageException("--plot needs --sweep (it draws against the client counts)");
+        }
+        if (requests > 0) {
+            warmup = 0; // a counted run measures every request
+        }
+        return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
+                layerNorms, compare, json, plot, gemmSeconds);
+    }
+
+    private static Mix mix(String v) {
+        return switch (v) {
+            case "bert" -> Mix.BERT;
+            case "layernorm" -> Mix.LAYERNORM;
+            default -> throw new Cli.UsageException("--mix must be bert or layernorm, got '" + v + "'");
+        };
+    }
+
+    private static Set<Baseline> baselines(String v) {
+        Set<Baseline> set = EnumSet.noneOf(Baseline.class);
+        if (v.equals("none") || v.isEmpty()) {
+            return set;
+        }
+        for (String part : v.split(",")) {
+            try {
+                set.add(Baseline.valueOf(part.trim().toUpperCase(Locale.ROOT)));
+            } catch (IllegalArgumentException e) {
+                throw new Cli.UsageException("--compare takes raw, locked, serial or none, got '" + part + "'");
+            }
+        }
+        return set;
+    }
+
+    private static List<Integer> counts(String flag, String v) {
+        List<Integer> out = new ArrayList<>();
+        for (String part : v.split(",")) {
+            out.add(positive(flag, part.trim()));
+        }
+        return List.copyOf(out);
+    }
+
+    private static String value(String flag, Deque<String> args) {
+        String v = args.pollFirst();
+        if (v == null) {
+            throw new Cli.UsageException(flag + " needs a value");
+        }
+        return v;
+    }
+
+    static int positive(String flag, String v) {
+        try {
+            int n = Integer.parseInt(v);
+            if (n >= 1) {
+                return n;
+            }
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new Cli.UsageException(flag + " must be a whole number >= 1, got '" + v + "'");
+    }
+
+    private static double number(String flag, String v, boolean zeroAllowed) {
+        try {
+            double x = Double.parseDouble(v);
+            if (Double.isFinite(x) && (x > 0 || (zeroAllowed && x == 0))) {
+                return x;
+            }
+        } catch (NumberFormatException ignored) {
+            // reported below
+        }
+        throw new Cli.UsageException(flag + " must be a number " + (zeroAllowed ? ">= 0" : "> 0") + ", got '" + v + "'");
+    }
+}
