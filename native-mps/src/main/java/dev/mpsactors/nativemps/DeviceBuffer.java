@@ -11,12 +11,11 @@ import java.util.Objects;
 public final class DeviceBuffer implements AutoCloseable {
     private final NativeDevice device;
     private final long size;
-    /** Volatile: a runtime stopping closes leases that client threads may still hold. */
-    private volatile long handle;
+    private final NativeHandle handle;
 
     DeviceBuffer(NativeDevice device, long handle, long size) {
         this.device = device;
-        this.handle = handle;
+        this.handle = new NativeHandle("buffer", handle);
         this.size = size;
     }
 
@@ -84,33 +83,19 @@ public final class DeviceBuffer implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("buffer is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     public boolean isClosed() {
-        return handle == 0;
+        return handle.isClosed();
     }
 
     /** Idempotent and safe from two threads at once: exactly one of them drops the native reference. */
     @Override
     public void close() {
-        long h = handle;
-        if (h != 0 && HANDLE.compareAndSet(this, h, 0L)) {
+        long h = handle.take();
+        if (h != 0) {
             release0(h);
-        }
-    }
-
-    private static final java.lang.invoke.VarHandle HANDLE;
-
-    static {
-        try {
-            HANDLE = java.lang.invoke.MethodHandles.lookup().findVarHandle(DeviceBuffer.class, "handle", long.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
         }
     }
 

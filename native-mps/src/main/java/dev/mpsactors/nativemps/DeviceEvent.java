@@ -7,10 +7,10 @@ import java.util.Objects;
  * stream's executor has published.
  */
 public final class DeviceEvent implements AutoCloseable {
-    private long handle;
+    private final NativeHandle handle;
 
     DeviceEvent(long handle) {
-        this.handle = handle;
+        this.handle = new NativeHandle("event", handle);
     }
 
     /** Whether the latest record has executed; throws (STATE) if the event was never recorded. */
@@ -35,22 +35,18 @@ public final class DeviceEvent implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("event is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     public boolean isClosed() {
-        return handle == 0;
+        return handle.isClosed();
     }
 
     @Override
     public void close() {
-        if (handle != 0) {
-            release0(handle);
-            handle = 0;
+        long h = handle.take();
+        if (h != 0) {
+            release0(h);
         }
     }
 

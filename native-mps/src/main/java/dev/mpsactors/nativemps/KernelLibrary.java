@@ -8,10 +8,10 @@ import java.util.Objects;
  * not compile throws {@link NativeException} with status COMPILE_FAILED and the compiler's log.
  */
 public final class KernelLibrary implements AutoCloseable {
-    private long handle;
+    private final NativeHandle handle;
 
     KernelLibrary(long handle) {
-        this.handle = handle;
+        this.handle = new NativeHandle("kernel library", handle);
     }
 
     public Pipeline pipeline(String function) {
@@ -21,19 +21,15 @@ public final class KernelLibrary implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("kernel library is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     /** Pipelines taken from the library stay valid after it closes (they keep it alive natively). */
     @Override
     public void close() {
-        if (handle != 0) {
-            release0(handle);
-            handle = 0;
+        long h = handle.take();
+        if (h != 0) {
+            release0(h);
         }
     }
 

@@ -1,7 +1,5 @@
 package dev.mpsactors.nativemps;
 
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -18,11 +16,10 @@ import java.util.Objects;
 public final class NativeProgram implements AutoCloseable {
     private final int slotCount;
     private final int kernelCount;
-    /** Volatile and closed by CAS: stream owners read it from their threads while the builder may close. */
-    private volatile long handle;
+    private final NativeHandle handle;
 
     private NativeProgram(long handle, int slotCount, int kernelCount) {
-        this.handle = handle;
+        this.handle = new NativeHandle("program", handle);
         this.slotCount = slotCount;
         this.kernelCount = kernelCount;
     }
@@ -96,35 +93,24 @@ public final class NativeProgram implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("program is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     public boolean isClosed() {
-        return handle == 0;
+        return handle.isClosed();
     }
 
     /** Idempotent; exactly one caller drops the native program. */
     @Override
     public void close() {
-        long h = handle;
-        if (h != 0 && HANDLE.compareAndSet(this, h, 0L)) {
+        long h = handle.take();
+        if (h != 0) {
             release0(h);
         }
     }
 
-    private static final VarHandle HANDLE;
-
     static {
         NativeLibraryLoader.ensureLoaded();
-        try {
-            HANDLE = MethodHandles.lookup().findVarHandle(NativeProgram.class, "handle", long.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
     }
 
     private static native long create0(long device, int slotCount);

@@ -15,7 +15,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 public final class NativeStream implements AutoCloseable {
     private final NativeDevice device;
     private final CompletionListener listener;
-    private long handle;
+    private final NativeHandle handle;
 
     /** Owner-only: host buffers referenced by the open command buffer, pinned until it completes. */
     private List<ByteBuffer> openPins = new ArrayList<>();
@@ -27,7 +27,7 @@ public final class NativeStream implements AutoCloseable {
     NativeStream(NativeDevice device, CompletionListener listener) {
         this.device = device;
         this.listener = Objects.requireNonNull(listener, "listener");
-        this.handle = create0(device.handle(), this);
+        this.handle = new NativeHandle("stream", create0(device.handle(), this));
     }
 
     public NativeDevice device() {
@@ -172,15 +172,11 @@ public final class NativeStream implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("stream is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     public boolean isClosed() {
-        return handle == 0;
+        return handle.isClosed();
     }
 
     /**
@@ -189,10 +185,10 @@ public final class NativeStream implements AutoCloseable {
      */
     @Override
     public void close() {
-        if (handle != 0) {
+        long h = handle.take();
+        if (h != 0) {
             openPins = new ArrayList<>();
-            release0(handle);
-            handle = 0;
+            release0(h);
         }
     }
 

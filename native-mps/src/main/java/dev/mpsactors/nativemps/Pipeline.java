@@ -4,10 +4,10 @@ package dev.mpsactors.nativemps;
 public final class Pipeline implements AutoCloseable {
     private final String function;
     private final int argCount;
-    private long handle;
+    private final NativeHandle handle;
 
     Pipeline(long handle, String function, int argCount) {
-        this.handle = handle;
+        this.handle = new NativeHandle("pipeline " + function, handle);
         this.function = function;
         this.argCount = argCount;
     }
@@ -21,18 +21,14 @@ public final class Pipeline implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("pipeline " + function + " is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     @Override
     public void close() {
-        if (handle != 0) {
-            release0(handle);
-            handle = 0;
+        long h = handle.take();
+        if (h != 0) {
+            release0(h);
         }
     }
 

@@ -7,11 +7,11 @@ package dev.mpsactors.nativemps;
  * the stream never leaves it dangling; each holder closes its own view.
  */
 public final class StreamTimeline implements AutoCloseable {
-    private volatile long handle;
+    private final NativeHandle handle;
 
     StreamTimeline(long handle) {
         retain0(handle);
-        this.handle = handle;
+        this.handle = new NativeHandle("stream timeline", handle);
     }
 
     /** The last point committed by the owner. */
@@ -31,18 +31,13 @@ public final class StreamTimeline implements AutoCloseable {
     }
 
     long handle() {
-        long h = handle;
-        if (h == 0) {
-            throw new IllegalStateException("stream timeline is closed");
-        }
-        return h;
+        return handle.get();
     }
 
     @Override
     public void close() {
-        long h = handle;
+        long h = handle.take();
         if (h != 0) {
-            handle = 0;
             release0(h);
         }
     }
