@@ -15,7 +15,7 @@ public final class DeviceBuffer implements AutoCloseable {
 
     DeviceBuffer(NativeDevice device, long handle, long size) {
         this.device = device;
-        this.handle = new NativeHandle("buffer", handle);
+        this.handle = new NativeHandle(this, "buffer", handle, DeviceBuffer::release0);
         this.size = size;
     }
 
@@ -93,10 +93,7 @@ public final class DeviceBuffer implements AutoCloseable {
     /** Idempotent and safe from two threads at once: exactly one of them drops the native reference. */
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     static native long alloc0(long device, long bytes);

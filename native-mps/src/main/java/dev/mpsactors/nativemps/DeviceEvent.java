@@ -10,7 +10,7 @@ public final class DeviceEvent implements AutoCloseable {
     private final NativeHandle handle;
 
     DeviceEvent(long handle) {
-        this.handle = new NativeHandle("event", handle);
+        this.handle = new NativeHandle(this, "event", handle, DeviceEvent::release0);
     }
 
     /** Whether the latest record has executed; throws (STATE) if the event was never recorded. */
@@ -44,10 +44,7 @@ public final class DeviceEvent implements AutoCloseable {
 
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     static native long create0(long device);

@@ -11,7 +11,7 @@ public final class KernelLibrary implements AutoCloseable {
     private final NativeHandle handle;
 
     KernelLibrary(long handle) {
-        this.handle = new NativeHandle("kernel library", handle);
+        this.handle = new NativeHandle(this, "kernel library", handle, KernelLibrary::release0);
     }
 
     public Pipeline pipeline(String function) {
@@ -27,10 +27,7 @@ public final class KernelLibrary implements AutoCloseable {
     /** Pipelines taken from the library stay valid after it closes (they keep it alive natively). */
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     static native long compile0(long device, String source, String options);

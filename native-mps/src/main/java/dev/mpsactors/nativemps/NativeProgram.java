@@ -19,7 +19,7 @@ public final class NativeProgram implements AutoCloseable {
     private final NativeHandle handle;
 
     private NativeProgram(long handle, int slotCount, int kernelCount) {
-        this.handle = new NativeHandle("program", handle);
+        this.handle = new NativeHandle(this, "program", handle, NativeProgram::release0);
         this.slotCount = slotCount;
         this.kernelCount = kernelCount;
     }
@@ -103,10 +103,7 @@ public final class NativeProgram implements AutoCloseable {
     /** Idempotent; exactly one caller drops the native program. */
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     static {

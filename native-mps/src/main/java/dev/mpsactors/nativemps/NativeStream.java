@@ -27,7 +27,7 @@ public final class NativeStream implements AutoCloseable {
     NativeStream(NativeDevice device, CompletionListener listener) {
         this.device = device;
         this.listener = Objects.requireNonNull(listener, "listener");
-        this.handle = new NativeHandle("stream", create0(device.handle(), this));
+        this.handle = new NativeHandle(this, "stream", create0(device.handle(), this), NativeStream::release0);
     }
 
     public NativeDevice device() {
@@ -185,11 +185,8 @@ public final class NativeStream implements AutoCloseable {
      */
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            openPins = new ArrayList<>();
-            release0(h);
-        }
+        openPins = new ArrayList<>();
+        handle.close();
     }
 
     private static native long create0(long device, NativeStream sink);

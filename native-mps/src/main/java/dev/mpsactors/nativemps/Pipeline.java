@@ -7,7 +7,7 @@ public final class Pipeline implements AutoCloseable {
     private final NativeHandle handle;
 
     Pipeline(long handle, String function, int argCount) {
-        this.handle = new NativeHandle("pipeline " + function, handle);
+        this.handle = new NativeHandle(this, "pipeline " + function, handle, Pipeline::release0);
         this.function = function;
         this.argCount = argCount;
     }
@@ -26,10 +26,7 @@ public final class Pipeline implements AutoCloseable {
 
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     static native long create0(long library, String function);

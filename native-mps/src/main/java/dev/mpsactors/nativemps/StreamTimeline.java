@@ -11,7 +11,7 @@ public final class StreamTimeline implements AutoCloseable {
 
     StreamTimeline(long handle) {
         retain0(handle);
-        this.handle = new NativeHandle("stream timeline", handle);
+        this.handle = new NativeHandle(this, "stream timeline", handle, StreamTimeline::release0);
     }
 
     /** The last point committed by the owner. */
@@ -36,10 +36,7 @@ public final class StreamTimeline implements AutoCloseable {
 
     @Override
     public void close() {
-        long h = handle.take();
-        if (h != 0) {
-            release0(h);
-        }
+        handle.close();
     }
 
     private static native void retain0(long stream);
