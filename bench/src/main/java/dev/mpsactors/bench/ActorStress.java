@@ -119,7 +119,7 @@ final class ActorStress {
     }
 
     /** A closed-loop client: exactly one request outstanding; each reply is counted once, then the next goes. */
-    private static Behavior<Object> client(Consumer<ActorRef<Object>> send, LoadRecorder rec,
+    static Behavior<Object> client(Consumer<ActorRef<Object>> send, LoadRecorder rec,
                                            CompletableFuture<Void> done) {
         return Behaviors.setup(ctx -> {
             long[] sentAt = {System.nanoTime()};

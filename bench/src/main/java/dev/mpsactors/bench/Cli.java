@@ -42,6 +42,8 @@ public final class Cli {
               native-workload [...]     the multi-stream native workload (--help for its options)
               generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
               jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
+              node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
+                                        a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
             """;
 
     static final class UsageException extends RuntimeException {
@@ -62,6 +64,7 @@ public final class Cli {
                 case "native-workload" -> BenchMain.main(args.toArray(String[]::new));
                 case "stress", "load-test" -> stress(command, args);
                 case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
+                case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
                 case "help", "-h", "--help" -> System.out.print(USAGE);
                 default -> throw new UsageException("unknown command '" + command + "'");

@@ -81,8 +81,13 @@ final class StressBench {
         int streams = settings.streams();
         List<Measurement> ms = new ArrayList<>();
         out.printf("%n-- %d clients, %d streams --%n", clients, streams);
-        ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams, max-batch "
-                + settings.model().maxBatch(), actorsConfig, options, clients).run(model.folder(), model, recorders(), out));
+        if (options.clusterNodes() > 0) {
+            ms.add(new ClusterStress(options, clients, actorsConfig).run(model.folder(), model, recorders(), out));
+        } else {
+            ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams, max-batch "
+                    + settings.model().maxBatch(), actorsConfig, options, clients).run(model.folder(), model,
+                    recorders(), out));
+        }
         for (StressOptions.Baseline b : options.compare()) {
             ms.add(switch (b) {
                 case RAW -> threads(ThreadBaseline.Kind.RAW, model, clients, streams, settings,

@@ -11,7 +11,8 @@ import java.util.Set;
 /** The options of {@code bin/mps-actors stress}, parsed and checked; bad usage throws {@link Cli.UsageException}. */
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
-                     int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds) {
+                     int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
+                     int clusterNodes) {
 
     enum Mix { BERT, LAYERNORM }
 
@@ -21,12 +22,14 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
               stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
-                     [--gemm-seconds T]
+                     [--gemm-seconds T] [--cluster-nodes N]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
                     shape (default all three) and the GEMM rate the BLAS reaches alone (0 skips it). Exit 1 if
                     a reply was lost. --mix layernorm: K LayerNorms + one GEMM per request (default K 24).
+                    --cluster-nodes N: the mps-actors run goes to N Pekko Cluster nodes on 127.0.0.1 in this JVM
+                    (one replica of the model per node, requests through ClusterInference) instead of one runtime.
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
@@ -39,11 +42,13 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         String backend = "cpu";
         double seconds = legacy ? 10 : 20, warmup = 2, gemmSeconds = legacy ? 0 : 3;
         long requests = 0;
+        int clusterNodes = 0;
         Mix mix = Mix.BERT;
         Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.allOf(Baseline.class);
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             switch (flag) {
+                case "--cluster-nodes" -> clusterNodes = positive(flag, value(flag, args));
                 case "--model" -> model = Path.of(value(flag, args));
                 case "--clients" -> clients = List.of(positive(flag, value(flag, args)));
                 case "--sweep" -> {
@@ -72,8 +77,11 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         if (requests > 0) {
             warmup = 0; // a counted run measures every request
         }
+        if (clusterNodes > 0 && mix == Mix.LAYERNORM) {
+            throw new Cli.UsageException("--cluster-nodes serves a model: it does not take --mix layernorm");
+        }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes);
     }
 
     private static Mix mix(String v) {

@@ -49,6 +49,20 @@ class StressBenchTest {
     }
 
     @Test
+    void aClusterTargetAnswersEveryRequest() throws Exception {
+        Path json = dir.resolve("cluster.json");
+        int status = stress("--model", model.toString(), "--seq", "16", "--clients", "8", "--seconds", "2",
+                "--warmup", "0", "--cluster-nodes", "2", "--compare", "none", "--gemm-seconds", "0",
+                "--json", json.toString());
+        assertEquals(0, status);
+        JsonNode m = new ObjectMapper().readTree(json.toFile()).get("points").get(0).get("measurements").get(0);
+        assertEquals("cluster-2", m.get("name").asText());
+        assertTrue(m.get("sent").asLong() > 0);
+        assertEquals(m.get("sent").asLong(), m.get("succeeded").asLong());
+        assertEquals(0, m.get("lost").asLong());
+    }
+
+    @Test
     void allBaselinesRunAndEveryReplyArrives() throws Exception {
         Path json = dir.resolve("stress.json");
         int status = stress("--model", model.toString(), "--seq", "16", "--clients", "8", "--seconds", "2",

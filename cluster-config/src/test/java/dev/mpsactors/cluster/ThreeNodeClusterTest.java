@@ -1,0 +1,288 @@
+package dev.mpsactors.cluster;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
+import dev.mpsactors.cluster.ModelEntity.ClusterInferReply;
+import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
+import dev.mpsactors.model.BertConfig;
+import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.InferResult;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.runtime.MpsRuntime;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.cluster.MemberStatus;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * Three nodes on 127.0.0.1, each an ActorSystem with its own DeviceRuntime, serve one model as three
+ * sharded replicas. While a client spreads requests over the replicas, a node that is not the seed
+ * leaves: every request still gets exactly one reply and succeeds (retried on another replica), every
+ * replica serves again within a bound, and the results are those of a single node's model actor.
+ */
+class ThreeNodeClusterTest {
+    static final BertConfig CONFIG = new BertConfig("bert", 50, 32, 2, 4, 64, 40, 2, 1e-12, "gelu");
+    static final String MODEL = "tiny";
+    static final int REQUESTS = 120;
+    static final Duration BOUND = Duration.ofSeconds(60);
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aNodeLeavingMidRunLosesNoRequestAndChangesNoResult() throws Exception {
+        Path folder = Files.createTempDirectory("cluster-model-");
+        BertFolderGenerator.write(folder, CONFIG, 7);
+        int[] ports = freePorts(3);
+        List<ClusterNode> nodes = new ArrayList<>();
+        try {
+            for (int port : ports) {
+                nodes.add(ClusterNode.start(nodeConfig(port, ports[0], folder)));
+            }
+            ClusterNode client = nodes.get(0);
+            awaitUp(client, 3);
+
+            // Every replica answers once (sharding places them as they are first asked).
+            Map<Integer, String> placement = awaitAllReplicasServe(client, "warm-up");
+            System.out.println("three-node cluster: replicas placed " + placement);
+
+            // The node to stop: one that is not the seed, holding a replica where there is such a node.
+            int victimIndex = 2;
+            for (int i = 1; i < 3; i++) {
+                if (placement.containsValue(nodes.get(i).system().address().toString())) {
+                    victimIndex = i;
+                    break;
+                }
+            }
+            ClusterNode victim = nodes.get(victimIndex);
+
+            Random random = new Random(21);
+            List<InferenceInputs> inputs = new ArrayList<>();
+            for (int i = 0; i < REQUESTS; i++) {
+                inputs.add(randomRequest(random));
+            }
+            Map<String, AtomicInteger> replies = new ConcurrentHashMap<>();
+            Set<String> servedBy = Collections.newSetFromMap(new ConcurrentHashMap<>());
+            List<CompletableFuture<ClusterInferResult>> results = new ArrayList<>();
+            long start = System.nanoTime();
+            long stoppedAt = 0;
+            CompletableFuture<Void> victimClosed = CompletableFuture.completedFuture(null);
+            for (int i = 0; i < REQUESTS; i++) {
+                String id = "req-" + i;
+                replies.put(id, new AtomicInteger());
+                CompletableFuture<ClusterInferResult> f = client.inference().infer(MODEL, id, inputs.get(i))
+                        .toCompletableFuture();
+                f.whenComplete((r, e) -> {
+                    replies.get(id).incrementAndGet();
+                    if (r != null) {
+                        servedBy.add(r.node());
+                    }
+                });
+                results.add(f);
+                if (i == REQUESTS / 3) {
+                    // Let the first third finish on all three nodes, then stop the victim while the rest is sent.
+                    CompletableFuture.allOf(results.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+                    stoppedAt = System.nanoTime();
+                    victimClosed = CompletableFuture.runAsync(victim::close);
+                }
+                if (i > REQUESTS / 3) {
+                    Thread.sleep(40); // the rest spans the victim's leaving and its replicas' handoff
+                }
+            }
+            CompletableFuture.allOf(results.toArray(CompletableFuture[]::new)).exceptionally(e -> null)
+                    .get(BOUND.toSeconds(), TimeUnit.SECONDS);
+            double seconds = (System.nanoTime() - start) / 1e9;
+
+            int failed = 0;
+            for (CompletableFuture<ClusterInferResult> f : results) {
+                if (f.isCompletedExceptionally()) {
+                    failed++;
+                    f.exceptionally(e -> {
+                        System.out.println("failed: " + e);
+                        return null;
+                    });
+                }
+            }
+            assertEquals(0, failed, "requests that failed after all retries");
+            Thread.sleep(200);
+            for (Map.Entry<String, AtomicInteger> e : replies.entrySet()) {
+                assertEquals(1, e.getValue().get(), "replies to " + e.getKey());
+            }
+
+            victimClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+            Map<Integer, String> after = awaitAllReplicasServe(client, "after");
+            double servedAgain = (System.nanoTime() - stoppedAt) / 1e9;
+            assertTrue(!after.containsValue(victim.system().address().toString()), "no replica left on the victim");
+            assertTrue(servedAgain < BOUND.toSeconds(), "served again after " + servedAgain + " s");
+
+            // The same inputs through a model actor of one node, without the cluster.
+            MpsRuntime local = MpsRuntime.attach(client.system(), client.runtime(), BOUND).toCompletableFuture()
+                    .get(BOUND.toSeconds(), TimeUnit.SECONDS);
+            ActorRef<InferenceProtocol.Command> model = local.loadModel("single-node-reference", folder)
+                    .toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+            List<CompletableFuture<InferenceProtocol.InferReply>> expected = new ArrayList<>();
+            for (int i = 0; i < REQUESTS; i++) {
+                InferenceInputs in = inputs.get(i);
+                String id = "ref-" + i;
+                expected.add(AskPattern.<InferenceProtocol.Command, InferenceProtocol.InferReply>ask(model,
+                        replyTo -> new InferenceProtocol.Infer(id, in, replyTo), BOUND,
+                        client.system().scheduler()).toCompletableFuture());
+            }
+            double worst = 0;
+            for (int i = 0; i < REQUESTS; i++) {
+                InferResult ref = assertInstanceOf(InferResult.class,
+                        expected.get(i).get(BOUND.toSeconds(), TimeUnit.SECONDS));
+                ClusterInferResult got = results.get(i).get();
+                worst = Math.max(worst, relativeL2(ref.lastHiddenState(), got.lastHiddenState()));
+                worst = Math.max(worst, relativeL2(new float[][][] {ref.poolerOutput()},
+                        new float[][][] {got.poolerOutput()}));
+            }
+            System.out.printf("three-node cluster: %d requests in %.2f s (%.1f req/s), served by %s; node %s stopped "
+                            + "mid-run, %d retries, all replicas served again after %.2f s %s; worst relative L2 vs one node %.2e%n",
+                    REQUESTS, seconds, REQUESTS / seconds, new TreeSet<>(servedBy), victim.system().address(),
+                    client.inference().retries(),
+                    servedAgain, after, worst);
+            assertTrue(worst <= 1e-6, "relative L2 vs a single node " + worst);
+            assertTrue(servedBy.size() >= 2, "requests were served by several nodes: " + servedBy);
+        } finally {
+            for (ClusterNode node : nodes) {
+                node.close();
+            }
+        }
+    }
+
+    static Config nodeConfig(int port, int seedPort, Path folder) {
+        return ConfigFactory.parseString(String.join("\n",
+                "pekko.loglevel = WARNING",
+                "pekko.log-dead-letters-during-shutdown = off",
+                "pekko.remote.artery.canonical.hostname = 127.0.0.1",
+                "pekko.remote.artery.canonical.port = " + port,
+                "pekko.cluster.jmx.multi-mbeans-in-same-jvm = on",
+                "pekko.cluster.split-brain-resolver.stable-after = 2s",
+                "pekko.cluster.down-removal-margin = 1s",
+                "pekko.cluster.sharding.rebalance-interval = 1s",
+                "pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off",
+                "mps-actors.streams = 1",
+                "mps-actors.kernel-cache.shards = 2",
+                "mps-actors.cluster.seeds = \"127.0.0.1:" + seedPort + "\"",
+                "mps-actors.cluster.replicas = 3",
+                "mps-actors.cluster.client.attempt-timeout = 3s",
+                "mps-actors.cluster.client.attempts = 6",
+                "mps-actors.cluster.client.retry-backoff = 100ms"))
+                .withValue("mps-actors.cluster.models." + MODEL,
+                        ConfigValueFactory.fromAnyRef(folder.toString()));
+    }
+
+    static void awaitUp(ClusterNode node, int members) throws InterruptedException {
+        long deadline = System.nanoTime() + BOUND.toNanos();
+        while (System.nanoTime() < deadline) {
+            long up = 0;
+            for (var m : node.cluster().state().getMembers()) {
+                if (m.status() == MemberStatus.up()) {
+                    up++;
+                }
+            }
+            if (up == members) {
+                return;
+            }
+            Thread.sleep(100);
+        }
+        throw new AssertionError(members + " members not up within " + BOUND + ": " + node.cluster().state());
+    }
+
+    /** Asks every replica once (single attempts, bounded) until each has answered; its node by replica. */
+    static Map<Integer, String> awaitAllReplicasServe(ClusterNode client, String tag) throws Exception {
+        InferenceInputs probe = InferenceInputs.of(new int[][] {{1, 2, 3}});
+        Map<Integer, String> placement = new TreeMap<>();
+        long deadline = System.nanoTime() + BOUND.toNanos();
+        int round = 0;
+        while (placement.size() < 3) {
+            assertTrue(System.nanoTime() < deadline, "replicas " + placement.keySet() + " served within " + BOUND);
+            for (int r = 0; r < 3; r++) {
+                if (placement.containsKey(r)) {
+                    continue;
+                }
+                try {
+                    ClusterInferReply reply = client.inference().ask(MODEL, r, tag + "-" + r + "-" + round++, probe,
+                            Duration.ofSeconds(3)).toCompletableFuture().get(5, TimeUnit.SECONDS);
+                    if (reply instanceof ClusterInferResult ok) {
+                        placement.put(r, ok.node());
+                    }
+                } catch (Exception e) {
+                    Thread.sleep(100); // not there yet: ask again
+                }
+            }
+        }
+        return placement;
+    }
+
+    static InferenceInputs randomRequest(Random random) {
+        int sequences = 1 + random.nextInt(2);
+        int length = 1 + random.nextInt(12);
+        int[][] ids = new int[sequences][length];
+        int[][] mask = new int[sequences][length];
+        for (int s = 0; s < sequences; s++) {
+            int real = 1 + random.nextInt(length);
+            for (int t = 0; t < length; t++) {
+                ids[s][t] = random.nextInt(CONFIG.vocabSize());
+                mask[s][t] = t < real ? 1 : 0;
+            }
+        }
+        return new InferenceInputs(ids, mask, null);
+    }
+
+    static double relativeL2(float[][][] expected, float[][][] actual) {
+        double num = 0, den = 0;
+        assertEquals(expected.length, actual.length, "sequences");
+        for (int s = 0; s < expected.length; s++) {
+            assertEquals(expected[s].length, actual[s].length, "rows of sequence " + s);
+            for (int t = 0; t < expected[s].length; t++) {
+                for (int k = 0; k < expected[s][t].length; k++) {
+                    double d = actual[s][t][k] - expected[s][t][k];
+                    num += d * d;
+                    den += (double) expected[s][t][k] * expected[s][t][k];
+                }
+            }
+        }
+        return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+    }
+
+    static int[] freePorts(int n) throws IOException {
+        int[] ports = new int[n];
+        List<ServerSocket> open = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) {
+                ServerSocket s = new ServerSocket(0);
+                open.add(s);
+                ports[i] = s.getLocalPort();
+            }
+        } finally {
+            for (ServerSocket s : open) {
+                s.close();
+            }
+        }
+        return ports;
+    }
+}
