@@ -53,13 +53,34 @@ class ThreeNodeClusterTest {
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void aNodeLeavingMidRunLosesNoRequestAndChangesNoResult() throws Exception {
+        stopANodeMidRun(false);
+    }
+
+    /**
+     * The victim's ActorSystem stops without leaving the cluster (no coordinated shutdown), as a crashed
+     * JVM would: the others see it unreachable, the split-brain resolver downs it after stable-after, its
+     * replicas start elsewhere, and requests caught on it time out and are retried there.
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aNodeCrashingMidRunLosesNoRequestAndChangesNoResult() throws Exception {
+        stopANodeMidRun(true);
+    }
+
+    private void stopANodeMidRun(boolean crash) throws Exception {
         Path folder = Files.createTempDirectory("cluster-model-");
         BertFolderGenerator.write(folder, CONFIG, 7);
         int[] ports = freePorts(3);
         List<ClusterNode> nodes = new ArrayList<>();
         try {
-            for (int port : ports) {
-                nodes.add(ClusterNode.start(nodeConfig(port, ports[0], folder)));
+            for (int i = 0; i < ports.length; i++) {
+                Config config = nodeConfig(ports[i], ports[0], folder);
+                if (crash && i > 0) {
+                    // Terminating such a system skips coordinated shutdown: it vanishes instead of leaving.
+                    config = ConfigFactory.parseString("pekko.coordinated-shutdown.run-by-actor-system-terminate = off")
+                            .withFallback(config);
+                }
+                nodes.add(ClusterNode.start(config));
             }
             ClusterNode client = nodes.get(0);
             awaitUp(client, 3);
@@ -105,7 +126,7 @@ class ThreeNodeClusterTest {
                     // Let the first third finish on all three nodes, then stop the victim while the rest is sent.
                     CompletableFuture.allOf(results.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
                     stoppedAt = System.nanoTime();
-                    victimClosed = CompletableFuture.runAsync(victim::close);
+                    victimClosed = CompletableFuture.runAsync(victim::close); // a crash config: no leave
                 }
                 if (i > REQUESTS / 3) {
                     Thread.sleep(40); // the rest spans the victim's leaving and its replicas' handoff
@@ -159,8 +180,10 @@ class ThreeNodeClusterTest {
                 worst = Math.max(worst, relativeL2(new float[][][] {ref.poolerOutput()},
                         new float[][][] {got.poolerOutput()}));
             }
-            System.out.printf("three-node cluster: %d requests in %.2f s (%.1f req/s), served by %s; node %s stopped "
-                            + "mid-run, %d retries, all replicas served again after %.2f s %s; worst relative L2 vs one node %.2e%n",
+            System.out.printf("three-node cluster (" + (crash ? "crash" : "graceful leave") + "): %d requests in %.2f s "
+                            + "(%.1f req/s), served by %s; node %s stopped "
+                            + "mid-run, %d retries, all replicas served again after %.2f s %s; worst relative L2 vs one node "
+                            + "%.2e%n",
                     REQUESTS, seconds, REQUESTS / seconds, new TreeSet<>(servedBy), victim.system().address(),
                     client.inference().retries(),
                     servedAgain, after, worst);
