@@ -227,12 +227,33 @@ class ThreeNodeClusterTest {
                     up++;
                 }
             }
-            if (up == members) {
+            if (up == members && shardRegions(node) == members) {
                 return;
             }
             Thread.sleep(100);
         }
-        throw new AssertionError(members + " members not up within " + BOUND + ": " + node.cluster().state());
+        throw new AssertionError(members + " members not up with their shard regions within " + BOUND + ": "
+                + node.cluster().state());
+    }
+
+    /**
+     * Shard regions the coordinator knows. Members can be up before their regions registered; replicas
+     * asked for in that window would all be placed on the first node, and nothing would be spread.
+     */
+    private static int shardRegions(ClusterNode node) {
+        try {
+            org.apache.pekko.cluster.sharding.ShardRegion.ClusterShardingStats stats =
+                    org.apache.pekko.actor.typed.javadsl.AskPattern.<org.apache.pekko.cluster.sharding.typed.ClusterShardingQuery,
+                            org.apache.pekko.cluster.sharding.ShardRegion.ClusterShardingStats>ask(
+                            org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding.get(node.system()).shardState(),
+                            replyTo -> new org.apache.pekko.cluster.sharding.typed.GetClusterShardingStats(
+                                    ModelEntity.TYPE_KEY, Duration.ofSeconds(2), replyTo),
+                            Duration.ofSeconds(5), node.system().scheduler())
+                    .toCompletableFuture().get(6, TimeUnit.SECONDS);
+            return stats.getRegions().size();
+        } catch (Exception e) {
+            return 0;
+        }
     }
 
     /** Asks every replica once (single attempts, bounded) until each has answered; its node by replica. */
