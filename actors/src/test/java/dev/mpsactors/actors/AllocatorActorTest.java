@@ -307,8 +307,8 @@ class AllocatorActorTest {
         assertEquals(2, stats(allocator).waitingRequests());
 
         free(allocator, big);
-        BufferLease first = held(((Allocated) firstClient.expectMessageClass(Allocated.class, BOUND)).lease());
-        BufferLease second = held(((Allocated) secondClient.expectMessageClass(Allocated.class, BOUND)).lease());
+        BufferLease first = held(firstClient.expectMessageClass(Allocated.class, BOUND).lease());
+        BufferLease second = held(secondClient.expectMessageClass(Allocated.class, BOUND).lease());
         assertEquals(768 * KIB, first.classBytes());
         assertEquals(1024, second.classBytes());
         free(allocator, first);
@@ -346,7 +346,7 @@ class AllocatorActorTest {
         assertEquals(1, stats(allocator).waitingRequests());
 
         free(allocator, big);
-        BufferLease served = held(((Allocated) waiter.expectMessageClass(Allocated.class, BOUND)).lease());
+        BufferLease served = held(waiter.expectMessageClass(Allocated.class, BOUND).lease());
         free(allocator, served);
         trim(allocator);
     }

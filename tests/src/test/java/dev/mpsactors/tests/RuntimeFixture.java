@@ -36,10 +36,17 @@ final class RuntimeFixture implements AutoCloseable {
     }
 
     @Override
-    public void close() throws Exception {
+    public void close() throws java.util.concurrent.ExecutionException, java.util.concurrent.TimeoutException {
         kit.stop(guardian, Duration.ofSeconds(30));
-        LiveObjects left = deviceClosed.get(60, TimeUnit.SECONDS);
-        kit.shutdownTestKit();
+        LiveObjects left;
+        try {
+            left = deviceClosed.get(60, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError("interrupted while the runtime stopped", e);
+        } finally {
+            kit.shutdownTestKit();
+        }
         assertTrue(left.isEmpty(), "native objects left after the runtime stopped: " + left);
     }
 }
