@@ -20,70 +20,16 @@
 namespace {
 
 using mps_test::kBound;
-
-// One stream's completions; the test thread waits with a bound. `gate` lets a test hold the executor
-// inside a completion callback, so later buffers of that stream are provably still pending.
-struct Completions {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<uint64_t> points;
-  std::vector<mps_status> statuses;
-  std::vector<std::string> messages;
-  bool stopped = false;
-  bool gated = false;   // when true, the callback of point 1 blocks until released
-  bool gate_open = false;
-
-  static void on_complete(void* user, uint64_t point, mps_status status, const char* message, uint64_t,
-                          uint64_t) {
-    auto* c = static_cast<Completions*>(user);
-    std::unique_lock<std::mutex> l(c->mu);
-    c->points.push_back(point);
-    c->statuses.push_back(status);
-    c->messages.push_back(message ? message : "");
-    c->cv.notify_all();
-    if (c->gated && point == 1) c->cv.wait_for(l, kBound, [&] { return c->gate_open; });
-  }
-  static void on_stop(void* user) {
-    auto* c = static_cast<Completions*>(user);
-    std::lock_guard<std::mutex> g(c->mu);
-    c->stopped = true;
-    c->cv.notify_all();
-  }
-  mps_stream_callbacks callbacks() { return {this, nullptr, on_complete, on_stop}; }
-
-  bool wait_for_count(size_t n) {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, kBound, [&] { return points.size() >= n; });
-  }
-  bool wait_for_stop() {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, kBound, [&] { return stopped; });
-  }
-  void open_gate() {
-    std::lock_guard<std::mutex> g(mu);
-    gate_open = true;
-    cv.notify_all();
-  }
-  bool all_ok() {
-    std::lock_guard<std::mutex> g(mu);
-    for (mps_status s : statuses)
-      if (s != MPS_OK) return false;
-    return true;
-  }
-};
+using mps_test::Completions;
+using mps_test::buf;
+using mps_test::host;
+using mps_test::wait_live_zero;
 
 mps_program_arg slot(uint32_t s, uint64_t offset = 0) { return mps_program_arg{MPS_ARG_BUFFER, s, offset, 0, 0.0}; }
 mps_program_arg none() { return mps_program_arg{MPS_ARG_NONE, 0, 0, 0, 0.0}; }
 mps_program_arg i64(int64_t v) { return mps_program_arg{MPS_ARG_INT, 0, 0, v, 0.0}; }
 mps_program_arg f64(double v) { return mps_program_arg{MPS_ARG_FLOAT, 0, 0, 0, v}; }
-mps_arg buf(mps_buffer* b, uint64_t offset = 0) { return mps_arg{MPS_ARG_BUFFER, b, offset, 0, 0.0}; }
 mps_arg arg_i64(int64_t v) { return mps_arg{MPS_ARG_INT, nullptr, 0, v, 0.0}; }
-
-float* host(mps_buffer* b) {
-  void* p = nullptr;
-  MUST(mps_buffer_host_pointer(b, &p, nullptr));
-  return static_cast<float*>(p);
-}
 
 mps_buffer* alloc_floats(mps_device* d, size_t n) {
   mps_buffer* b = nullptr;
@@ -93,19 +39,6 @@ mps_buffer* alloc_floats(mps_device* d, size_t n) {
 }
 
 bool contains(const char* text, const char* part) { return std::strstr(text, part) != nullptr; }
-
-bool wait_live_zero(mps_device* d) {
-  auto deadline = std::chrono::steady_clock::now() + kBound;
-  while (std::chrono::steady_clock::now() < deadline) {
-    mps_live_objects live{};
-    MUST(mps_device_live_objects_get(d, &live, nullptr));
-    if (!live.buffers && !live.streams && !live.events && !live.libraries && !live.pipelines &&
-        !live.command_buffers && !live.buffer_bytes && !live.programs)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
 
 // The program under test: slots 0 = a [rows, cols], 1 = b [rows, cols], 2 = params (gamma then beta,
 // cols each), 3 = out [rows, cols].

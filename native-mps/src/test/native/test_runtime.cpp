@@ -17,75 +17,14 @@
 namespace {
 
 using mps_test::kBound;
+using mps_test::Completions;
+using mps_test::buf;
+using mps_test::host;
+using mps_test::wait_live_zero;
 
-// Collects one stream's completions; the test thread waits on it with a bound.
-struct Completions {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<uint64_t> points;
-  std::vector<mps_status> statuses;
-  std::vector<std::string> messages;
-  bool thread_started = false;
-  bool thread_stopped = false;
-  int started_calls = 0;
-
-  static void on_start(void* user) {
-    auto* c = static_cast<Completions*>(user);
-    std::lock_guard<std::mutex> g(c->mu);
-    c->thread_started = true;
-    c->started_calls++;
-  }
-  static void on_complete(void* user, uint64_t point, mps_status status, const char* message, uint64_t started,
-                          uint64_t finished) {
-    auto* c = static_cast<Completions*>(user);
-    std::lock_guard<std::mutex> g(c->mu);
-    c->points.push_back(point);
-    c->statuses.push_back(status);
-    c->messages.push_back(message ? message : "");
-    if (finished < started) c->statuses.back() = MPS_ERR_BACKEND;  // clock must be monotonic
-    c->cv.notify_all();
-  }
-  static void on_stop(void* user) {
-    auto* c = static_cast<Completions*>(user);
-    std::lock_guard<std::mutex> g(c->mu);
-    c->thread_stopped = true;
-    c->cv.notify_all();
-  }
-  mps_stream_callbacks callbacks() { return {this, on_start, on_complete, on_stop}; }
-
-  bool wait_for_count(size_t n) {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, kBound, [&] { return points.size() >= n; });
-  }
-  bool wait_for_stop() {
-    std::unique_lock<std::mutex> l(mu);
-    return cv.wait_for(l, kBound, [&] { return thread_stopped; });
-  }
-};
-
-mps_arg buf(mps_buffer* b, uint64_t offset = 0) { return mps_arg{MPS_ARG_BUFFER, b, offset, 0, 0.0}; }
 mps_arg none() { return mps_arg{MPS_ARG_NONE, nullptr, 0, 0, 0.0}; }
 mps_arg i64(int64_t v) { return mps_arg{MPS_ARG_INT, nullptr, 0, v, 0.0}; }
 mps_arg f64(double v) { return mps_arg{MPS_ARG_FLOAT, nullptr, 0, 0, v}; }
-
-float* host(mps_buffer* b) {
-  void* p = nullptr;
-  MUST(mps_buffer_host_pointer(b, &p, nullptr));
-  return static_cast<float*>(p);
-}
-
-bool wait_live_zero(mps_device* d) {
-  auto deadline = std::chrono::steady_clock::now() + kBound;
-  while (std::chrono::steady_clock::now() < deadline) {
-    mps_live_objects live{};
-    MUST(mps_device_live_objects_get(d, &live, nullptr));
-    if (!live.buffers && !live.streams && !live.events && !live.libraries && !live.pipelines &&
-        !live.command_buffers && !live.buffer_bytes)
-      return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
 
 void test_device_errors() {
   mps_error err{};

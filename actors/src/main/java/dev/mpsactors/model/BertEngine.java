@@ -156,9 +156,12 @@ public final class BertEngine implements ModelEngine {
         public float[][] lastHiddenState(DeviceBuffer buffer, int row, int length) {
             int h = config.hiddenSize();
             long base = program.offset(BertProgram.Region.OUTPUT);
-            float[][] out = new float[length][h];
+            // One native read for the whole sequence (its tokens are contiguous), then split on the Java side.
+            float[] flat = new float[length * h];
+            buffer.read(base + 4L * ((long) row * program.seq() * h), flat);
+            float[][] out = new float[length][];
             for (int t = 0; t < length; t++) {
-                buffer.read(base + 4L * ((long) (row * program.seq() + t) * h), out[t]);
+                out[t] = java.util.Arrays.copyOfRange(flat, t * h, (t + 1) * h);
             }
             return out;
         }
