@@ -35,12 +35,17 @@ mps_status mps_device_open(const mps_device_options* options, mps_device** out, 
   if (strcmp(backend, "cpu") != 0) {
     return mps_fail(err, MPS_ERR_NOT_FOUND,
                     "backend '%s' is not in this native library (it provides: cpu); "
-                    "cuda and metal are separate builds for machines that have them", backend);
+                    "cuda (libmpsnative_cuda.so) and metal are separate builds for machines that have them", backend);
   }
   int32_t ordinal = options ? options->ordinal : 0;
   if (ordinal != 0) {
     return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "cpu backend has one device (ordinal 0), not ordinal %d",
                     (int)ordinal);
+  }
+  if (options && options->math_mode != MPS_MATH_FP32) {
+    return mps_fail(err, MPS_ERR_UNSUPPORTED,
+                    "cpu backend computes GEMMs in fp32 only (math mode %d requested; tf32, fp16 and bf16 are "
+                    "tensor-core modes of the cuda backend)", (int)options->math_mode);
   }
   mps_device* d = calloc(1, sizeof *d);
   if (!d) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_device_open: out of host memory");

@@ -179,6 +179,7 @@ static mps_status gemm_validate(const cpu_arg* a, mps_error* err) {
   return mps_ok(err);
 }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status gemm_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_gemm((const float*)a[G_A].ptr, (const float*)a[G_B].ptr, (float*)a[G_C].ptr,
                a[G_BIAS].kind == MPS_ARG_BUFFER ? (const float*)a[G_BIAS].ptr : NULL, a[G_M].i, a[G_N].i,
@@ -188,6 +189,7 @@ static mps_status gemm_execute(const cpu_arg* a, mps_error* err) {
                a[G_SC_INNER].i);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * layernorm
@@ -220,12 +222,14 @@ static mps_status layernorm_validate(const cpu_arg* a, mps_error* err) {
   return mps_ok(err);
 }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status layernorm_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_layernorm((const float*)a[L_X].ptr, a[L_RES].kind == MPS_ARG_BUFFER ? (const float*)a[L_RES].ptr : NULL,
                     (const float*)a[L_GAMMA].ptr, (const float*)a[L_BETA].ptr, (float*)a[L_Y].ptr, a[L_ROWS].i,
                     a[L_COLS].i, (float)a[L_EPS].f);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * softmax
@@ -255,11 +259,13 @@ static mps_status softmax_validate(const cpu_arg* a, mps_error* err) {
   return mps_ok(err);
 }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status softmax_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_softmax((float*)a[S_X].ptr, a[S_MASK].kind == MPS_ARG_BUFFER ? (const float*)a[S_MASK].ptr : NULL,
                   a[S_BATCH].i, a[S_HEADS].i, a[S_ROWS].i, a[S_COLS].i, (float)a[S_SCALE].f);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * gelu, tanh (x y n)
@@ -282,15 +288,19 @@ static mps_status unary_validate(const cpu_kernel* k, const cpu_arg* a, mps_erro
 static mps_status gelu_validate(const cpu_arg* a, mps_error* err) { return unary_validate(&KERNELS[K_GELU], a, err); }
 static mps_status tanh_validate(const cpu_arg* a, mps_error* err) { return unary_validate(&KERNELS[K_TANH], a, err); }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status gelu_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_gelu((const float*)a[U_X].ptr, (float*)a[U_Y].ptr, a[U_N].i);
   return mps_ok(err);
 }
+#endif
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status tanh_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_tanh((const float*)a[U_X].ptr, (float*)a[U_Y].ptr, a[U_N].i);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * bias_add
@@ -316,11 +326,13 @@ static mps_status bias_add_validate(const cpu_arg* a, mps_error* err) {
   return mps_ok(err);
 }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status bias_add_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_bias_add((const float*)a[BA_X].ptr, (const float*)a[BA_BIAS].ptr, (float*)a[BA_Y].ptr, a[BA_ROWS].i,
                    a[BA_COLS].i);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * add
@@ -341,10 +353,12 @@ static mps_status add_validate(const cpu_arg* a, mps_error* err) {
   return mps_ok(err);
 }
 
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status add_execute(const cpu_arg* a, mps_error* err) {
   mps_cpu_add((const float*)a[AD_A].ptr, (const float*)a[AD_B].ptr, (float*)a[AD_Y].ptr, a[AD_N].i);
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * embedding
@@ -377,6 +391,7 @@ static mps_status embedding_validate(const cpu_arg* a, mps_error* err) {
 }
 
 /* Ids are data the encoder cannot see, so a bad one is a kernel failure on the executor, not UB. */
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status embedding_execute(const cpu_arg* a, mps_error* err) {
   const int32_t* ids = (const int32_t*)a[E_IDS].ptr;
   int64_t bad = mps_cpu_embedding(ids, (const float*)a[E_TABLE].ptr, (float*)a[E_OUT].ptr, a[E_N_IDS].i,
@@ -387,22 +402,30 @@ static mps_status embedding_execute(const cpu_arg* a, mps_error* err) {
   }
   return mps_ok(err);
 }
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
+/* The cuda backend compiles this file for its validators and signatures only (it executes on the GPU). */
+#ifdef MPS_KERNEL_TABLE_VALIDATE_ONLY
+#define EXEC(f) NULL
+#else
+#define EXEC(f) f
+#endif
+
 static const cpu_kernel KERNELS[K_COUNT] = {
-    [K_GEMM] = {"gemm", G_NARGS, GEMM_NAMES, GEMM_KINDS, 1u << G_BIAS, gemm_validate, gemm_execute},
+    [K_GEMM] = {"gemm", G_NARGS, GEMM_NAMES, GEMM_KINDS, 1u << G_BIAS, gemm_validate, EXEC(gemm_execute)},
     [K_LAYERNORM] = {"layernorm", L_NARGS, LAYERNORM_NAMES, LAYERNORM_KINDS, 1u << L_RES, layernorm_validate,
-                     layernorm_execute},
-    [K_SOFTMAX] = {"softmax", S_NARGS, SOFTMAX_NAMES, SOFTMAX_KINDS, 1u << S_MASK, softmax_validate, softmax_execute},
-    [K_GELU] = {"gelu", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, gelu_validate, gelu_execute},
-    [K_TANH] = {"tanh", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, tanh_validate, tanh_execute},
-    [K_BIAS_ADD] = {"bias_add", BA_NARGS, BIAS_ADD_NAMES, BIAS_ADD_KINDS, 0, bias_add_validate, bias_add_execute},
-    [K_ADD] = {"add", AD_NARGS, ADD_NAMES, ADD_KINDS, 0, add_validate, add_execute},
+                     EXEC(layernorm_execute)},
+    [K_SOFTMAX] = {"softmax", S_NARGS, SOFTMAX_NAMES, SOFTMAX_KINDS, 1u << S_MASK, softmax_validate, EXEC(softmax_execute)},
+    [K_GELU] = {"gelu", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, gelu_validate, EXEC(gelu_execute)},
+    [K_TANH] = {"tanh", U_NARGS, UNARY_NAMES, UNARY_KINDS, 0, tanh_validate, EXEC(tanh_execute)},
+    [K_BIAS_ADD] = {"bias_add", BA_NARGS, BIAS_ADD_NAMES, BIAS_ADD_KINDS, 0, bias_add_validate, EXEC(bias_add_execute)},
+    [K_ADD] = {"add", AD_NARGS, ADD_NAMES, ADD_KINDS, 0, add_validate, EXEC(add_execute)},
     [K_EMBEDDING] = {"embedding", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding_validate,
-                     embedding_execute},
+                     EXEC(embedding_execute)},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

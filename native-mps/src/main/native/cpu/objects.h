@@ -68,10 +68,10 @@ struct mps_event {
 
 void mps_cpu_buffer_retain(mps_buffer* buffer);
 void mps_cpu_buffer_unref(mps_buffer* buffer);
-void mps_cpu_pipeline_retain(const mps_pipeline* pipeline);
-void mps_cpu_pipeline_unref(const mps_pipeline* pipeline);
-void mps_cpu_event_retain(mps_event* event);
-void mps_cpu_event_unref(mps_event* event);
+void mps_backend_pipeline_retain(const mps_pipeline* pipeline);
+void mps_backend_pipeline_unref(const mps_pipeline* pipeline);
+void mps_backend_event_retain(mps_event* event);
+void mps_backend_event_unref(mps_event* event);
 uint64_t mps_cpu_now_ns(void);
 
 #endif

@@ -96,10 +96,10 @@ static void settle_event(command* c) {
 
 static void command_free(command* c) {
   for (uint32_t i = 0; i < c->nretained; i++) mps_cpu_buffer_unref(c->retained[i]);
-  if (c->pipeline) mps_cpu_pipeline_unref(c->pipeline);
+  if (c->pipeline) mps_backend_pipeline_unref(c->pipeline);
   if (c->event) {
     settle_event(c); /* a record discarded unexecuted must not leave the event pending forever */
-    mps_cpu_event_unref(c->event);
+    mps_backend_event_unref(c->event);
   }
   if (c->other) stream_unref(c->other);
   free(c);
@@ -314,7 +314,7 @@ mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipe
   if (s != MPS_OK) return s;
   c->nargs = nargs;
   memcpy(c->args, resolved, nargs * sizeof *resolved);
-  mps_cpu_pipeline_retain(pipeline);
+  mps_backend_pipeline_retain(pipeline);
   c->pipeline = pipeline;
   for (uint32_t i = 0; i < nargs; i++) {
     if (args[i].kind == MPS_ARG_BUFFER) retain_into(c, args[i].buffer);
@@ -354,7 +354,7 @@ mps_status mps_stream_encode_event_record(mps_stream* stream, mps_event* event, 
   command* c = NULL;
   mps_status s = open_command(stream, CMD_EVENT, &c, err);
   if (s != MPS_OK) return s;
-  mps_cpu_event_retain(event);
+  mps_backend_event_retain(event);
   c->event = event;
   atomic_fetch_add_explicit(&event->records, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&event->pending, 1, memory_order_relaxed);

@@ -62,7 +62,13 @@ typedef struct mps_device_options {
   const char* backend;   /* "cpu", "cuda" or "metal"; NULL means "cpu" */
   int32_t ordinal;       /* which device of that backend, 0 for the first */
   int32_t blas_threads;  /* threads one GEMM may use on one stream (cpu); <= 0 means 1: streams give the parallelism */
+  /* GEMM arithmetic on tensor cores (cuda): MPS_MATH_FP32 exact fp32, MPS_MATH_TF32, MPS_MATH_FP16 or
+   * MPS_MATH_BF16 (fp32 storage, inputs rounded to that format inside the GEMM, fp32 accumulation).
+   * The cpu backend always computes in fp32 and accepts only MPS_MATH_FP32. */
+  int32_t math_mode;
 } mps_device_options;
+
+enum { MPS_MATH_FP32 = 0, MPS_MATH_TF32 = 1, MPS_MATH_FP16 = 2, MPS_MATH_BF16 = 3 };
 
 typedef struct mps_device_info {
   char backend[16];

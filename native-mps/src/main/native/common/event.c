@@ -1,7 +1,7 @@
-/* Events of the cpu backend: a count of records in flight plus the executor's timestamp, all atomics. */
+/* Events, shared by the backends: a count of records in flight plus the executing stream's timestamp, all atomics. */
 #include <stdlib.h>
 
-#include "cpu/objects.h"
+#include "backend_objects.h" /* the backend's objects: cpu/ or cuda/ is on the include path */
 
 mps_status mps_event_create(mps_device* device, mps_event** out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_event_create: NULL argument");
@@ -47,11 +47,11 @@ mps_status mps_event_elapsed_ms(const mps_event* start, const mps_event* end, do
   return mps_ok(err);
 }
 
-void mps_cpu_event_retain(mps_event* event) {
+void mps_backend_event_retain(mps_event* event) {
   atomic_fetch_add_explicit(&event->refs, 1, memory_order_relaxed);
 }
 
-void mps_cpu_event_unref(mps_event* event) {
+void mps_backend_event_unref(mps_event* event) {
   if (atomic_fetch_sub_explicit(&event->refs, 1, memory_order_acq_rel) != 1) return;
   mps_device* device = event->device;
   free(event);
@@ -60,12 +60,12 @@ void mps_cpu_event_unref(mps_event* event) {
 
 mps_status mps_event_release(mps_event* event, mps_error* err) {
   if (!event) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_event_release: event is NULL");
-  mps_cpu_event_unref(event);
+  mps_backend_event_unref(event);
   return mps_ok(err);
 }
 
 mps_status mps_event_retain(mps_event* event, mps_error* err) {
   if (!event) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_event_retain: event is NULL");
-  mps_cpu_event_retain(event);
+  mps_backend_event_retain(event);
   return mps_ok(err);
 }

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/objects.h"
+#include "backend_objects.h" /* the backend's objects: cpu/ or cuda/ is on the include path */
 
 typedef struct program_call {
   const mps_pipeline* pipeline; /* retained by the program */
@@ -103,7 +103,7 @@ mps_status mps_program_add_kernel(mps_program* program, const mps_pipeline* pipe
       c->args[i].offset = 0;
     }
   }
-  mps_cpu_pipeline_retain(pipeline);
+  mps_backend_pipeline_retain(pipeline);
   c->pipeline = pipeline;
   program->count++;
   return mps_ok(err);
@@ -186,7 +186,7 @@ mps_status mps_stream_encode_program(mps_stream* stream, const mps_program* prog
 mps_status mps_program_release(mps_program* program, mps_error* err) {
   if (!program) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_program_release: program is NULL");
   mps_device* device = program->device;
-  for (uint32_t n = 0; n < program->count; n++) mps_cpu_pipeline_unref(program->calls[n].pipeline);
+  for (uint32_t n = 0; n < program->count; n++) mps_backend_pipeline_unref(program->calls[n].pipeline);
   free(program->calls);
   free(program);
   atomic_fetch_sub_explicit(&device->live_programs, 1, memory_order_release);

@@ -1,0 +1,21 @@
+/* Library "sources" that name built-in kernels, shared by the backends whose kernels are built in (cpu) or
+ * compiled from the project's own source (cuda): parsing the list, and finding a function in a library. */
+#ifndef MPS_COMMON_KERNEL_NAMES_H
+#define MPS_COMMON_KERNEL_NAMES_H
+
+#include <stddef.h>
+
+#include "cpu/kernels.h"
+#include "mps/mps.h"
+
+/* Names separated by whitespace or commas, or "*" for all. On success *chosen is a malloc'd array of
+ * *count distinct kernels (the caller frees it); an unknown name or an empty list fails with
+ * MPS_ERR_COMPILE_FAILED and a compiler-style message naming the backend and the kernels it has. */
+mps_status mps_parse_kernel_names(const char* source, const char* backend, const cpu_kernel*** chosen,
+                                  size_t* count, mps_error* err);
+
+/* The kernel called `function` among a library's kernels, or MPS_ERR_NOT_FOUND listing the ones it has. */
+mps_status mps_find_library_kernel(const cpu_kernel* const* kernels, size_t count, const char* function,
+                                   const cpu_kernel** out, mps_error* err);
+
+#endif

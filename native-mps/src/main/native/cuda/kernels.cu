@@ -1,0 +1,155 @@
+// Built-in kernels of the cuda backend, compiled at run time by NVRTC (cuda/library.c embeds this file).
+// The contracts (argument lists, aliasing rules) are the cpu backend's (cpu/kernels.h); host code in
+// cuda/launch.c picks the grid and passes exactly these parameters. No #include: NVRTC compiles this
+// without the toolkit's headers, so the library needs nothing at run time but libnvrtc.
+//
+// Every kernel is a pure function of its arguments; the only shared write is the per-commit failure slot
+// of mps_embedding (an id out of range), which the stream's completion thread reads after the commit.
+
+#define MPS_WARP 32
+
+__device__ __forceinline__ float mps_warp_sum(float v) {
+  for (int offset = MPS_WARP / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float mps_warp_max(float v) {
+  for (int offset = MPS_WARP / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Block-wide sum for blockDim.x a multiple of 32, at most 1024; every thread gets the result.
+__device__ float mps_block_sum(float v, float* scratch) {
+  int lane = threadIdx.x % MPS_WARP, warp = threadIdx.x / MPS_WARP, warps = blockDim.x / MPS_WARP;
+  v = mps_warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+  return mps_warp_sum(v);
+}
+
+__device__ float mps_block_max(float v, float* scratch) {
+  int lane = threadIdx.x % MPS_WARP, warp = threadIdx.x / MPS_WARP, warps = blockDim.x / MPS_WARP;
+  v = mps_warp_max(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : -3.402823466e38f;
+  return mps_warp_max(v);
+}
+
+__device__ __forceinline__ float mps_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
+// One block per row; two passes over the row (mean, then centred variance) keep fp32 accurate for
+// rows whose mean is large against their spread.
+extern "C" __global__ void mps_layernorm(const float* x, const float* residual, const float* gamma,
+                                         const float* beta, float* y, long long rows, long long cols, float eps) {
+  __shared__ float scratch[MPS_WARP];
+  long long row = blockIdx.x;
+  if (row >= rows) return;
+  const float* xr = x + row * cols;
+  const float* rr = residual ? residual + row * cols : nullptr;
+  float* yr = y + row * cols;
+  float sum = 0.0f;
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] + (rr ? rr[c] : 0.0f);
+  float mean = mps_block_sum(sum, scratch) / (float)cols;
+  float sq = 0.0f;
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
+    float d = xr[c] + (rr ? rr[c] : 0.0f) - mean;
+    sq += d * d;
+  }
+  float inv = rsqrtf(mps_block_sum(sq, scratch) / (float)cols + eps);
+  // Every thread has read its elements before any writes: y may alias x, and each element is read and
+  // written by the same thread.
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
+    float h = xr[c] + (rr ? rr[c] : 0.0f);
+    yr[c] = (h - mean) * inv * gamma[c] + beta[c];
+  }
+}
+
+// x is [batch, heads, rows, cols]; one block per (batch, head, row).
+extern "C" __global__ void mps_softmax(float* x, const float* mask, long long batch, long long heads,
+                                       long long rows, long long cols, float scale) {
+  __shared__ float scratch[MPS_WARP];
+  long long r = blockIdx.x;
+  if (r >= batch * heads * rows) return;
+  long long b = r / (heads * rows);
+  float* xr = x + r * cols;
+  const float* mr = mask ? mask + b * cols : nullptr;
+  float m = -3.402823466e38f;
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, scale * xr[c] + (mr ? mr[c] : 0.0f));
+  m = mps_block_max(m, scratch);
+  float sum = 0.0f;
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) sum += expf(scale * xr[c] + (mr ? mr[c] : 0.0f) - m);
+  float inv = 1.0f / mps_block_sum(sum, scratch);
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
+    xr[c] = expf(scale * xr[c] + (mr ? mr[c] : 0.0f) - m) * inv;
+  }
+}
+
+extern "C" __global__ void mps_gelu(const float* x, float* y, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    y[i] = mps_gelu_erf(x[i]);
+  }
+}
+
+extern "C" __global__ void mps_tanh(const float* x, float* y, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    y[i] = tanhf(x[i]);
+  }
+}
+
+extern "C" __global__ void mps_bias_add(const float* x, const float* bias, float* y, long long rows, long long cols) {
+  long long n = rows * cols;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    y[i] = x[i] + bias[i % cols];
+  }
+}
+
+extern "C" __global__ void mps_add(const float* a, const float* b, float* y, long long n) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    y[i] = a[i] + b[i];
+  }
+}
+
+// failure: this commit's slot in the stream's host-mapped failure ring: {flag, position, id}. The first
+// offending thread wins the flag; the completion thread reports position and id.
+extern "C" __global__ void mps_embedding(const int* ids, const float* table, float* out, long long n_ids,
+                                         long long dim, long long vocab, int accumulate, long long* failure) {
+  long long n = n_ids * dim;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long row = i / dim, col = i % dim;
+    int id = ids[row];
+    if (id < 0 || id >= vocab) {
+      if (col == 0 && atomicCAS((unsigned long long*)failure, 0ull, 1ull) == 0ull) {
+        failure[1] = row;
+        failure[2] = id;
+        __threadfence_system();
+      }
+      continue;
+    }
+    float v = table[(long long)id * dim + col];
+    out[i] = accumulate ? out[i] + v : v;
+  }
+}
+
+// cuBLAS computes alpha * op(A) op(B) + beta * C; this adds the bias and applies the activation over the
+// same strided layout the gemm contract describes (two batch levels, leading dimension ldc).
+extern "C" __global__ void mps_gemm_epilogue(float* c, const float* bias, long long m, long long n, long long ldc,
+                                             int activation, long long batch_outer, long long stride_outer,
+                                             long long batch_inner, long long stride_inner) {
+  long long total = batch_outer * batch_inner * m * n;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    long long col = i % n, rest = i / n;
+    long long row = rest % m;
+    rest /= m;
+    long long inner = rest % batch_inner, outer = rest / batch_inner;
+    float* p = c + outer * stride_outer + inner * stride_inner + row * ldc + col;
+    float v = *p + (bias ? bias[col] : 0.0f);
+    if (activation == 1) v = mps_gelu_erf(v);
+    else if (activation == 2) v = tanhf(v);
+    *p = v;
+  }
+}
