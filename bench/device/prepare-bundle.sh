@@ -20,3 +20,5 @@ for jar in bench/target/lib/*.jar; do
   esac
 done
 du -sh .device/jre.tgz .device/lib
+# JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).
+rm -rf .device/generated-jni && cp -r native-mps/target/generated-jni .device/generated-jni

@@ -12,7 +12,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 for flavour in address thread; do
   dir="$target/cmake-$flavour"
   echo "=== native tests under sanitizer: $flavour ==="
-  cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPS_SANITIZE="$flavour" -DMPS_BUILD_JNI=OFF \
+  cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMPS_SANITIZE="$flavour" -DMPS_BUILD_JNI=OFF -DMPS_BUILD_CUDA=OFF \
         -DMPS_OPENBLAS_DIR="$openblas" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
   cmake --build "$dir" --parallel "$jobs" >"$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
   if [[ "$flavour" == "thread" ]]; then

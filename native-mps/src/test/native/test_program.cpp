@@ -213,7 +213,7 @@ void test_build_errors(mps_device* d, mps_pipeline* add, mps_pipeline* layernorm
         "adding to a sealed program is a state error: %s", err.message);
 
   // A pipeline of another device.
-  mps_device_options options{"cpu", 0, 1};
+  mps_device_options options{"cpu", 0, 1, MPS_MATH_FP32};
   mps_device* other = nullptr;
   mps_library* other_lib = nullptr;
   mps_pipeline* other_add = nullptr;
@@ -363,7 +363,7 @@ void test_release_while_pending(mps_device* d) {
 }  // namespace
 
 int main() {
-  mps_device_options options{"cpu", 0, 1};
+  mps_device_options options{"cpu", 0, 1, MPS_MATH_FP32};
   mps_device* d = nullptr;
   mps_error err{};
   MUST(mps_device_open(&options, &d, &err));

@@ -29,10 +29,10 @@ mps_arg f64(double v) { return mps_arg{MPS_ARG_FLOAT, nullptr, 0, 0, v}; }
 void test_device_errors() {
   mps_error err{};
   mps_device* d = nullptr;
-  mps_device_options cuda{"cuda", 0, 1};
+  mps_device_options cuda{"cuda", 0, 1, MPS_MATH_FP32};
   CHECK(mps_device_open(&cuda, &d, &err) == MPS_ERR_NOT_FOUND, "cuda must not open in the cpu library");
   CHECK(std::strstr(err.message, "cuda") != nullptr, "message names the backend: %s", err.message);
-  mps_device_options second{"cpu", 1, 1};
+  mps_device_options second{"cpu", 1, 1, MPS_MATH_FP32};
   CHECK(mps_device_open(&second, &d, &err) == MPS_ERR_INVALID_ARGUMENT, "ordinal 1 rejected");
   CHECK(mps_device_open(nullptr, nullptr, &err) == MPS_ERR_INVALID_ARGUMENT, "NULL out rejected");
 }
@@ -417,7 +417,7 @@ void test_event_records_settle(mps_device* d, mps_pipeline* add) {
 
 int main() {
   test_device_errors();
-  mps_device_options options{"cpu", 0, 1};
+  mps_device_options options{"cpu", 0, 1, MPS_MATH_FP32};
   mps_device* d = nullptr;
   mps_error err{};
   MUST(mps_device_open(&options, &d, &err));

@@ -57,7 +57,7 @@ mps_status mps_device_open(const mps_device_options* options, mps_device** out, 
     return mps_cuda_fail(err, e, "cuda: creating the allocation stream");
   }
   snprintf(d->info.backend, sizeof d->info.backend, "cuda");
-  snprintf(d->info.name, sizeof d->info.name, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
+  snprintf(d->info.name, sizeof d->info.name, "%.100s (sm_%d%d)", prop.name, prop.major, prop.minor);
   d->info.memory_bytes = (uint64_t)total_bytes;
   /* One buffer may take at most the memory free at open: larger requests are size bugs or cannot succeed. */
   d->info.max_buffer_bytes = (uint64_t)free_bytes;

@@ -1,4 +1,5 @@
 /* JNI side of dev.mpsactors.nativemps.DeviceBuffer. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "dev_mpsactors_nativemps_DeviceBuffer.h"
@@ -23,64 +24,83 @@ JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_release0(JNIEnv
   mps_jni_check(env, mps_buffer_release(MPS_PTR(mps_buffer, buffer), &err), &err);
 }
 
-/* Resolves [offset, offset + bytes) of a host-visible buffer; throws and returns NULL otherwise. */
-static char* host_range(JNIEnv* env, jlong handle, jlong offset, jlong bytes) {
-  if (mps_jni_null_handle(env, handle, "buffer")) return NULL;
-  mps_buffer* buffer = MPS_PTR(mps_buffer, handle);
-  uint64_t size = 0;
-  void* base = NULL;
-  mps_error err;
-  if (mps_jni_check(env, mps_buffer_size(buffer, &size, &err), &err)) return NULL;
-  if (offset < 0 || bytes < 0 || (uint64_t)offset > size || (uint64_t)bytes > size - (uint64_t)offset) {
-    mps_jni_throw(env, "java/lang/IndexOutOfBoundsException", "host copy range is outside the buffer");
-    return NULL;
+/* Host transfers go through mps_buffer_write/read, so they work whether or not the memory is host visible. */
+static void transfer(JNIEnv* env, jlong handle, jlong offset, void* host, jlong bytes, int to_device) {
+  if (mps_jni_null_handle(env, handle, "buffer")) return;
+  if (offset < 0 || bytes < 0) {
+    mps_jni_throw(env, "java/lang/IndexOutOfBoundsException", "negative host copy offset or size");
+    return;
   }
-  if (mps_jni_check(env, mps_buffer_host_pointer(buffer, &base, &err), &err)) return NULL;
-  return (char*)base + offset;
+  mps_error err;
+  mps_buffer* buffer = MPS_PTR(mps_buffer, handle);
+  mps_status s = to_device ? mps_buffer_write(buffer, (uint64_t)offset, host, (uint64_t)bytes, &err)
+                           : mps_buffer_read(buffer, (uint64_t)offset, host, (uint64_t)bytes, &err);
+  if (s == MPS_ERR_INVALID_ARGUMENT) {
+    mps_jni_throw(env, "java/lang/IndexOutOfBoundsException", err.message);
+    return;
+  }
+  mps_jni_check(env, s, &err);
+}
+
+/* Arrays: copied through a temporary so no JNI critical region spans a device copy. */
+static void transfer_array(JNIEnv* env, jlong buffer, jlong offset, jarray array, int is_float, int to_device) {
+  jsize n = (*env)->GetArrayLength(env, array);
+  size_t bytes = (size_t)n * 4u; /* jfloat and jint are both 4 bytes */
+  void* tmp = malloc(bytes ? bytes : 1);
+  if (!tmp) {
+    mps_jni_throw(env, "java/lang/OutOfMemoryError", "host staging for a buffer copy");
+    return;
+  }
+  if (to_device) {
+    if (is_float) {
+      (*env)->GetFloatArrayRegion(env, (jfloatArray)array, 0, n, tmp);
+    } else {
+      (*env)->GetIntArrayRegion(env, (jintArray)array, 0, n, tmp);
+    }
+    transfer(env, buffer, offset, tmp, (jlong)bytes, 1);
+  } else {
+    transfer(env, buffer, offset, tmp, (jlong)bytes, 0);
+    if (!(*env)->ExceptionCheck(env)) {
+      if (is_float) {
+        (*env)->SetFloatArrayRegion(env, (jfloatArray)array, 0, n, tmp);
+      } else {
+        (*env)->SetIntArrayRegion(env, (jintArray)array, 0, n, tmp);
+      }
+    }
+  }
+  free(tmp);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_writeFloats0(JNIEnv* env, jclass cls, jlong buffer,
                                                                               jlong offset, jfloatArray src) {
-  jsize n = (*env)->GetArrayLength(env, src);
-  char* p = host_range(env, buffer, offset, (jlong)n * 4);
-  if (p) (*env)->GetFloatArrayRegion(env, src, 0, n, (jfloat*)p);
+  transfer_array(env, buffer, offset, src, 1, 1);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_readFloats0(JNIEnv* env, jclass cls, jlong buffer,
                                                                              jlong offset, jfloatArray dst) {
-  jsize n = (*env)->GetArrayLength(env, dst);
-  char* p = host_range(env, buffer, offset, (jlong)n * 4);
-  if (p) (*env)->SetFloatArrayRegion(env, dst, 0, n, (const jfloat*)p);
+  transfer_array(env, buffer, offset, dst, 1, 0);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_writeInts0(JNIEnv* env, jclass cls, jlong buffer,
                                                                             jlong offset, jintArray src) {
-  jsize n = (*env)->GetArrayLength(env, src);
-  char* p = host_range(env, buffer, offset, (jlong)n * 4);
-  if (p) (*env)->GetIntArrayRegion(env, src, 0, n, (jint*)p);
+  transfer_array(env, buffer, offset, src, 0, 1);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_readInts0(JNIEnv* env, jclass cls, jlong buffer,
                                                                            jlong offset, jintArray dst) {
-  jsize n = (*env)->GetArrayLength(env, dst);
-  char* p = host_range(env, buffer, offset, (jlong)n * 4);
-  if (p) (*env)->SetIntArrayRegion(env, dst, 0, n, (const jint*)p);
+  transfer_array(env, buffer, offset, dst, 0, 0);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_writeBytes0(JNIEnv* env, jclass cls, jlong buffer,
                                                                              jlong offset, jobject src, jint position,
                                                                              jint length) {
   char* from = mps_jni_direct_range(env, src, position, length);
-  if (!from) return;
-  char* to = host_range(env, buffer, offset, length);
-  if (to) memcpy(to, from, (size_t)length);
+  if (from) transfer(env, buffer, offset, from, length, 1);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_readBytes0(JNIEnv* env, jclass cls, jlong buffer,
                                                                             jlong offset, jobject dst, jint position,
                                                                             jint length) {
   char* to = mps_jni_direct_range(env, dst, position, length);
-  if (!to) return;
-  char* from = host_range(env, buffer, offset, length);
-  if (from) memcpy(to, from, (size_t)length);
+  if (to) transfer(env, buffer, offset, to, length, 0);
 }

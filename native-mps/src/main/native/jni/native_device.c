@@ -3,14 +3,15 @@
 #include "jni_util.h"
 
 JNIEXPORT jlong JNICALL Java_dev_mpsactors_nativemps_NativeDevice_open0(JNIEnv* env, jclass cls, jstring backend,
-                                                                        jint ordinal, jint blas_threads) {
+                                                                        jint ordinal, jint blas_threads,
+                                                                        jint math_mode) {
   if (!backend) {
     mps_jni_throw(env, "java/lang/NullPointerException", "backend");
     return 0;
   }
   const char* name = (*env)->GetStringUTFChars(env, backend, NULL);
   if (!name) return 0;
-  mps_device_options options = {name, ordinal, blas_threads};
+  mps_device_options options = {name, ordinal, blas_threads, math_mode};
   mps_device* device = NULL;
   mps_error err;
   mps_status s = mps_device_open(&options, &device, &err);

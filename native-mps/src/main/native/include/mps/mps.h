@@ -108,6 +108,12 @@ MPS_API mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buff
 MPS_API mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err);
 /* MPS_ERR_UNSUPPORTED on backends whose memory is not host visible. */
 MPS_API mps_status mps_buffer_host_pointer(mps_buffer* buffer, void** out, mps_error* err);
+/* Immediate host transfers outside every stream's order, for data no pending command uses (weights at
+ * load, a batch's inputs before its commit, outputs after its point completed). cpu: a memcpy. cuda: a
+ * synchronous copy on the legacy default stream, which the backend's non-blocking streams never join, so it
+ * waits for its own transfer only, not for any kernel. Ordered transfers are stream commands (upload). */
+MPS_API mps_status mps_buffer_write(mps_buffer* buffer, uint64_t offset, const void* src, uint64_t bytes, mps_error* err);
+MPS_API mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst, uint64_t bytes, mps_error* err);
 /* Drops the owner's reference; memory is freed after the last pending command using it completes. */
 MPS_API mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err);
 

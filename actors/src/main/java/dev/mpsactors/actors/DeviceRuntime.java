@@ -78,7 +78,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         super(ctx);
         this.settings = s;
         this.deviceClosed = deviceClosed;
-        this.device = NativeDevice.open(new DeviceOptions(s.backend(), s.deviceOrdinal(), s.blasThreads()));
+        this.device = NativeDevice.open(new DeviceOptions(s.backend(), s.deviceOrdinal(), s.blasThreads(), s.gemmMath()));
         DispatcherSelector owners = DispatcherSelector.fromConfig(RuntimeSettings.OWNER_DISPATCHER);
         DispatcherSelector streamsDispatcher = DispatcherSelector.fromConfig(RuntimeSettings.STREAM_DISPATCHER);
         Executor compile = ctx.getSystem().dispatchers().lookup(

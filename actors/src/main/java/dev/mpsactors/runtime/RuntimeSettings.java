@@ -2,6 +2,7 @@ package dev.mpsactors.runtime;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
+import dev.mpsactors.nativemps.GemmMath;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.Set;
@@ -14,7 +15,7 @@ import java.util.function.Function;
 public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads, int streams,
                               int streamStashCapacity, Duration askTimeout, Duration shutdownTimeout,
                               int kernelShards, int maxEvents, AllocatorSettings allocator,
-                              ModelSettings model, boolean faultInjection) {
+                              ModelSettings model, boolean faultInjection, GemmMath gemmMath) {
     public static final String PREFIX = "mps-actors";
     public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
     public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
@@ -49,6 +50,17 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         }
         int ordinal = intIn(c, "device-ordinal", 0, 1024);
         int blas = intIn(c, "blas-threads", 1, 1024);
+        String mathName = read(c, "gemm-math", c::getString);
+        GemmMath math;
+        try {
+            math = GemmMath.parse(mathName);
+        } catch (IllegalArgumentException e) {
+            throw invalid("gemm-math", "must be one of fp32, tf32, fp16, bf16; got '" + mathName + "'");
+        }
+        if (math != GemmMath.FP32 && !backend.equals("cuda")) {
+            throw invalid("gemm-math", "'" + mathName + "' needs tensor cores (backend cuda); the " + backend
+                    + " backend computes in fp32");
+        }
         int streams = intIn(c, "streams", 0, 256);
         if (streams == 0) {
             streams = Math.max(2, Runtime.getRuntime().availableProcessors());
@@ -79,7 +91,7 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
                 intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
                 intIn(c, "model.max-queued", 1, 100_000_000));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
-                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults);
+                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math);
     }
 
     private static <T> T read(Config c, String key, Function<String, T> getter) {

@@ -108,7 +108,8 @@ final class StressBench {
 
     private Measurement threads(ThreadBaseline.Kind kind, StressModel model, int clients, int streams,
                                 RuntimeSettings settings, String description) throws InterruptedException {
-        try (NativeDevice device = NativeDevice.open(new DeviceOptions(options.backend(), 0, settings.blasThreads()))) {
+        try (NativeDevice device = NativeDevice.open(new DeviceOptions(options.backend(), 0,
+                settings.blasThreads(), settings.gemmMath()))) {
             Function<NativeDevice, StressWorkload> workload = d -> options.mix() == StressOptions.Mix.LAYERNORM
                     ? LayerNormMix.onDevice(d, options.seq(), model.config().hiddenSize(), options.layerNorms())
                     : bert(d, model);
@@ -133,7 +134,8 @@ final class StressBench {
                 new GemmCeiling.Shape("ffn-matched", rows, model.config().intermediateSize(),
                         model.config().hiddenSize()));
         out.printf("%n-- GEMM alone --%n");
-        try (NativeDevice device = NativeDevice.open(new DeviceOptions(options.backend(), 0, settings.blasThreads()))) {
+        try (NativeDevice device = NativeDevice.open(new DeviceOptions(options.backend(), 0,
+                settings.blasThreads(), settings.gemmMath()))) {
             List<GemmCeiling.Rate> rates = GemmCeiling.measure(device, shapes, settings.streams(),
                     options.gemmSeconds(), out);
             NativeWorkloadBench.waitForNativeCleanup(device);

@@ -8,10 +8,6 @@ import java.util.Objects;
  * is alive, so a leak is an error, never a dangling pointer.
  */
 public final class NativeDevice implements AutoCloseable {
-    static {
-        NativeLibraryLoader.ensureLoaded();
-    }
-
     private long handle;
     private final DeviceInfo info;
 
@@ -22,7 +18,9 @@ public final class NativeDevice implements AutoCloseable {
 
     public static NativeDevice open(DeviceOptions options) {
         Objects.requireNonNull(options, "options");
-        return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads()));
+        NativeLibraryLoader.ensureLoaded(options.backend());
+        return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads(),
+                options.gemmMath().code()));
     }
 
     public DeviceInfo info() {
@@ -79,7 +77,7 @@ public final class NativeDevice implements AutoCloseable {
         }
     }
 
-    private static native long open0(String backend, int ordinal, int blasThreads);
+    private static native long open0(String backend, int ordinal, int blasThreads, int gemmMath);
 
     private static native DeviceInfo info0(long device);
 

@@ -17,16 +17,42 @@ import java.util.Locale;
  * class path, e.g. OpenBLAS from org.bytedeco:openblas) into one private temporary directory, and loads
  * them in dependency order. {@code -Dmps.native.library=/path/libmpsnative.so} loads a library built
  * elsewhere instead (its dependencies must then resolve through its own RUNPATH).
+ *
+ * <p>Each backend is its own library: {@code libmpsnative.so} (cpu) and {@code libmpsnative_cuda.so} (cuda,
+ * in the jar only when native-mps was built where the CUDA toolkit has cuBLAS and NVRTC). Both define the
+ * same JNI entry points, so a JVM loads one: the backend of the first device opened ({@link
+ * #ensureLoaded(String)}), or {@code -Dmps.native.backend} (default cpu) when a class needs the library
+ * before any device is opened.
  */
 public final class NativeLibraryLoader {
     public static final String LIBRARY_PROPERTY = "mps.native.library";
-    private static final String LIBRARY_FILE = "libmpsnative.so";
+    public static final String BACKEND_PROPERTY = "mps.native.backend";
+    private static final String CPU_LIBRARY_FILE = "libmpsnative.so";
+    private static final String CUDA_LIBRARY_FILE = "libmpsnative_cuda.so";
+
+    private static String loaded;
 
     private NativeLibraryLoader() {}
 
-    /** Loads the library once per class loader; throws UnsatisfiedLinkError naming what is missing. */
-    public static void ensureLoaded() {
-        Holder.touch();
+    /** Loads a library once per class loader (see the class comment for which); throws UnsatisfiedLinkError
+     * naming what is missing. */
+    public static synchronized void ensureLoaded() {
+        if (loaded == null) {
+            loaded = load(System.getProperty(BACKEND_PROPERTY, "cpu"));
+        }
+    }
+
+    /** Loads the library of {@code backend} unless one is already loaded (a device of another backend then
+     * fails to open with the loaded library's message). */
+    public static synchronized void ensureLoaded(String backend) {
+        if (loaded == null) {
+            loaded = load(backend);
+        }
+    }
+
+    /** The file name (or override path) of the loaded library, null before the first load. */
+    public static synchronized String loadedLibrary() {
+        return loaded;
     }
 
     /** The {@code os-arch} directory name this JVM looks for, e.g. {@code linux-x86_64}. */
@@ -42,40 +68,45 @@ public final class NativeLibraryLoader {
         return osName + "-" + archName;
     }
 
-    private static final class Holder {
-        static {
-            load();
-        }
-
-        static void touch() {}
-    }
-
-    private static void load() {
+    private static String load(String backend) {
         String override = System.getProperty(LIBRARY_PROPERTY);
         if (override != null && !override.isBlank()) {
-            System.load(Path.of(override).toAbsolutePath().toString());
-            return;
+            String path = Path.of(override).toAbsolutePath().toString();
+            System.load(path);
+            return path;
         }
+        boolean cuda = "cuda".equalsIgnoreCase(backend);
+        String file = cuda ? CUDA_LIBRARY_FILE : CPU_LIBRARY_FILE;
         String platform = platform();
         String directory = "META-INF/native/" + platform + "/";
         ClassLoader loader = NativeLibraryLoader.class.getClassLoader();
-        if (loader.getResource(directory + LIBRARY_FILE) == null) {
+        if (cuda && loader.getResource(directory + file) == null) {
+            throw new UnsatisfiedLinkError("the cuda backend is not in this build of mps-actors: native-mps was built "
+                    + "where the CUDA toolkit lacks cuBLAS or NVRTC (CMake printed 'cuda backend SKIPPED'), so "
+                    + directory + file + " is not on the class path. Build native-mps on a machine with the full "
+                    + "toolkit, or set -D" + LIBRARY_PROPERTY + "=/path/to/" + file
+                    + " (bench/device/cuda-native.sh builds one)");
+        }
+        if (loader.getResource(directory + file) == null) {
             throw new UnsatisfiedLinkError("mps-actors has no native library for platform " + platform
-                    + ": resource " + directory + LIBRARY_FILE + " is not on the class path. Builds exist for "
+                    + ": resource " + directory + file + " is not on the class path. Builds exist for "
                     + "linux-x86_64; build native-mps on this platform (./mvnw -pl native-mps package) or set -D"
-                    + LIBRARY_PROPERTY + "=/path/to/" + LIBRARY_FILE);
+                    + LIBRARY_PROPERTY + "=/path/to/" + file);
         }
         try {
             Path dir = Files.createTempDirectory("mps-actors-native-");
             dir.toFile().deleteOnExit();
             List<Path> ordered = new ArrayList<>();
-            for (String dependency : dependencies(loader, directory + "dependencies.txt")) {
-                ordered.add(extract(loader, dependency, dir, platform));
+            if (!cuda) { // OpenBLAS; the cuda library finds the CUDA toolkit's libraries through its RUNPATH
+                for (String dependency : dependencies(loader, directory + "dependencies.txt")) {
+                    ordered.add(extract(loader, dependency, dir, platform));
+                }
             }
-            ordered.add(extract(loader, directory + LIBRARY_FILE, dir, platform));
+            ordered.add(extract(loader, directory + file, dir, platform));
             for (Path library : ordered) {
                 System.load(library.toString());
             }
+            return file;
         } catch (IOException e) {
             throw new UncheckedIOException("could not extract the mps-actors native library for " + platform, e);
         }

@@ -1,0 +1,168 @@
+/*
+ * Host side of the cuda kernels: grid shapes and parameters for each built-in kernel (argument lists:
+ * cpu/kernels.h, validated at encode time by cpu/kernels_table.c), and GEMMs on cuBLAS. Runs on a
+ * stream's launch thread only; every call here enqueues and returns.
+ */
+#include "cuda/launch.h"
+
+#include <stdio.h>
+
+/* Argument positions, as documented in cpu/kernels.h. */
+enum { G_A, G_B, G_C, G_BIAS, G_M, G_N, G_K, G_LDA, G_LDB, G_LDC, G_TRANS_A, G_TRANS_B, G_ALPHA, G_BETA, G_ACT,
+       G_BATCH_OUTER, G_SA_OUTER, G_SB_OUTER, G_SC_OUTER, G_BATCH_INNER, G_SA_INNER, G_SB_INNER, G_SC_INNER };
+enum { L_X, L_RES, L_GAMMA, L_BETA, L_Y, L_ROWS, L_COLS, L_EPS };
+enum { S_X, S_MASK, S_BATCH, S_HEADS, S_ROWS, S_COLS, S_SCALE };
+enum { U_X, U_Y, U_N };
+enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
+enum { AD_A, AD_B, AD_Y, AD_N };
+enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
+
+#define MPS_ELEMENTWISE_THREADS 256
+
+static const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "CUBLAS_STATUS_MAPPING_ERROR";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "CUBLAS_STATUS_UNKNOWN";
+  }
+}
+
+static void* ptr_or_null(const cpu_arg* a) { return a->kind == MPS_ARG_BUFFER ? a->ptr : NULL; }
+
+/* Grid for a grid-stride loop over n elements: enough blocks to fill the GPU, no more. */
+static unsigned elementwise_blocks(const mps_device* device, long long n) {
+  long long blocks = (n + MPS_ELEMENTWISE_THREADS - 1) / MPS_ELEMENTWISE_THREADS;
+  long long cap = (long long)device->info.compute_units * 16;
+  if (blocks > cap) blocks = cap;
+  return blocks < 1 ? 1u : (unsigned)blocks;
+}
+
+/* A block for one row of `cols`: a multiple of 32, at most `max`. */
+static unsigned row_threads(long long cols, unsigned max) {
+  long long t = (cols + 31) / 32 * 32;
+  if (t > max) t = max;
+  return t < 32 ? 32u : (unsigned)t;
+}
+
+static mps_status launch(const void* fn, const char* name, unsigned blocks, unsigned threads, void** params,
+                         cudaStream_t stream, mps_error* err) {
+  if (blocks == 0) return MPS_OK; /* empty work: nothing to launch */
+  dim3 grid = {blocks, 1, 1}, block = {threads, 1, 1};
+  cudaError_t e = cudaLaunchKernel(fn, grid, block, params, 0, stream);
+  if (e != cudaSuccess) {
+    char what[96];
+    snprintf(what, sizeof what, "launching %s", name);
+    return mps_cuda_fail(err, e, what);
+  }
+  return MPS_OK;
+}
+
+static cublasComputeType_t compute_type(int32_t math_mode) {
+  switch (math_mode) {
+    case MPS_MATH_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case MPS_MATH_FP16: return CUBLAS_COMPUTE_32F_FAST_16F;
+    case MPS_MATH_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default: return CUBLAS_COMPUTE_32F_PEDANTIC;
+  }
+}
+
+static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx, mps_error* err) {
+  long long m = a[G_M].i, n = a[G_N].i, k = a[G_K].i;
+  long long bo = a[G_BATCH_OUTER].i, bi = a[G_BATCH_INNER].i;
+  if (m == 0 || n == 0 || bo == 0 || bi == 0) return MPS_OK;
+  float alpha = (float)a[G_ALPHA].f, beta = (float)a[G_BETA].f;
+  cublasOperation_t op_a = a[G_TRANS_A].i ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = a[G_TRANS_B].i ? CUBLAS_OP_T : CUBLAS_OP_N;
+  long long sa_o = a[G_SA_OUTER].i, sb_o = a[G_SB_OUTER].i, sc_o = a[G_SC_OUTER].i;
+  long long sa_i = a[G_SA_INNER].i, sb_i = a[G_SB_INNER].i, sc_i = a[G_SC_INNER].i;
+  /* When the outer level continues the inner one (e.g. plain batched GEMM), one call covers both. */
+  long long calls = bo, per_call = bi;
+  if (bo > 1 && sa_o == bi * sa_i && sb_o == bi * sb_i && sc_o == bi * sc_i && bo * bi <= 2147483647LL) {
+    calls = 1;
+    per_call = bo * bi;
+  }
+  const float* A = a[G_A].ptr;
+  const float* B = a[G_B].ptr;
+  float* C = a[G_C].ptr;
+  for (long long o = 0; o < calls; o++) {
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
+    cublasStatus_t s = cublasGemmStridedBatchedEx(
+        ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B + o * sb_o, CUDA_R_32F, (int)a[G_LDB].i, sb_i,
+        A + o * sa_o, CUDA_R_32F, (int)a[G_LDA].i, sa_i, &beta, C + o * sc_o, CUDA_R_32F, (int)a[G_LDC].i, sc_i,
+        (int)per_call, compute_type(ctx->math_mode), CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+      return mps_fail(err, MPS_ERR_KERNEL_FAILED, "gemm: cublasGemmStridedBatchedEx (M=%lld N=%lld K=%lld): %s", m, n,
+                      k, cublas_status_name(s));
+    }
+  }
+  void* bias = ptr_or_null(&a[G_BIAS]);
+  int activation = (int)a[G_ACT].i;
+  if (!bias && activation == 0) return MPS_OK;
+  long long ldc = a[G_LDC].i;
+  void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i};
+  return launch((const void*)p->library->gemm_epilogue, "gemm epilogue", elementwise_blocks(ctx->device, bo * bi * m * n),
+                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+}
+
+mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx,
+                           mps_error* err) {
+  const void* fn = (const void*)p->function;
+  const char* name = p->kernel->name;
+  const mps_device* d = ctx->device;
+  switch (p->kernel_index) {
+    case MPS_CUDA_K_GEMM:
+      return gemm(p, a, ctx, err);
+    case MPS_CUDA_K_LAYERNORM: {
+      void *x = a[L_X].ptr, *res = ptr_or_null(&a[L_RES]), *g = a[L_GAMMA].ptr, *b = a[L_BETA].ptr, *y = a[L_Y].ptr;
+      long long rows = a[L_ROWS].i, cols = a[L_COLS].i;
+      float eps = (float)a[L_EPS].f;
+      void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps};
+      return launch(fn, name, (unsigned)rows, row_threads(cols, 256), params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_SOFTMAX: {
+      void *x = a[S_X].ptr, *mask = ptr_or_null(&a[S_MASK]);
+      long long batch = a[S_BATCH].i, heads = a[S_HEADS].i, rows = a[S_ROWS].i, cols = a[S_COLS].i;
+      float scale = (float)a[S_SCALE].f;
+      void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale};
+      return launch(fn, name, (unsigned)(batch * heads * rows), row_threads(cols, 128), params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_GELU:
+    case MPS_CUDA_K_TANH: {
+      void *x = a[U_X].ptr, *y = a[U_Y].ptr;
+      long long n = a[U_N].i;
+      void* params[] = {&x, &y, &n};
+      return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_BIAS_ADD: {
+      void *x = a[BA_X].ptr, *bias = a[BA_BIAS].ptr, *y = a[BA_Y].ptr;
+      long long rows = a[BA_ROWS].i, cols = a[BA_COLS].i;
+      void* params[] = {&x, &bias, &y, &rows, &cols};
+      long long n = rows * cols;
+      return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_ADD: {
+      void *x = a[AD_A].ptr, *b = a[AD_B].ptr, *y = a[AD_Y].ptr;
+      long long n = a[AD_N].i;
+      void* params[] = {&x, &b, &y, &n};
+      return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_EMBEDDING: {
+      void *ids = a[E_IDS].ptr, *table = a[E_TABLE].ptr, *out = a[E_OUT].ptr;
+      long long n_ids = a[E_N_IDS].i, dim = a[E_DIM].i, vocab = a[E_VOCAB].i;
+      int accumulate = a[E_ACC].i != 0;
+      long long* failure = ctx->failure_slot;
+      void* params[] = {&ids, &table, &out, &n_ids, &dim, &vocab, &accumulate, &failure};
+      long long n = n_ids * dim;
+      return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    default:
+      return mps_fail(err, MPS_ERR_NOT_FOUND, "cuda: kernel %s has no launcher", name);
+  }
+}

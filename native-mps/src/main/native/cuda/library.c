@@ -1,0 +1,191 @@
+/*
+ * Kernel libraries of the cuda backend: NVRTC compiles the backend's kernel source (cuda/kernels.cu,
+ * embedded at build time) for the device's architecture, and the cubin is loaded as a context-independent
+ * CUDA library. The "source" names the kernels wanted, as on cpu, so the get-or-compile protocol of the
+ * KernelLibrary shards is the same on both; `options` go to NVRTC verbatim (e.g. "-DMPS_X=1"), and a
+ * failed compile returns NVRTC's log.
+ */
+#include <nvrtc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kernel_names.h"
+#include "cuda/backend_objects.h"
+
+extern const char mps_cuda_kernels_source[]; /* generated from cuda/kernels.cu by CMake */
+
+#define MPS_MAX_NVRTC_OPTIONS 32
+
+int mps_cuda_kernel_index(const cpu_kernel* kernel) {
+  for (size_t i = 0; i < cpu_kernel_count(); i++) {
+    if (cpu_kernel_at(i) == kernel) return (int)i;
+  }
+  return -1;
+}
+
+static mps_status nvrtc_fail(mps_error* err, nvrtcResult r, const char* what) {
+  return mps_fail(err, MPS_ERR_BACKEND, "nvrtc: %s: %s", what, nvrtcGetErrorString(r));
+}
+
+/* Splits `options` on whitespace into argv-style pointers into `storage` (a copy). */
+static int split_options(const char* options, char* storage, size_t capacity, const char** argv, int max) {
+  int n = 0;
+  if (!options) return 0;
+  snprintf(storage, capacity, "%s", options);
+  char* save = NULL; /* strtok_r: shard actors compile on several threads at once */
+  for (char* tok = strtok_r(storage, " \t\n", &save); tok && n < max; tok = strtok_r(NULL, " \t\n", &save)) {
+    argv[n++] = tok;
+  }
+  return n;
+}
+
+static mps_status compile_module(mps_device* device, const char* options, cudaLibrary_t* module, mps_error* err) {
+  nvrtcProgram program;
+  nvrtcResult r = nvrtcCreateProgram(&program, mps_cuda_kernels_source, "mps_kernels.cu", 0, NULL, NULL);
+  if (r != NVRTC_SUCCESS) return nvrtc_fail(err, r, "nvrtcCreateProgram");
+  char arch[32];
+  snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d%d", device->cc_major, device->cc_minor);
+  const char* argv[MPS_MAX_NVRTC_OPTIONS + 2] = {arch, "--std=c++17"};
+  char storage[1024];
+  int extra = split_options(options, storage, sizeof storage, argv + 2, MPS_MAX_NVRTC_OPTIONS);
+  r = nvrtcCompileProgram(program, 2 + extra, argv);
+  if (r != NVRTC_SUCCESS) {
+    size_t log_size = 0;
+    char log[MPS_ERROR_MESSAGE_CAPACITY] = "(no log)";
+    if (nvrtcGetProgramLogSize(program, &log_size) == NVRTC_SUCCESS && log_size > 1) {
+      char* full = malloc(log_size);
+      if (full && nvrtcGetProgramLog(program, full) == NVRTC_SUCCESS) snprintf(log, sizeof log, "%s", full);
+      free(full);
+    }
+    nvrtcDestroyProgram(&program);
+    return mps_fail(err, MPS_ERR_COMPILE_FAILED, "nvrtc (%s): %s", nvrtcGetErrorString(r), log);
+  }
+  size_t cubin_size = 0;
+  r = nvrtcGetCUBINSize(program, &cubin_size);
+  char* cubin = r == NVRTC_SUCCESS ? malloc(cubin_size) : NULL;
+  if (r == NVRTC_SUCCESS && !cubin) {
+    nvrtcDestroyProgram(&program);
+    return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_library_compile: out of host memory for the cubin");
+  }
+  if (r == NVRTC_SUCCESS) r = nvrtcGetCUBIN(program, cubin);
+  nvrtcDestroyProgram(&program);
+  if (r != NVRTC_SUCCESS) {
+    free(cubin);
+    return nvrtc_fail(err, r, "nvrtcGetCUBIN");
+  }
+  cudaError_t e = cudaSetDevice(device->ordinal);
+  if (e == cudaSuccess) e = cudaLibraryLoadData(module, cubin, NULL, NULL, 0, NULL, NULL, 0);
+  free(cubin);
+  if (e != cudaSuccess) return mps_cuda_fail(err, e, "cudaLibraryLoadData");
+  return MPS_OK;
+}
+
+static mps_status get_kernel(mps_library* lib, const char* name, cudaKernel_t* out, mps_error* err) {
+  cudaError_t e = cudaLibraryGetKernel(out, lib->module, name);
+  if (e != cudaSuccess) {
+    char what[96];
+    snprintf(what, sizeof what, "cudaLibraryGetKernel(%s)", name);
+    return mps_cuda_fail(err, e, what);
+  }
+  return MPS_OK;
+}
+
+static void library_free(mps_library* lib) {
+  if (lib->module) cudaLibraryUnload(lib->module);
+  free(lib->kernels);
+  free(lib);
+}
+
+mps_status mps_library_compile(mps_device* device, const char* source, const char* options, mps_library** out,
+                               mps_error* err) {
+  if (!device || !source || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_library_compile: NULL argument");
+  *out = NULL;
+  const cpu_kernel** chosen = NULL;
+  size_t count = 0;
+  mps_status s = mps_parse_kernel_names(source, "cuda", &chosen, &count, err);
+  if (s != MPS_OK) return s;
+  mps_library* lib = calloc(1, sizeof *lib);
+  if (!lib) {
+    free(chosen);
+    return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_library_compile: out of host memory");
+  }
+  atomic_init(&lib->refs, 1);
+  lib->device = device;
+  lib->kernels = chosen;
+  lib->kernel_count = count;
+  s = compile_module(device, options, &lib->module, err);
+  for (size_t i = 0; s == MPS_OK && i < count; i++) {
+    int index = mps_cuda_kernel_index(chosen[i]);
+    char name[64];
+    snprintf(name, sizeof name, "mps_%s", chosen[i]->name);
+    if (strcmp(chosen[i]->name, "gemm") == 0) s = get_kernel(lib, "mps_gemm_epilogue", &lib->gemm_epilogue, err);
+    else s = get_kernel(lib, name, &lib->functions[index], err);
+  }
+  if (s != MPS_OK) {
+    library_free(lib);
+    return s;
+  }
+  atomic_fetch_add_explicit(&device->live_libraries, 1, memory_order_relaxed);
+  *out = lib;
+  return mps_ok(err);
+}
+
+static void library_unref(mps_library* lib) {
+  if (atomic_fetch_sub_explicit(&lib->refs, 1, memory_order_acq_rel) != 1) return;
+  mps_device* device = lib->device;
+  cudaSetDevice(device->ordinal);
+  library_free(lib);
+  atomic_fetch_sub_explicit(&device->live_libraries, 1, memory_order_release);
+}
+
+mps_status mps_library_release(mps_library* library, mps_error* err) {
+  if (!library) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_library_release: library is NULL");
+  library_unref(library);
+  return mps_ok(err);
+}
+
+mps_status mps_pipeline_create(mps_library* library, const char* function, mps_pipeline** out, mps_error* err) {
+  if (!library || !function || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_create: NULL argument");
+  *out = NULL;
+  const cpu_kernel* kernel = NULL;
+  mps_status s = mps_find_library_kernel(library->kernels, library->kernel_count, function, &kernel, err);
+  if (s != MPS_OK) return s;
+  mps_pipeline* p = calloc(1, sizeof *p);
+  if (!p) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_pipeline_create: out of host memory");
+  atomic_init(&p->refs, 1);
+  atomic_fetch_add_explicit(&library->refs, 1, memory_order_relaxed);
+  p->library = library;
+  p->kernel = kernel;
+  p->kernel_index = mps_cuda_kernel_index(kernel);
+  p->function = library->functions[p->kernel_index];
+  atomic_fetch_add_explicit(&library->device->live_pipelines, 1, memory_order_relaxed);
+  *out = p;
+  return mps_ok(err);
+}
+
+mps_status mps_pipeline_arg_count(const mps_pipeline* pipeline, uint32_t* out, mps_error* err) {
+  if (!pipeline || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_arg_count: NULL argument");
+  *out = pipeline->kernel->nargs;
+  return mps_ok(err);
+}
+
+void mps_backend_pipeline_retain(const mps_pipeline* pipeline) {
+  atomic_fetch_add_explicit(&((mps_pipeline*)pipeline)->refs, 1, memory_order_relaxed);
+}
+
+void mps_backend_pipeline_unref(const mps_pipeline* pipeline) {
+  mps_pipeline* p = (mps_pipeline*)pipeline;
+  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
+  mps_library* lib = p->library;
+  mps_device* device = lib->device;
+  free(p);
+  atomic_fetch_sub_explicit(&device->live_pipelines, 1, memory_order_release);
+  library_unref(lib);
+}
+
+mps_status mps_pipeline_release(mps_pipeline* pipeline, mps_error* err) {
+  if (!pipeline) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_release: pipeline is NULL");
+  mps_backend_pipeline_unref(pipeline);
+  return mps_ok(err);
+}
