@@ -47,13 +47,17 @@ if [[ $step == *numerics* ]]; then
 fi
 
 if [[ $step == *stress* ]]; then
-  for m in fp32 fp16; do
-    echo "=== stress: cuda, gemm-math $m, BERT-base seq 128, 256 clients"
-    MPS_ACTORS_GEMM_MATH=$m MPS_ACTORS_STREAMS=${STREAMS:-16} MPS_ACTORS_MAX_BATCH=${MAX_BATCH:-32} \
-      "$java" -Xmx8g -cp ".device/lib/*" dev.mpsactors.bench.Cli stress --backend cuda --model "$base" --seq 128 \
-        --clients 256 --seconds "$seconds" --compare none --gemm-seconds 0 --json "$out/stress-cuda-$m.json" \
-        > "$out/stress-cuda-$m.txt" 2>&1 || status=1
-    tail -8 "$out/stress-cuda-$m.txt"
+  # streams x max-batch: many streams of small batches, or few streams of large ones
+  for m in ${MATHS:-fp32 fp16}; do
+    for shape in ${SHAPES:-16x32 4x64}; do
+      streams=${shape%x*}; batch=${shape#*x}
+      echo "=== stress: cuda, gemm-math $m, $streams streams, max-batch $batch, BERT-base seq 128, 256 clients"
+      MPS_ACTORS_GEMM_MATH=$m MPS_ACTORS_STREAMS=$streams MPS_ACTORS_MAX_BATCH=$batch \
+        "$java" -Xmx8g -cp ".device/lib/*" dev.mpsactors.bench.Cli stress --backend cuda --model "$base" --seq 128 \
+          --clients 256 --seconds "$seconds" --compare none --gemm-seconds 0 \
+          --json "$out/stress-cuda-$m-$shape.json" > "$out/stress-cuda-$m-$shape.txt" 2>&1 || status=1
+      grep -A1 -E "^run " "$out/stress-cuda-$m-$shape.txt" | grep -v "^--"
+    done
   done
 fi
 

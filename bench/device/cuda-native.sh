@@ -22,7 +22,7 @@ echo "=== test_cuda ==="
 if [[ "${MPS_SKIP_SANITIZERS:-0}" != 1 ]]; then
   for tool in memcheck racecheck; do
     echo "=== compute-sanitizer --tool $tool ==="
-    compute-sanitizer --tool "$tool" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda > "$out/sanitizer-$tool.log" 2>&1 \
+    MPS_TEST_LIGHT=1 compute-sanitizer --tool "$tool" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda > "$out/sanitizer-$tool.log" 2>&1 \
       && echo "$tool: clean" || { echo "$tool: FAILED"; tail -40 "$out/sanitizer-$tool.log"; exit 3; }
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$out/sanitizer-$tool.log" || true
   done

@@ -3,6 +3,7 @@
 // errors, encode-time validation, stream ordering, cross-stream waits, events, releases while work is
 // pending, and every object gone at the end. Run plain and under compute-sanitizer (memcheck, racecheck).
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -306,14 +307,17 @@ void test_validation() {
 // Without the wait B would copy X before A wrote it.
 void test_cross_stream_wait_and_release() {
   Stream a, b;
-  const int64_t n = 1024;
+  // Under compute-sanitizer every kernel runs instrumented: MPS_TEST_LIGHT=1 keeps the chain short.
+  const bool light = std::getenv("MPS_TEST_LIGHT") != nullptr;
+  const int64_t n = light ? 256 : 1024;
+  const int reps = light ? 6 : 40;
   auto M = random_vec(n * n, -0.03f, 0.03f);
   std::vector<float> ones(n * n, 1.0f);
   mps_buffer *bm = device_buffer(a, M.data(), M.size() * 4), *bx = device_buffer(a, ones.data(), ones.size() * 4);
   mps_buffer* by = device_buffer(a, nullptr, ones.size() * 4);
   mps_pipeline* g = pipeline("gemm");
   CHECK(a.run() == MPS_OK, "uploads done");
-  for (int rep = 0; rep < 40; rep++) {  // X = M * X, 40 times, on A
+  for (int rep = 0; rep < reps; rep++) {  // X = M * X, reps times, on A
     mps_buffer* src = rep % 2 == 0 ? bx : by;
     mps_buffer* dst = rep % 2 == 0 ? by : bx;
     mps_arg args[] = {buf(bm), buf(src), buf(dst), NONE(), I(n), I(n), I(n), I(n), I(n), I(n), I(0), I(0), F(1.0), F(0.0),
@@ -337,9 +341,9 @@ void test_cross_stream_wait_and_release() {
   CHECK(mps_stream_completed_point(a.s) >= point, "A completed before B's copy");
   // reference: the same chain on the host, in float64, on a few columns
   double worst = 0;
-  for (int col : {0, 511, 1023}) {
+  for (int col : {0, (int)n / 2 - 1, (int)n - 1}) {
     std::vector<double> v(n, 1.0), w(n);
-    for (int rep = 0; rep < 40; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
       for (int64_t r = 0; r < n; r++) {
         double acc = 0;
         for (int64_t x = 0; x < n; x++) acc += (double)M[r * n + x] * v[x];
@@ -352,7 +356,7 @@ void test_cross_stream_wait_and_release() {
     worst = std::max(worst, rel_l2(g_col, v));
   }
   CHECK(worst < 1e-4, "chained gemm across the wait: rel L2 %.3e", worst);
-  std::printf("[streams] 40 chained 1024^3 GEMMs on A, B waited: rel L2 %.3e\n", worst);
+  std::printf("[streams] %d chained %lld^3 GEMMs on A, B waited: rel L2 %.3e\n", reps, (long long)n, worst);
   mps_pipeline_release(g, nullptr);
 }
 
@@ -445,6 +449,59 @@ void test_program() {
   mps_pipeline_release(ad, nullptr);
 }
 
+// Each GEMM math mode on its own device: within its format's error of float64, and visibly not fp32
+// (a mode that silently ran fp32 or tf32 would fail the lower bound).
+void test_math_modes() {
+  struct Mode {
+    int32_t math;
+    const char* name;
+    double lo, hi;
+  };
+  for (Mode mode : {Mode{MPS_MATH_TF32, "tf32", 1e-5, 5e-3}, Mode{MPS_MATH_FP16, "fp16", 1e-5, 5e-3},
+                    Mode{MPS_MATH_BF16, "bf16", 1e-4, 2e-2}}) {
+    mps_device_options options{"cuda", 0, 1, mode.math};
+    mps_device* d = nullptr;
+    MUST(mps_device_open(&options, &d, nullptr));
+    mps_library* lib = nullptr;
+    MUST(mps_library_compile(d, "gemm", nullptr, &lib, nullptr));
+    mps_pipeline* p = nullptr;
+    MUST(mps_pipeline_create(lib, "gemm", &p, nullptr));
+    const int64_t m = 96, n = 80, k = 512;
+    auto A = random_vec(m * k), B = random_vec(k * n);
+    mps_buffer *a = nullptr, *b = nullptr, *c = nullptr;
+    MUST(mps_buffer_alloc(d, A.size() * 4, &a, nullptr));
+    MUST(mps_buffer_alloc(d, B.size() * 4, &b, nullptr));
+    MUST(mps_buffer_alloc(d, m * n * 4, &c, nullptr));
+    MUST(mps_buffer_write(a, 0, A.data(), A.size() * 4, nullptr));
+    MUST(mps_buffer_write(b, 0, B.data(), B.size() * 4, nullptr));
+    Completions done;
+    mps_stream_callbacks cb = done.callbacks();
+    mps_stream* st = nullptr;
+    MUST(mps_stream_create(d, &cb, &st, nullptr));
+    mps_arg args[] = {buf(a), buf(b), buf(c), NONE(), I(m), I(n), I(k), I(k), I(n), I(n), I(0), I(0), F(1.0), F(0.0),
+                      I(0), I(1), I(0), I(0), I(0), I(1), I(0), I(0), I(0)};
+    MUST(mps_stream_encode_kernel(st, p, args, 23, nullptr));
+    uint64_t point = 0;
+    MUST(mps_stream_commit(st, &point, nullptr));
+    CHECK(done.wait_for_count(point) && done.all_ok(), "%s gemm completes", mode.name);
+    std::vector<float> got(m * n);
+    MUST(mps_buffer_read(c, 0, got.data(), got.size() * 4, nullptr));
+    std::vector<double> want(m * n, 0.0);
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t x = 0; x < k; x++)
+        for (int64_t col = 0; col < n; col++) want[r * n + col] += (double)A[r * k + x] * B[x * n + col];
+    double e = rel_l2(got, want);
+    CHECK(e > mode.lo && e < mode.hi, "%s gemm: rel L2 %.3e, expected in (%.0e, %.0e)", mode.name, e, mode.lo, mode.hi);
+    std::printf("[numerics] gemm math %s: %.3e\n", mode.name, e);
+    MUST(mps_stream_release(st, nullptr));
+    done.wait_for_stop();
+    for (mps_buffer* x : {a, b, c}) mps_buffer_release(x, nullptr);
+    mps_pipeline_release(p, nullptr);
+    mps_library_release(lib, nullptr);
+    CHECK(wait_live_zero(d) && mps_device_close(d, nullptr) == MPS_OK, "%s device closes clean", mode.name);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -465,6 +522,7 @@ int main() {
   test_cross_stream_wait_and_release();
   test_parallel_streams_and_events();
   test_program();
+  test_math_modes();
   MUST(mps_library_release(g_library, nullptr));
   CHECK(wait_live_zero(g_device), "every object freed");
   CHECK(mps_device_close(g_device, &err) == MPS_OK, "device closes: %s", err.message);

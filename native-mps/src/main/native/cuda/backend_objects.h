@@ -55,6 +55,7 @@ struct mps_library {
   cudaLibrary_t module;
   cudaKernel_t functions[MPS_CUDA_MAX_KERNELS]; /* by kernel index; NULL for gemm and unchosen kernels */
   cudaKernel_t gemm_epilogue;                   /* set when the library has gemm */
+  cudaKernel_t round_to_half;                   /* set when the library has gemm: fp16/bf16 operands */
 };
 
 /* Immutable; `function` is the compiled kernel (NULL for gemm, which runs on cuBLAS plus the library's

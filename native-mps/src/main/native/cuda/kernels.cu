@@ -153,3 +153,16 @@ extern "C" __global__ void mps_gemm_epilogue(float* c, const float* bias, long l
     *p = v;
   }
 }
+
+// GEMM operands for the fp16 and bf16 math modes: `n` contiguous fp32 values rounded to 16 bits (the
+// span of an operand, gaps between its batches included, so its strides stay valid on the copy).
+// Inline PTX: NVRTC compiles this file without the toolkit's cuda_fp16.h.
+extern "C" __global__ void mps_round_to_half(const float* src, unsigned short* dst, long long n, int bf16) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    unsigned short h;
+    float v = src[i];
+    if (bf16) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    dst[i] = h;
+  }
+}

@@ -64,19 +64,56 @@ static mps_status launch(const void* fn, const char* name, unsigned blocks, unsi
   return MPS_OK;
 }
 
+/* fp32 and tf32 multiply the fp32 operands directly. fp16 and bf16 first round both operands to 16 bits
+ * into the stream's scratch (cuBLAS's FAST_16F compute types only *allow* down-conversion, and on an
+ * H100 they gave tf32's results to the last digit), then multiply on tensor cores with fp32 accumulation
+ * and fp32 output, so the mode does what its name says. */
 static cublasComputeType_t compute_type(int32_t math_mode) {
   switch (math_mode) {
     case MPS_MATH_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case MPS_MATH_FP16: return CUBLAS_COMPUTE_32F_FAST_16F;
-    case MPS_MATH_BF16: return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case MPS_MATH_FP16:
+    case MPS_MATH_BF16: return CUBLAS_COMPUTE_32F;
     default: return CUBLAS_COMPUTE_32F_PEDANTIC;
   }
+}
+
+/* Elements from an operand's first to its last touched element (validated at encode, so no overflow). */
+static long long operand_span(long long rows, long long cols, long long ld, long long bo, long long so, long long bi,
+                              long long si) {
+  return (bo - 1) * so + (bi - 1) * si + (rows - 1) * ld + cols;
+}
+
+static mps_status ensure_scratch(const mps_cuda_launch_context* ctx, size_t bytes, mps_error* err) {
+  if (*ctx->half_scratch_bytes >= bytes) return MPS_OK;
+  if (*ctx->half_scratch) cudaFreeAsync(*ctx->half_scratch, ctx->stream);
+  *ctx->half_scratch = NULL;
+  *ctx->half_scratch_bytes = 0;
+  size_t grown = bytes + bytes / 4; /* headroom: activation spans grow with the batch */
+  cudaError_t e = cudaMallocAsync(ctx->half_scratch, grown, ctx->stream);
+  if (e != cudaSuccess) {
+    *ctx->half_scratch = NULL;
+    cudaGetLastError();
+    return mps_cuda_fail(err, e, "gemm: scratch for 16-bit operands");
+  }
+  *ctx->half_scratch_bytes = grown;
+  return MPS_OK;
+}
+
+static mps_status round_operand(const mps_pipeline* p, const mps_cuda_launch_context* ctx, const float* src,
+                                unsigned short* dst, long long n, mps_error* err) {
+  int bf16 = ctx->math_mode == MPS_MATH_BF16;
+  void* params[] = {&src, &dst, &n, &bf16};
+  return launch((const void*)p->library->round_to_half, "gemm operand rounding", elementwise_blocks(ctx->device, n),
+                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
 }
 
 static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx, mps_error* err) {
   long long m = a[G_M].i, n = a[G_N].i, k = a[G_K].i;
   long long bo = a[G_BATCH_OUTER].i, bi = a[G_BATCH_INNER].i;
   if (m == 0 || n == 0 || bo == 0 || bi == 0) return MPS_OK;
+  if (k == 0 && (ctx->math_mode == MPS_MATH_FP16 || ctx->math_mode == MPS_MATH_BF16)) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "gemm: K = 0 is not supported in the fp16/bf16 math modes");
+  }
   float alpha = (float)a[G_ALPHA].f, beta = (float)a[G_BETA].f;
   cublasOperation_t op_a = a[G_TRANS_A].i ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasOperation_t op_b = a[G_TRANS_B].i ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -91,12 +128,32 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   const float* A = a[G_A].ptr;
   const float* B = a[G_B].ptr;
   float* C = a[G_C].ptr;
+  const char* A_op = (const char*)A;
+  const char* B_op = (const char*)B;
+  size_t elem = sizeof(float);
+  cudaDataType in_type = CUDA_R_32F;
+  if (ctx->math_mode == MPS_MATH_FP16 || ctx->math_mode == MPS_MATH_BF16) {
+    long long span_a = operand_span(a[G_TRANS_A].i ? k : m, a[G_TRANS_A].i ? m : k, a[G_LDA].i, bo, sa_o, bi, sa_i);
+    long long span_b = operand_span(a[G_TRANS_B].i ? n : k, a[G_TRANS_B].i ? k : n, a[G_LDB].i, bo, sb_o, bi, sb_i);
+    size_t offset_b = ((size_t)span_a * 2 + 255) / 256 * 256;
+    mps_status st = ensure_scratch(ctx, offset_b + (size_t)span_b * 2, err);
+    unsigned short* half_a = *ctx->half_scratch;
+    unsigned short* half_b = (unsigned short*)((char*)*ctx->half_scratch + offset_b);
+    if (st == MPS_OK) st = round_operand(p, ctx, A, half_a, span_a, err);
+    if (st == MPS_OK) st = round_operand(p, ctx, B, half_b, span_b, err);
+    if (st != MPS_OK) return st;
+    A_op = (const char*)half_a;
+    B_op = (const char*)half_b;
+    elem = 2;
+    in_type = ctx->math_mode == MPS_MATH_FP16 ? CUDA_R_16F : CUDA_R_16BF;
+  }
   for (long long o = 0; o < calls; o++) {
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
     cublasStatus_t s = cublasGemmStridedBatchedEx(
-        ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B + o * sb_o, CUDA_R_32F, (int)a[G_LDB].i, sb_i,
-        A + o * sa_o, CUDA_R_32F, (int)a[G_LDA].i, sa_i, &beta, C + o * sc_o, CUDA_R_32F, (int)a[G_LDC].i, sc_i,
-        (int)per_call, compute_type(ctx->math_mode), CUBLAS_GEMM_DEFAULT);
+        ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B_op + (size_t)(o * sb_o) * elem, in_type,
+        (int)a[G_LDB].i, sb_i, A_op + (size_t)(o * sa_o) * elem, in_type, (int)a[G_LDA].i, sa_i, &beta,
+        C + o * sc_o, CUDA_R_32F, (int)a[G_LDC].i, sc_i, (int)per_call, compute_type(ctx->math_mode),
+        CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
       return mps_fail(err, MPS_ERR_KERNEL_FAILED, "gemm: cublasGemmStridedBatchedEx (M=%lld N=%lld K=%lld): %s", m, n,
                       k, cublas_status_name(s));

@@ -19,6 +19,9 @@ typedef struct mps_cuda_launch_context {
   cublasHandle_t blas;
   int32_t math_mode;
   long long* failure_slot; /* device address of this commit's slot in the host-mapped failure ring */
+  /* The stream's scratch for 16-bit GEMM operands, grown stream-ordered (cudaMallocAsync on the stream). */
+  void** half_scratch;
+  size_t* half_scratch_bytes;
 } mps_cuda_launch_context;
 
 mps_status mps_cuda_launch(const mps_pipeline* pipeline, const cpu_arg* args, const mps_cuda_launch_context* ctx,

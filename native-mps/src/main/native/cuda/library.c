@@ -119,8 +119,12 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
     int index = mps_cuda_kernel_index(chosen[i]);
     char name[64];
     snprintf(name, sizeof name, "mps_%s", chosen[i]->name);
-    if (strcmp(chosen[i]->name, "gemm") == 0) s = get_kernel(lib, "mps_gemm_epilogue", &lib->gemm_epilogue, err);
-    else s = get_kernel(lib, name, &lib->functions[index], err);
+    if (strcmp(chosen[i]->name, "gemm") == 0) {
+      s = get_kernel(lib, "mps_gemm_epilogue", &lib->gemm_epilogue, err);
+      if (s == MPS_OK) s = get_kernel(lib, "mps_round_to_half", &lib->round_to_half, err);
+    } else {
+      s = get_kernel(lib, name, &lib->functions[index], err);
+    }
   }
   if (s != MPS_OK) {
     library_free(lib);
