@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
@@ -25,6 +26,12 @@ import org.junit.jupiter.params.provider.ValueSource;
  * a crash; the objects involved stay usable afterwards; every test ends with no native object alive.
  */
 class NativeErrorsTest {
+    /** The cpu library first, whatever the test order: opening "cuda" in a fresh JVM would load the cuda library. */
+    @BeforeAll
+    static void loadTheCpuLibrary() {
+        NativeLibraryLoader.ensureLoaded("cpu");
+    }
+
     private NativeDevice device;
     private KernelLibrary library;
     private Pipeline add;

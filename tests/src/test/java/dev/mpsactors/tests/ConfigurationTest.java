@@ -40,6 +40,8 @@ class ConfigurationTest {
         "mps-actors.ask-timeout = 0s                   | mps-actors.ask-timeout",
         "mps-actors.event-pool.max-events = 0          | mps-actors.event-pool.max-events",
         "mps-actors.blas-threads = 0                   | mps-actors.blas-threads",
+        "mps-actors.gemm-math = fp8                    | mps-actors.gemm-math",
+        "mps-actors.gemm-math = fp16                   | mps-actors.gemm-math",
     })
     void invalidValuesAreRefusedNamingTheKey(String setting, String key) {
         InvalidConfigException e = assertThrows(InvalidConfigException.class,

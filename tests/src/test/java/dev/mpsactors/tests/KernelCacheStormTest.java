@@ -41,8 +41,9 @@ class KernelCacheStormTest {
         try (RuntimeFixture f = new RuntimeFixture("mps-actors { streams = 2, kernel-cache.shards = 4 }")) {
             List<KernelKey> keys = new ArrayList<>();
             for (int lib = 0; lib < LIBRARIES; lib++) {
-                // Options are part of the cache key; the cpu backend ignores them, so each is a distinct library.
-                LibraryKey library = new LibraryKey("gemm layernorm softmax gelu", "variant=" + lib);
+                // Options are part of the cache key, so each is a distinct library; a macro definition is a
+                // valid option for every backend (NVRTC takes it, cpu ignores options).
+                LibraryKey library = new LibraryKey("gemm layernorm softmax gelu", "-DMPS_VARIANT=" + lib);
                 for (String function : List.of("gemm", "layernorm", "softmax", "gelu")) {
                     keys.add(new KernelKey(library, function));
                 }

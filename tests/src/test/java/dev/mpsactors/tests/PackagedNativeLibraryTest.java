@@ -73,6 +73,26 @@ class PackagedNativeLibraryTest {
         assertTrue(output.contains("org.bytedeco:openblas"), output);
     }
 
+    @Test
+    void aBuildWithoutTheCudaBackendSaysSoWhenCudaIsAskedFor(@TempDir Path dir) throws Exception {
+        Path nativeJar = Files.copy(classPathJar("mps-actors-native"), dir.resolve("mps-actors-native.jar"),
+                StandardCopyOption.REPLACE_EXISTING);
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process process = new ProcessBuilder(java, "-cp", nativeJar.getFileName().toString(),
+                "dev.mpsactors.nativemps.NativeSelfCheck", "cuda").directory(dir.toFile())
+                .redirectErrorStream(true).start();
+        if (!process.waitFor(120, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+            fail("did not finish within 120 s");
+        }
+        String output = new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(process.exitValue() != 0, output);
+        // CI's CUDA toolkit has no cuBLAS or NVRTC, so the jar has no libmpsnative_cuda.so: the loader says
+        // which library is missing, why, and how to get one.
+        assertTrue(output.contains("the cuda backend is not in this build"), output);
+        assertTrue(output.contains("libmpsnative_cuda.so") && output.contains("mps.native.library"), output);
+    }
+
     /** The packaged jar of a dependency, as Maven put it on the test class path (run through `verify`). */
     private static Path classPathJar(String artifactPrefix) {
         for (String entry : System.getProperty("java.class.path").split(File.pathSeparator)) {
