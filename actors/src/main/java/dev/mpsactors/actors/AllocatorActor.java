@@ -95,6 +95,8 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     /** Leases with an id up to this one were handed out by a predecessor. */
     private final long leaseIdAtStart;
     private final boolean faultInjection;
+    private final FaultInjector faults;
+    private final FaultInjector.Owner draws;
     private final Duration askTimeout;
     /** High watermark, bytes: reserved never goes above it. */
     private final long limitBytes;
@@ -124,7 +126,15 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     private long deviceAllocations;
     private long failures;
 
+    /** With InjectCrash honoured when {@code faultInjection}, and no injected allocation failures. */
     public static Behavior<Command> create(NativeDevice device, AllocatorSettings settings, boolean faultInjection,
+                                           Duration askTimeout) {
+        return create(device, settings, faultInjection
+                ? new FaultInjector(new dev.mpsactors.runtime.RuntimeSettings.FaultSettings(true, 0, 0, 0, 1))
+                : FaultInjector.off(), askTimeout);
+    }
+
+    public static Behavior<Command> create(NativeDevice device, AllocatorSettings settings, FaultInjector faults,
                                            Duration askTimeout) {
         Objects.requireNonNull(device, "device");
         Objects.requireNonNull(settings, "settings");
@@ -136,18 +146,20 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
         }
         Lineage lineage = new Lineage();
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-                new AllocatorActor(ctx, timers, device, settings, limit, faultInjection, askTimeout, lineage)));
+                new AllocatorActor(ctx, timers, device, settings, limit, faults, askTimeout, lineage)));
     }
 
     private AllocatorActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, NativeDevice device,
-                           AllocatorSettings settings, long limitBytes, boolean faultInjection, Duration askTimeout,
+                           AllocatorSettings settings, long limitBytes, FaultInjector faults, Duration askTimeout,
                            Lineage lineage) {
         super(ctx);
         this.device = device;
         this.timers = timers;
         this.lineage = lineage;
         this.leaseIdAtStart = lineage.lastLeaseId;
-        this.faultInjection = faultInjection;
+        this.faults = faults;
+        this.faultInjection = faults.enabled();
+        this.draws = faults.owner("allocator#" + lineage.lastLeaseId);
         this.askTimeout = askTimeout;
         this.limitBytes = limitBytes;
         this.lowWatermarkBytes = (long) (settings.lowWatermarkRatio() * limitBytes);
@@ -180,6 +192,11 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     // ---- allocate -----------------------------------------------------------------------------------
 
     private Behavior<Command> onAllocate(Allocate m) {
+        if (draws.failAllocation()) {
+            fail(m, "injected: the device is out of memory for " + m.bytes()
+                    + " bytes (mps-actors.fault-injection.allocation-failure-rate)");
+            return this;
+        }
         long classBytes;
         try {
             classBytes = SizeClasses.classBytes(m.bytes());
@@ -451,6 +468,7 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
             getContext().getLog().warn("allocator ignored InjectCrash: mps-actors.fault-injection.enabled is off");
             return this;
         }
+        faults.countCrash();
         throw new IllegalStateException("injected crash of the allocator: " + m.reason());
     }
 

@@ -7,6 +7,7 @@ import dev.mpsactors.protocol.AllocatorProtocol;
 import dev.mpsactors.protocol.EventPoolProtocol;
 import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.KernelLibraryShards;
+import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol.Command;
 import dev.mpsactors.protocol.RuntimeProtocol.GetRuntime;
 import dev.mpsactors.protocol.RuntimeProtocol.LoadModel;
@@ -74,6 +75,9 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         });
     }
 
+    /** Shared by the owners this runtime spawns; its counters are atomics (statistics). */
+    private final FaultInjector faults;
+
     private DeviceRuntime(ActorContext<Command> ctx, RuntimeSettings s, CompletableFuture<LiveObjects> deviceClosed) {
         super(ctx);
         this.settings = s;
@@ -84,9 +88,10 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         Executor compile = ctx.getSystem().dispatchers().lookup(
                 DispatcherSelector.fromConfig(RuntimeSettings.COMPILE_DISPATCHER));
         this.blocking = compile;
+        this.faults = new FaultInjector(s.faults());
 
         ActorRef<AllocatorProtocol.Command> allocator = ctx.spawn(
-                Behaviors.supervise(AllocatorActor.create(device, s.allocator(), s.faultInjection(), s.askTimeout()))
+                Behaviors.supervise(AllocatorActor.create(device, s.allocator(), faults, s.askTimeout()))
                         .onFailure(SupervisorStrategy.restart()), "allocator", owners);
         ActorRef<EventPoolProtocol.Command> eventPool = ctx.spawn(
                 Behaviors.supervise(EventPoolActor.create(device, s.maxEvents(), s.askTimeout()))
@@ -99,7 +104,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         List<StreamHandle> streams = new ArrayList<>();
         for (int i = 0; i < s.streams(); i++) {
             ActorRef<StreamProtocol.Command> ref = ctx.spawn(Behaviors.supervise(StreamActor.create(i, device, allocator,
-                    s.streamStashCapacity(), s.askTimeout(), s.faultInjection()))
+                    s.streamStashCapacity(), s.askTimeout(), faults, s.streamWatchdog()))
                     .onFailure(SupervisorStrategy.restart()), "stream-" + i, streamsDispatcher);
             streams.add(new StreamHandle(i, ref));
         }
@@ -120,6 +125,12 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                     return this;
                 })
                 .onMessage(LoadModel.class, this::onLoadModel)
+                .onMessage(RuntimeProtocol.GetFaultCounts.class, m -> {
+                    FaultInjector.Counts c = faults.counts();
+                    m.replyTo().tell(new RuntimeProtocol.FaultCounts(c.kernelFailures(), c.allocationFailures(),
+                            c.hangs(), c.crashes()));
+                    return this;
+                })
                 .onMessage(ModelReady.class, this::onModelReady)
                 .onSignal(PostStop.class, s -> {
                     closeDeviceWhenDrained();

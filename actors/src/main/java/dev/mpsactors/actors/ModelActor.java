@@ -4,6 +4,7 @@ import dev.mpsactors.model.ModelEngine;
 import dev.mpsactors.model.ModelEngine.ShapeProgram;
 import dev.mpsactors.nativemps.Pipeline;
 import dev.mpsactors.protocol.AllocatorProtocol;
+import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.Command;
 import dev.mpsactors.protocol.InferenceProtocol.GetModelStats;
 import dev.mpsactors.protocol.InferenceProtocol.Infer;
@@ -21,6 +22,7 @@ import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -55,6 +57,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** The oldest queued request has waited max-delay: dispatch what there is. */
     private enum DelayElapsed implements Internal { INSTANCE }
 
+    /** The earliest deadline among queued requests has passed: answer the expired ones. */
+    private enum DeadlineDue implements Internal { INSTANCE }
+
     private record BatchAllocated(Batch batch, AllocatorProtocol.AllocationReply reply, Throwable failure)
             implements Internal {}
 
@@ -78,6 +83,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         AllocatorProtocol.BufferLease memory;
         StreamPoolProtocol.StreamLease stream;
         long point;
+        boolean freeAfterPoint;
 
         Batch(List<Pending> requests, int rows, int seq) {
             this.requests = requests;
@@ -108,7 +114,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** Completions that overtook their Submitted reply (they travel different paths). */
     private final Map<Long, StreamProtocol.PointCompleted> earlyCompletions = new HashMap<>();
 
-    private long requests, succeeded, failed, batches, sequences;
+    private long requests, succeeded, failed, batches, sequences, overloaded, expired;
     private int largestBatch;
 
     public static Behavior<Command> create(String name, ModelEngine engine, RuntimeRefs runtime,
@@ -162,6 +168,10 @@ public final class ModelActor extends AbstractBehavior<Command> {
                     dispatch();
                     return this;
                 })
+                .onMessage(DeadlineDue.class, m -> {
+                    expireQueued();
+                    return this;
+                })
                 .onMessage(BatchAllocated.class, this::onAllocated)
                 .onMessage(BatchLeased.class, this::onLeased)
                 .onMessage(BatchSubmitted.class, this::onSubmitted)
@@ -185,8 +195,15 @@ public final class ModelActor extends AbstractBehavior<Command> {
             fail(m, "model " + name + " cannot run: " + pipelineFailure);
             return this;
         }
+        if (m.deadline() != null && !m.deadline().isAfter(java.time.Instant.now())) {
+            expire(m, "on arrival");
+            return this;
+        }
         if (held >= settings.maxQueued()) {
-            fail(m, "overloaded: model " + name + " holds " + held + " requests (mps-actors.model.max-queued)");
+            // Admission control: refused at once, nothing kept, so memory stays bounded however hard clients push.
+            overloaded++;
+            m.replyTo().tell(new InferenceProtocol.Overloaded(m.requestId(), "model " + name + " holds " + held
+                    + " requests, its limit (mps-actors.model.max-queued); retry later"));
             return this;
         }
         InferenceInputs in = m.inputs();
@@ -197,7 +214,59 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 .add(new Pending(m, in.inputIds().length, length, System.nanoTime()));
         bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
         dispatch();
+        if (m.deadline() != null) {
+            scheduleDeadlineCheck();
+        }
         return this;
+    }
+
+    // ---- deadlines: a request whose caller gave up never reaches the device -------------------------
+
+    private void expire(Infer m, String when) {
+        expired++;
+        fail(m, "deadline exceeded " + when + ": the caller's deadline " + m.deadline()
+                + " passed before the request reached the device; it was not run");
+    }
+
+    /** Answers queued requests whose deadline passed (they hold no device memory yet), then re-arms. */
+    private void expireQueued() {
+        java.time.Instant now = java.time.Instant.now();
+        for (Iterator<Map.Entry<Integer, ArrayDeque<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<Integer, ArrayDeque<Pending>> e = it.next();
+            for (Iterator<Pending> q = e.getValue().iterator(); q.hasNext(); ) {
+                Pending p = q.next();
+                java.time.Instant deadline = p.request().deadline();
+                if (deadline != null && !deadline.isAfter(now)) {
+                    q.remove();
+                    held--;
+                    bucketSequences.merge(e.getKey(), -p.sequences(), Integer::sum);
+                    expire(p.request(), "while queued");
+                }
+            }
+            if (e.getValue().isEmpty()) {
+                bucketSequences.remove(e.getKey());
+                it.remove();
+            }
+        }
+        scheduleDeadlineCheck();
+    }
+
+    private void scheduleDeadlineCheck() {
+        java.time.Instant earliest = null;
+        for (ArrayDeque<Pending> queue : buckets.values()) {
+            for (Pending p : queue) {
+                java.time.Instant d = p.request().deadline();
+                if (d != null && (earliest == null || d.isBefore(earliest))) {
+                    earliest = d;
+                }
+            }
+        }
+        if (earliest == null) {
+            timers.cancel(DeadlineDue.INSTANCE);
+            return;
+        }
+        Duration in = Duration.between(java.time.Instant.now(), earliest);
+        timers.startSingleTimer(DeadlineDue.INSTANCE, DeadlineDue.INSTANCE, in.isNegative() ? Duration.ZERO : in);
     }
 
     /**
@@ -227,14 +296,26 @@ public final class ModelActor extends AbstractBehavior<Command> {
             }
             List<Pending> members = new ArrayList<>();
             int rows = 0;
+            java.time.Instant now = java.time.Instant.now();
+            int taken = 0;
             while (!queue.isEmpty() && (members.isEmpty() || rows + queue.peek().sequences() <= settings.maxBatch())) {
                 Pending p = queue.poll();
+                taken += p.sequences();
+                if (p.request().deadline() != null && !p.request().deadline().isAfter(now)) {
+                    held--;
+                    expire(p.request(), "while queued");
+                    continue;
+                }
                 members.add(p);
                 rows += p.sequences();
             }
-            bucketSequences.merge(seq, -rows, Integer::sum);
+            bucketSequences.merge(seq, -taken, Integer::sum);
             if (queue.isEmpty()) {
                 buckets.remove(seq);
+                bucketSequences.remove(seq);
+            }
+            if (members.isEmpty()) {
+                continue; // every request taken had expired
             }
             Batch batch = new Batch(members, rows, seq);
             running.add(batch);
@@ -343,6 +424,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return; // already answered
         }
         if (!completion.succeeded()) {
+            // The device outcome is unknown (a failed or unconfirmed point): the memory may only be closed
+            // after that point, never handed out again before it (the allocator decides via FreeAfter).
+            batch.freeAfterPoint = true;
             finish(batch, "the batch failed on the device: " + completion.failure());
             return;
         }
@@ -380,7 +464,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
         if (batch.memory != null) {
             // After a completion the program's work has executed: the memory is free at once. After a
             // failure before submission nothing used it; after a failed submission nothing was encoded.
-            runtime.allocator().tell(new AllocatorProtocol.Free(batch.memory));
+            runtime.allocator().tell(batch.freeAfterPoint && batch.stream != null
+                    ? new AllocatorProtocol.FreeAfter(batch.memory, batch.stream.stream(), batch.point)
+                    : new AllocatorProtocol.Free(batch.memory));
             batch.memory = null;
         }
         if (batch.stream != null) {
@@ -430,7 +516,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onStats(GetModelStats m) {
-        m.replyTo().tell(new ModelStats(name, requests, succeeded, failed, batches, sequences, largestBatch));
+        m.replyTo().tell(new ModelStats(name, requests, succeeded, failed, batches, sequences, largestBatch,
+                overloaded, expired));
         return this;
     }
 
@@ -442,6 +529,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
             }
         }
         buckets.clear();
+        bucketSequences.clear();
+        held = 0;
         for (Batch b : new ArrayList<>(running)) {
             for (Pending p : b.requests) {
                 fail(p.request(), reason + " while its batch ran");

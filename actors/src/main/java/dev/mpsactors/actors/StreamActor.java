@@ -86,12 +86,31 @@ public final class StreamActor extends AbstractBehavior<Command> {
 
     private record TimelineArrived(WaitFor request, TimelineReply reply, Throwable failure) implements Internal {}
 
+    /** Checks the oldest uncompleted point against the watchdog timeout. */
+    private enum WatchdogTick implements Internal { INSTANCE }
+
+    /** Thrown to have the supervisor replace this owner and its native stream. */
+    static final class StreamRetired extends RuntimeException {
+        StreamRetired(String message) {
+            super(message);
+        }
+    }
+
     private final StreamHandle handle;
     private final NativeStream stream;
     private final ActorRef<AllocatorProtocol.Command> allocator;
     private final StashBuffer<Command> stash;
     private final Duration askTimeout;
     private final boolean faultInjection;
+    private final FaultInjector faults;
+    private final FaultInjector.Owner draws;
+    private final Duration watchdog;
+    /** Commit time of each point not yet completed (points ascend, so the first is the oldest). */
+    private final ArrayDeque<long[]> outstanding = new ArrayDeque<>();
+    /** The first point whose completion is withheld (injected hang); later completions are withheld too. */
+    private long hungFrom = Long.MAX_VALUE;
+    /** Why this incarnation retires itself, told to everything it still holds. */
+    private String retiring;
     private final Lineage lineage;
     private final int incarnation;
     /** Points of this incarnation are pointBase + native point. */
@@ -115,24 +134,45 @@ public final class StreamActor extends AbstractBehavior<Command> {
     /** Set when the whole runtime stops: the allocator may be gone, so buffers are closed here. */
     private boolean terminating;
 
+    /** InjectCrash honoured when {@code faultInjection}; no injected point faults, no watchdog. */
     public static Behavior<Command> create(int id, NativeDevice device, ActorRef<AllocatorProtocol.Command> allocator,
                                            int stashCapacity, Duration askTimeout, boolean faultInjection) {
+        return create(id, device, allocator, stashCapacity, askTimeout, faultInjection
+                ? new FaultInjector(new dev.mpsactors.runtime.RuntimeSettings.FaultSettings(true, 0, 0, 0, 1))
+                : FaultInjector.off(), Duration.ZERO);
+    }
+
+    /** @param watchdog how long a committed point may stay uncompleted before the stream retires; 0 = off */
+    public static Behavior<Command> create(int id, NativeDevice device, ActorRef<AllocatorProtocol.Command> allocator,
+                                           int stashCapacity, Duration askTimeout, FaultInjector faults,
+                                           Duration watchdog) {
         Lineage lineage = new Lineage();
-        return Behaviors.withStash(stashCapacity, stash -> Behaviors.setup(ctx -> new StreamActor(ctx,
-                new StreamHandle(id, ctx.getSelf()), device, allocator, stash, askTimeout, faultInjection, lineage)));
+        return Behaviors.withStash(stashCapacity, stash -> Behaviors.withTimers(timers -> Behaviors.setup(ctx -> {
+            if (!watchdog.isZero()) {
+                // A quarter of the timeout: a hung point is caught between 1x and 1.25x the timeout.
+                Duration every = watchdog.dividedBy(4).compareTo(Duration.ofMillis(10)) < 0
+                        ? Duration.ofMillis(10) : watchdog.dividedBy(4);
+                timers.startTimerWithFixedDelay(WatchdogTick.INSTANCE, WatchdogTick.INSTANCE, every);
+            }
+            return new StreamActor(ctx, new StreamHandle(id, ctx.getSelf()), device, allocator, stash, askTimeout,
+                    faults, watchdog, lineage);
+        })));
     }
 
     private StreamActor(ActorContext<Command> ctx, StreamHandle handle, NativeDevice device,
                         ActorRef<AllocatorProtocol.Command> allocator, StashBuffer<Command> stash, Duration askTimeout,
-                        boolean faultInjection, Lineage lineage) {
+                        FaultInjector faults, Duration watchdog, Lineage lineage) {
         super(ctx);
         this.handle = handle;
         this.allocator = allocator;
         this.stash = stash;
         this.askTimeout = askTimeout;
-        this.faultInjection = faultInjection;
+        this.faultInjection = faults.enabled();
+        this.faults = faults;
+        this.watchdog = watchdog;
         this.lineage = lineage;
         this.incarnation = ++lineage.incarnation;
+        this.draws = faults.owner(handle + "#" + incarnation);
         this.pointBase = lineage.lastCommitted;
         this.committed = pointBase;
         this.completed = pointBase;
@@ -152,6 +192,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
                 .onMessage(NotifyWhenComplete.class, this::onNotifyWhenComplete)
                 .onMessage(GetStreamStats.class, this::onGetStats)
                 .onMessage(InjectCrash.class, this::onInjectCrash)
+                .onMessage(WatchdogTick.class, m -> onWatchdogTick())
                 .onMessage(Command.class, m -> resolving != null, this::stashWhileResolving)
                 .onMessage(Submit.class, this::onSubmit)
                 .onMessage(Flush.class, this::onFlush)
@@ -210,7 +251,28 @@ public final class StreamActor extends AbstractBehavior<Command> {
         long point = pointBase + stream.commit();
         committed = point;
         lineage.lastCommitted = point;
+        if (!watchdog.isZero()) {
+            outstanding.add(new long[] {point, System.nanoTime()});
+        }
+        if (hungFrom == Long.MAX_VALUE && draws.hang()) {
+            hungFrom = point; // this point, and so every later one, will never be reported complete
+        }
         return point;
+    }
+
+    private Behavior<Command> onWatchdogTick() {
+        long[] oldest = outstanding.peek();
+        if (oldest == null) {
+            return this;
+        }
+        long waited = System.nanoTime() - oldest[1];
+        if (waited <= watchdog.toNanos()) {
+            return this;
+        }
+        retiring = "retired by the watchdog: point " + oldest[0] + " did not complete within " + watchdog
+                + " of its commit (a hung command buffer; mps-actors.stream-watchdog)";
+        getContext().getLog().error("{} {}", handle, retiring);
+        throw new StreamRetired(handle + " " + retiring);
     }
 
     private Behavior<Command> onFlush(Flush m) {
@@ -320,12 +382,22 @@ public final class StreamActor extends AbstractBehavior<Command> {
             return this; // a predecessor's work finishing; its waiters were answered when it stopped
         }
         long point = pointBase + m.nativePoint();
+        if (point >= hungFrom) {
+            return this; // injected hang: this completion is never reported; the watchdog will retire the stream
+        }
         completed = point;
+        while (!outstanding.isEmpty() && outstanding.peek()[0] <= point) {
+            outstanding.poll();
+        }
         busyNanos += Math.max(0, m.finishedNanos() - m.startedNanos());
         String failure = null;
         if (m.status() != NativeStatus.OK) {
-            failedPoints++;
             failure = m.status() + ": " + m.message();
+        } else if (draws.failKernel()) {
+            failure = "KERNEL_FAILED: injected kernel failure (mps-actors.fault-injection.kernel-failure-rate)";
+        }
+        if (failure != null) {
+            failedPoints++;
             recentFailures.put(point, failure);
         }
         NavigableMap<Long, List<ActorRef<PointCompleted>>> due = waiters.headMap(point, true);
@@ -336,6 +408,12 @@ public final class StreamActor extends AbstractBehavior<Command> {
             }
         }
         due.clear();
+        if (failure != null) {
+            // After a failed command buffer the stream's state is unknown (on a GPU an execution error is
+            // sticky): later points are answered as unconfirmed and a fresh stream takes over.
+            retiring = "retired after point " + point + " failed (" + failure + ")";
+            throw new StreamRetired(handle + " " + retiring);
+        }
         return this;
     }
 
@@ -387,6 +465,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
             getContext().getLog().warn("{} ignored InjectCrash: mps-actors.fault-injection.enabled is off", handle);
             return this;
         }
+        faults.countCrash();
         throw new IllegalStateException("injected crash of " + handle + ": " + m.reason());
     }
 
@@ -396,7 +475,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
      */
     private Behavior<Command> stopped(String why, boolean terminal) {
         terminating = terminal;
-        String reason = handle + " " + why;
+        String reason = handle + " " + (retiring != null ? retiring : why);
         if (resolving != null) {
             resolving.replyTo().tell(new WaitFailed(handle, resolving.other(), resolving.point(), reason));
             resolving = null;

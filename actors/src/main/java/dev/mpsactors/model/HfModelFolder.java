@@ -45,6 +45,15 @@ public final class HfModelFolder {
 
     static final String PREFIX = "bert.";
 
+    private static void requireFinite(Source s, float[] values) {
+        for (int i = 0; i < values.length; i++) {
+            if (!Float.isFinite(values[i])) {
+                throw new ModelFormatException(s.file().path() + ": tensor " + s.storedName() + " holds " + values[i]
+                        + " at flat index " + i + "; weights must be finite");
+            }
+        }
+    }
+
     private static final ObjectMapper JSON = JsonMapper.builder()
             .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
             .build();
@@ -210,7 +219,9 @@ public final class HfModelFolder {
             for (String name : expected.keySet()) {
                 Source s = sources.get(name);
                 int[] shape = s.file().info(s.storedName()).shape();
-                tensors.put(name, new BertWeights.Tensor(shape, s.file().readFloats(s.storedName())));
+                float[] values = s.file().readFloats(s.storedName());
+                requireFinite(s, values);
+                tensors.put(name, new BertWeights.Tensor(shape, values));
             }
             return tensors;
         } finally {
@@ -219,6 +230,8 @@ public final class HfModelFolder {
             }
         }
     }
+
+    /** A NaN or infinite weight would turn every output into NaN: refuse the file, naming the place. */
 
     private static void addSource(Map<String, Source> sources, Map<String, int[]> expected, SafetensorsFile file,
                                   String stored) {

@@ -15,7 +15,10 @@ import org.apache.pekko.stream.javadsl.Flow;
  * {@code parallelism} requests in flight. When that many are outstanding the flow stops pulling, so a fast
  * source is backpressured instead of queueing without bound. Every element gets a reply element: a
  * request that gets no answer within {@code timeout} becomes an {@link InferFailure} saying so, and the
- * stream goes on.
+ * stream goes on. Each request carries {@code timeout} as its deadline, so one still queued when the flow
+ * gives up on it is dropped before it reaches the device. A request the model refuses at admission comes
+ * out as an {@code Overloaded} element (with backpressure that only happens when several flows or other
+ * clients share the model).
  */
 public final class InferenceFlow {
     private InferenceFlow() {}
@@ -28,7 +31,8 @@ public final class InferenceFlow {
         }
         return Flow.<InferenceRequest>create().mapAsync(parallelism, request ->
                 AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
-                                replyTo -> new InferenceProtocol.Infer(request.requestId(), request.inputs(), replyTo),
+                                replyTo -> InferenceProtocol.Infer.within(request.requestId(), request.inputs(), replyTo,
+                                        timeout),
                                 timeout, scheduler)
                         .exceptionally(e -> new InferFailure(request.requestId(),
                                 "no reply from the model within " + timeout + ": " + e)));

@@ -267,17 +267,30 @@ public final class MpsRuntime implements AutoCloseable {
                 });
     }
 
-    /** One request; completes with the result, or exceptionally with the model's reason. */
+    /**
+     * One request; completes with the result, or exceptionally with the model's reason
+     * ({@link OverloadedException} when the model refused it at admission). Its deadline is the ask
+     * timeout: if it is still queued then, it is dropped before it reaches the device.
+     */
     public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
                                                                String requestId,
                                                                InferenceProtocol.InferenceInputs inputs) {
-        return ask(model, (ActorRef<InferenceProtocol.InferReply> r) -> new InferenceProtocol.Infer(requestId, inputs, r))
+        return ask(model, (ActorRef<InferenceProtocol.InferReply> r) ->
+                InferenceProtocol.Infer.within(requestId, inputs, r, askTimeout))
                 .thenApply(reply -> {
                     if (reply instanceof InferenceProtocol.InferFailure f) {
                         throw new MpsRuntimeException(f.reason());
                     }
+                    if (reply instanceof InferenceProtocol.Overloaded o) {
+                        throw new OverloadedException(o.reason());
+                    }
                     return (InferenceProtocol.InferResult) reply;
                 });
+    }
+
+    /** Faults the runtime injected so far (zero unless mps-actors.fault-injection is on). */
+    public CompletionStage<RuntimeProtocol.FaultCounts> faultCounts() {
+        return ask(runtimeRef, RuntimeProtocol.GetFaultCounts::new);
     }
 
     public CompletionStage<InferenceProtocol.ModelStats> modelStats(ActorRef<InferenceProtocol.Command> model) {

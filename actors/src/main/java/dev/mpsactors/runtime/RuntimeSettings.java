@@ -15,12 +15,29 @@ import java.util.function.Function;
 public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads, int streams,
                               int streamStashCapacity, Duration askTimeout, Duration shutdownTimeout,
                               int kernelShards, int maxEvents, AllocatorSettings allocator,
-                              ModelSettings model, boolean faultInjection, GemmMath gemmMath) {
+                              ModelSettings model, FaultSettings faults, GemmMath gemmMath, Duration streamWatchdog) {
     public static final String PREFIX = "mps-actors";
     public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
     public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
     public static final String COMPILE_DISPATCHER = PREFIX + ".dispatchers.compile";
     private static final Set<String> BACKENDS = Set.of("cpu", "cuda", "metal");
+
+    /** Whether InjectCrash messages and the fault rates below take effect. */
+    public boolean faultInjection() {
+        return faults.enabled();
+    }
+
+    /**
+     * Faults injected when {@code enabled} (tests, soak runs); rates are probabilities per event.
+     *
+     * @param kernelFailureRate     a point that succeeded is reported failed ("injected kernel failure")
+     * @param allocationFailureRate an allocation is refused as device out of memory
+     * @param hangRate              a point never reports completion (caught by the stream watchdog)
+     */
+    public record FaultSettings(boolean enabled, double kernelFailureRate, double allocationFailureRate,
+                                double hangRate, long seed) {
+        public static final FaultSettings OFF = new FaultSettings(false, 0, 0, 0, 0);
+    }
 
     /**
      * @param memoryLimitBytes 0 means {@code memoryFraction} of the device's memory
@@ -81,7 +98,18 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
             throw invalid("allocator.wait-timeout", "must be >= 0, got " + wait);
         }
         int maxWaiting = intIn(c, "allocator.max-waiting", 0, 10_000_000);
-        boolean faults = read(c, "fault-injection.enabled", c::getBoolean);
+        boolean faultsOn = read(c, "fault-injection.enabled", c::getBoolean);
+        FaultSettings faults = new FaultSettings(faultsOn, rate(c, "fault-injection.kernel-failure-rate", faultsOn),
+                rate(c, "fault-injection.allocation-failure-rate", faultsOn), rate(c, "fault-injection.hang-rate", faultsOn),
+                read(c, "fault-injection.seed", c::getLong));
+        Duration watchdog = read(c, "stream-watchdog", c::getDuration);
+        if (watchdog.isNegative()) {
+            throw invalid("stream-watchdog", "must be >= 0 (0: off), got " + watchdog);
+        }
+        if (faults.hangRate() > 0 && watchdog.isZero()) {
+            throw invalid("fault-injection.hang-rate", "hung points are only caught by the stream watchdog; set "
+                    + PREFIX + ".stream-watchdog > 0");
+        }
         int maxBatch = intIn(c, "model.max-batch", 1, 4096);
         Duration maxDelay = read(c, "model.max-delay", c::getDuration);
         if (maxDelay.isNegative()) {
@@ -91,7 +119,7 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
                 intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
                 intIn(c, "model.max-queued", 1, 100_000_000));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
-                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math);
+                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math, watchdog);
     }
 
     private static <T> T read(Config c, String key, Function<String, T> getter) {
@@ -103,6 +131,17 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         } catch (ConfigException e) {
             throw invalid(key, e.getMessage());
         }
+    }
+
+    private static double rate(Config c, String key, boolean enabled) {
+        double v = read(c, key, c::getDouble);
+        if (!(v >= 0 && v <= 1)) {
+            throw invalid(key, "must be a probability in [0, 1], got " + v);
+        }
+        if (v > 0 && !enabled) {
+            throw invalid(key, "is " + v + " but fault injection is off; set " + PREFIX + ".fault-injection.enabled = true");
+        }
+        return v;
     }
 
     private static int intIn(Config c, String key, int min, int max) {

@@ -125,6 +125,19 @@ class HfModelFolderTest {
     }
 
     @Test
+    void nonFiniteWeightsAreRefusedNamingTensorAndIndex() throws IOException {
+        for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY}) {
+            BertFolderGenerator.write(dir, SMALL, 1);
+            float[] bias = new float[16];
+            java.util.Arrays.fill(bias, 0.5f);
+            bias[7] = bad;
+            rewriteWeights(name -> name.equals("bert.pooler.dense.bias") ? null : name,
+                    w -> w.add("bert.pooler.dense.bias", Dtype.F32, new int[] {16}, bias));
+            assertRefused("tensor bert.pooler.dense.bias holds " + bad + " at flat index 7", "must be finite");
+        }
+    }
+
+    @Test
     void aTensorOfTheWrongShapeIsNamed() throws IOException {
         BertFolderGenerator.write(dir, SMALL, 1);
         rewriteWeights(name -> name.equals("bert.pooler.dense.weight") ? null : name,

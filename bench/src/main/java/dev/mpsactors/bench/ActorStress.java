@@ -134,6 +134,8 @@ final class ActorStress {
                     failure = null;
                 } else if (msg instanceof InferenceProtocol.InferFailure f) {
                     failure = f.reason();
+                } else if (msg instanceof InferenceProtocol.Overloaded o) {
+                    failure = "overloaded: " + o.reason();
                 } else if (msg instanceof StreamProtocol.SubmitFailed f) {
                     failure = f.reason();
                 } else if (msg instanceof StreamProtocol.PointCompleted p) {

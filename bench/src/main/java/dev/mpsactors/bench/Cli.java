@@ -44,7 +44,7 @@ public final class Cli {
               jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
               node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
                                         a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
-            """;
+            """ + Soak.USAGE;
 
     static final class UsageException extends RuntimeException {
         UsageException(String message) {
@@ -66,6 +66,7 @@ public final class Cli {
                 case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
                 case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
+                case "soak" -> Soak.run(args);
                 case "help", "-h", "--help" -> System.out.print(USAGE);
                 default -> throw new UsageException("unknown command '" + command + "'");
             }

@@ -196,6 +196,10 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
                     entityId, node));
         } else if (m.reply() instanceof InferFailure f) {
             request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.reason(), false, entityId));
+        } else if (m.reply() instanceof InferenceProtocol.Overloaded o) {
+            // Nothing of it ran: another replica (or a later try) may serve it.
+            request.replyTo().tell(new ClusterInferFailure(request.requestId(), "overloaded: " + o.reason(), true,
+                    entityId));
         }
         return this;
     }

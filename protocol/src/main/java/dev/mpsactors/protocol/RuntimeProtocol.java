@@ -8,12 +8,21 @@ import org.apache.pekko.actor.typed.ActorRef;
 public final class RuntimeProtocol {
     private RuntimeProtocol() {}
 
-    public sealed interface Command permits GetRuntime, LoadModel, Internal {}
+    public sealed interface Command permits GetRuntime, LoadModel, GetFaultCounts, Internal {}
 
     /** Messages private to the guardian's implementation. */
     public non-sealed interface Internal extends Command {}
 
     public record GetRuntime(ActorRef<RuntimeRefs> replyTo) implements Command {}
+
+    /** Faults injected so far by the runtime's owners (all zero unless mps-actors.fault-injection is on). */
+    public record GetFaultCounts(ActorRef<FaultCounts> replyTo) implements Command {}
+
+    public record FaultCounts(long kernelFailures, long allocationFailures, long hangs, long crashes) {
+        public long total() {
+            return kernelFailures + allocationFailures + hangs + crashes;
+        }
+    }
 
     /**
      * Loads a Hugging Face model folder (config.json + model.safetensors or its sharded index) and starts

@@ -1,0 +1,281 @@
+package dev.mpsactors.bench;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import dev.mpsactors.model.BertConfig;
+import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.nativemps.LiveObjects;
+import dev.mpsactors.protocol.AllocatorProtocol;
+import dev.mpsactors.protocol.AllocatorProtocol.AllocatorStats;
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.InferReply;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.RuntimeProtocol.FaultCounts;
+import dev.mpsactors.protocol.StreamHandle;
+import dev.mpsactors.protocol.StreamProtocol;
+import dev.mpsactors.runtime.MpsRuntime;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+
+/**
+ * {@code bin/mps-actors soak}: minutes of closed-loop load with every fault switched on — kernel failures,
+ * device out-of-memory, hung command buffers caught by the watchdog, owners crashed on a timer — plus bad
+ * requests and bursts past admission. Prints progress every interval and a final report: requests sent and
+ * answered, replies by kind and cause, faults injected, replies lost (must be 0), device and JVM memory at
+ * start and end, native objects left after shutdown (must be none). Exit 1 when anything was lost or left.
+ */
+final class Soak {
+    static final String USAGE = """
+              soak [--minutes M] [--clients C] [--model DIR] [--kernel-rate P] [--oom-rate P] [--hang-rate P]
+                   [--crash-every SECONDS] [--watchdog SECONDS]
+                                        minutes of load with faults on; reports served, faults, replies lost
+            """;
+
+    private Soak() {}
+
+    static void run(Deque<String> args) throws Exception {
+        double minutes = 2, kernelRate = 0.01, oomRate = 0.02, hangRate = 0.002, crashEvery = 5, watchdog = 2;
+        int clients = 32;
+        Path model = null;
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            String value = args.pollFirst();
+            if (value == null) {
+                throw new Cli.UsageException("soak: " + flag + " needs a value");
+            }
+            switch (flag) {
+                case "--minutes" -> minutes = Double.parseDouble(value);
+                case "--clients" -> clients = Integer.parseInt(value);
+                case "--model" -> model = Path.of(value);
+                case "--kernel-rate" -> kernelRate = Double.parseDouble(value);
+                case "--oom-rate" -> oomRate = Double.parseDouble(value);
+                case "--hang-rate" -> hangRate = Double.parseDouble(value);
+                case "--crash-every" -> crashEvery = Double.parseDouble(value);
+                case "--watchdog" -> watchdog = Double.parseDouble(value);
+                default -> throw new Cli.UsageException("soak: unknown option '" + flag + "'");
+            }
+        }
+        if (model == null) {
+            model = Files.createTempDirectory("soak-model-");
+            BertFolderGenerator.write(model, new BertConfig("bert", 512, 64, 2, 4, 128, 128, 2, 1e-12, "gelu"), 21);
+        }
+        Config config = ConfigFactory.parseString(String.format(java.util.Locale.ROOT,
+                "mps-actors { stream-watchdog = %.3fs, model { max-batch = 8, max-queued = %d },"
+                        + " fault-injection { enabled = true, kernel-failure-rate = %s, allocation-failure-rate = %s,"
+                        + " hang-rate = %s, seed = 42 } }", watchdog, clients * 4, kernelRate, oomRate, hangRate))
+                .withFallback(ConfigFactory.load());
+        new Run(config, model, clients, Duration.ofMillis((long) (minutes * 60_000)),
+                Duration.ofMillis((long) (crashEvery * 1000))).execute();
+    }
+
+    private static final class Run {
+        private final Config config;
+        private final Path folder;
+        private final int clients;
+        private final Duration length;
+        private final Duration crashEvery;
+        private final AtomicLong sent = new AtomicLong();
+        private final AtomicLong answered = new AtomicLong();
+        private final AtomicLong duplicates = new AtomicLong();
+        private final Map<String, Boolean> open = new ConcurrentHashMap<>();
+        private final Map<String, AtomicLong> byCause = new ConcurrentHashMap<>();
+        private final AtomicLong badInputsTried = new AtomicLong();
+        private final AtomicLong badInputsRefused = new AtomicLong();
+
+        Run(Config config, Path folder, int clients, Duration length, Duration crashEvery) {
+            this.config = config;
+            this.folder = folder;
+            this.clients = clients;
+            this.length = length;
+            this.crashEvery = crashEvery;
+        }
+
+        void execute() throws Exception {
+            MpsRuntime rt = MpsRuntime.start(config);
+            ActorRef<InferenceProtocol.Command> model = rt.loadModel("soak", folder).toCompletableFuture()
+                    .get(120, TimeUnit.SECONDS);
+            AllocatorStats memoryAtStart = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            long heapAtStart = usedHeap();
+            System.out.printf("soak: %s, %d clients, faults on (%s), watchdog %s, an owner crashed every %s%n",
+                    length, clients, config.getConfig("mps-actors.fault-injection").root().render(
+                            com.typesafe.config.ConfigRenderOptions.concise()), config.getDuration(
+                            "mps-actors.stream-watchdog"), crashEvery);
+            long end = System.nanoTime() + length.toNanos();
+            List<Thread> workers = new ArrayList<>();
+            for (int c = 0; c < clients; c++) {
+                int client = c;
+                Thread t = new Thread(() -> clientLoop(rt, model, client, end), "soak-client-" + c);
+                t.start();
+                workers.add(t);
+            }
+            Random chaos = new Random(7);
+            long nextCrash = System.nanoTime() + crashEvery.toNanos();
+            long nextReport = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            long started = System.nanoTime();
+            while (System.nanoTime() < end) {
+                Thread.sleep(50);
+                if (System.nanoTime() >= nextCrash) {
+                    crashAnOwner(rt, chaos);
+                    nextCrash += crashEvery.toNanos();
+                }
+                if (System.nanoTime() >= nextReport) {
+                    FaultCounts f = rt.faultCounts().toCompletableFuture().get(60, TimeUnit.SECONDS);
+                    System.out.printf("  %5.0f s: %d sent, %d answered, faults %d (kernel %d, oom %d, hang %d, crash %d)%n",
+                            (System.nanoTime() - started) / 1e9, sent.get(), answered.get(), f.total(),
+                            f.kernelFailures(), f.allocationFailures(), f.hangs(), f.crashes());
+                    nextReport += TimeUnit.SECONDS.toNanos(10);
+                }
+            }
+            for (Thread t : workers) {
+                t.join(TimeUnit.MINUTES.toMillis(3));
+            }
+            FaultCounts faults = rt.faultCounts().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            AllocatorStats memoryAtEnd = settledAllocator(rt);
+            long heapAtEnd = usedHeap();
+            LiveObjects left = rt.shutdown(Duration.ofSeconds(60));
+            long lost = sent.get() - answered.get();
+            System.out.println();
+            System.out.printf("requests sent       %d%n", sent.get());
+            System.out.printf("replies             %d (lost %d, answered twice %d)%n", answered.get(), lost,
+                    duplicates.get());
+            new TreeMap<>(byCause).forEach((cause, n) -> System.out.printf("  %-17s %d%n", cause, n.get()));
+            System.out.printf("bad inputs tried    %d (refused naming the problem: %d)%n", badInputsTried.get(),
+                    badInputsRefused.get());
+            System.out.printf("faults injected     %d (kernel failures %d, device OOM %d, hangs %d, owner crashes %d)%n",
+                    faults.total(), faults.kernelFailures(), faults.allocationFailures(), faults.hangs(),
+                    faults.crashes());
+            System.out.printf("device memory       leased %d -> %d bytes, reserved %d -> %d bytes, peak reserved %d"
+                            + " of limit %d%n", memoryAtStart.allocatedBytes(), memoryAtEnd.allocatedBytes(),
+                    memoryAtStart.reservedBytes(), memoryAtEnd.reservedBytes(), memoryAtEnd.peakReservedBytes(),
+                    memoryAtEnd.limitBytes());
+            System.out.printf("JVM heap used       %d MiB -> %d MiB (after GC)%n", heapAtStart >> 20, heapAtEnd >> 20);
+            System.out.printf("native objects left %s%n", left);
+            if (lost != 0 || duplicates.get() != 0 || !left.isEmpty() || memoryAtEnd.allocatedBytes() != 0) {
+                System.out.println("SOAK FAILED: replies lost or duplicated, or memory/native objects left");
+                System.exit(1);
+            }
+            System.out.println("soak passed: no reply lost, allocator at baseline, nothing left natively");
+        }
+
+        private void clientLoop(MpsRuntime rt, ActorRef<InferenceProtocol.Command> model, int client, long end) {
+            Random random = new Random(1000 + client);
+            long n = 0;
+            while (System.nanoTime() < end) {
+                String id = client + "-" + n++;
+                boolean bad = random.nextInt(50) == 0;
+                InferenceInputs in = bad ? badInput(random) : goodInput(random);
+                if (bad) {
+                    badInputsTried.incrementAndGet();
+                }
+                open.put(id, Boolean.TRUE);
+                sent.incrementAndGet();
+                InferReply reply;
+                try {
+                    reply = AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
+                            r -> InferenceProtocol.Infer.within(id, in, r, Duration.ofSeconds(30)),
+                            Duration.ofSeconds(120), rt.system().scheduler()).toCompletableFuture().join();
+                } catch (RuntimeException e) {
+                    count("no reply (ask timed out)");
+                    continue; // counted as lost: sent but not answered
+                }
+                if (open.remove(id) == null) {
+                    duplicates.incrementAndGet();
+                    continue;
+                }
+                answered.incrementAndGet();
+                if (reply instanceof InferenceProtocol.InferResult) {
+                    count(bad ? "BAD INPUT SERVED" : "result");
+                } else if (reply instanceof InferenceProtocol.Overloaded) {
+                    count("overloaded");
+                } else if (reply instanceof InferenceProtocol.InferFailure f) {
+                    if (bad) {
+                        badInputsRefused.incrementAndGet();
+                    }
+                    count(bad ? "bad input refused" : cause(f.reason()));
+                }
+            }
+        }
+
+        private static String cause(String reason) {
+            if (reason.contains("injected kernel failure") || reason.contains("retired after point")) {
+                return "kernel failure";
+            }
+            if (reason.contains("out of memory")) {
+                return "device OOM";
+            }
+            if (reason.contains("watchdog")) {
+                return "hung stream";
+            }
+            if (reason.contains("injected crash") || reason.contains("restarted") || reason.contains("allocator")) {
+                return "owner crash";
+            }
+            if (reason.contains("deadline")) {
+                return "deadline";
+            }
+            return "other: " + reason.substring(0, Math.min(60, reason.length()));
+        }
+
+        private void count(String cause) {
+            byCause.computeIfAbsent(cause, k -> new AtomicLong()).incrementAndGet();
+        }
+
+        private static InferenceInputs goodInput(Random random) {
+            int rows = 1 + random.nextInt(2), length = 4 + random.nextInt(60);
+            int[][] ids = new int[rows][length];
+            for (int[] row : ids) {
+                for (int t = 0; t < length; t++) {
+                    row[t] = 1 + random.nextInt(500);
+                }
+            }
+            return InferenceInputs.of(ids);
+        }
+
+        /** Out-of-vocabulary ids, ragged rows, sequences past max positions, negative ids, empty rows. */
+        private static InferenceInputs badInput(Random random) {
+            return switch (random.nextInt(5)) {
+                case 0 -> InferenceInputs.of(new int[][] {{1, 2, 100_000}});
+                case 1 -> InferenceInputs.of(new int[][] {{1, 2, 3}, {1}});
+                case 2 -> InferenceInputs.of(new int[1][10_000]);
+                case 3 -> InferenceInputs.of(new int[][] {{-1, 2}});
+                default -> InferenceInputs.of(new int[][] {{}});
+            };
+        }
+
+        private static void crashAnOwner(MpsRuntime rt, Random chaos) {
+            List<StreamHandle> streams = rt.streams();
+            if (chaos.nextInt(4) == 0) {
+                rt.refs().allocator().tell(new AllocatorProtocol.InjectCrash("soak"));
+            } else {
+                streams.get(chaos.nextInt(streams.size())).owner().tell(new StreamProtocol.InjectCrash("soak"));
+            }
+        }
+
+        private static AllocatorStats settledAllocator(MpsRuntime rt) throws Exception {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            AllocatorStats s = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            while (s.allocatedBytes() != 0 && System.nanoTime() < deadline) {
+                Thread.sleep(50);
+                s = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            }
+            return s;
+        }
+
+        private static long usedHeap() {
+            System.gc();
+            Runtime r = Runtime.getRuntime();
+            return r.totalMemory() - r.freeMemory();
+        }
+    }
+}

@@ -1,0 +1,109 @@
+/*
+ * Buffers of the metal backend: MTLBuffers in shared storage. On Apple silicon the CPU and the GPU address
+ * the same memory, so the host pointer is the buffer's contents and mps_buffer_write/read are memcpy: no
+ * staging, no command buffer, nothing to wait for. Their contract (mps.h) is that no pending command uses
+ * the range, which is what makes a plain memcpy correct here; ordered transfers are stream commands.
+ *
+ * Allocation is newBufferWithLength, which Metal zero-fills. Reuse by size class and the memory limit live
+ * above this, in AllocatorActor.
+ */
+#import <Metal/Metal.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "metal/backend_objects.h"
+#include "metal/bridge.h"
+
+mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out, mps_error* err) {
+  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: NULL argument");
+  *out = NULL;
+  if (bytes == 0) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: size must be > 0 bytes");
+  if (bytes > device->info.max_buffer_bytes) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
+                    "mps_buffer_alloc: %llu bytes requested, the device's limit for one buffer is %llu bytes "
+                    "(maxBufferLength)",
+                    (unsigned long long)bytes, (unsigned long long)device->info.max_buffer_bytes);
+  }
+  mps_buffer* b = calloc(1, sizeof *b);
+  if (!b) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: out of host memory");
+  @autoreleasepool {
+    /* Tracked hazards (the default for device buffers): Metal orders the passes of one queue that touch the
+     * buffer; other queues are ordered by the streams' shared-event waits. */
+    id<MTLBuffer> buffer = [MPS_METAL(id<MTLDevice>, device->mtl_device) newBufferWithLength:(NSUInteger)bytes
+                                                                                     options:MTLResourceStorageModeShared];
+    if (!buffer) {
+      free(b);
+      return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: the GPU could not provide %llu bytes",
+                      (unsigned long long)bytes);
+    }
+    atomic_init(&b->refs, 1);
+    b->device = device;
+    b->bytes = bytes;
+    b->data = buffer.contents;
+    b->mtl_buffer = mps_metal_own(buffer);
+  }
+  atomic_fetch_add_explicit(&device->live_buffers, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
+  *out = b;
+  return mps_ok(err);
+}
+
+mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err) {
+  if (!buffer || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_size: NULL argument");
+  *out = buffer->bytes;
+  return mps_ok(err);
+}
+
+mps_status mps_buffer_host_pointer(mps_buffer* buffer, void** out, mps_error* err) {
+  if (!buffer || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_host_pointer: NULL argument");
+  *out = buffer->data;
+  return mps_ok(err);
+}
+
+static mps_status check_host_range(const char* what, const mps_buffer* buffer, uint64_t offset, const void* host,
+                                   uint64_t bytes, mps_error* err) {
+  if (!buffer || (!host && bytes)) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: NULL argument", what);
+  if (offset > buffer->bytes || bytes > buffer->bytes - offset) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu + %llu) is outside the buffer's %llu bytes",
+                    what, (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)bytes,
+                    (unsigned long long)buffer->bytes);
+  }
+  return MPS_OK;
+}
+
+mps_status mps_buffer_write(mps_buffer* buffer, uint64_t offset, const void* src, uint64_t bytes, mps_error* err) {
+  mps_status s = check_host_range("mps_buffer_write", buffer, offset, src, bytes, err);
+  if (s != MPS_OK) return s;
+  if (bytes) memcpy((char*)buffer->data + offset, src, (size_t)bytes);
+  return mps_ok(err);
+}
+
+mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst, uint64_t bytes, mps_error* err) {
+  mps_status s = check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
+  if (s != MPS_OK) return s;
+  if (bytes) memcpy(dst, (const char*)buffer->data + offset, (size_t)bytes);
+  return mps_ok(err);
+}
+
+void mps_metal_buffer_retain(mps_buffer* buffer) {
+  atomic_fetch_add_explicit(&buffer->refs, 1, memory_order_relaxed);
+}
+
+void mps_metal_buffer_unref(mps_buffer* buffer) {
+  if (atomic_fetch_sub_explicit(&buffer->refs, 1, memory_order_acq_rel) != 1) return;
+  mps_device* device = buffer->device;
+  uint64_t bytes = buffer->bytes;
+  /* The last command using it has completed (it held a reference), so the memory may go at once; releasing
+   * an MTLBuffer does not wait for anything. */
+  mps_metal_drop(buffer->mtl_buffer);
+  free(buffer);
+  atomic_fetch_sub_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&device->live_buffers, 1, memory_order_release);
+}
+
+mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err) {
+  if (!buffer) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_release: buffer is NULL");
+  mps_metal_buffer_unref(buffer);
+  return mps_ok(err);
+}

@@ -1,0 +1,133 @@
+package dev.mpsactors.reliability;
+
+import com.typesafe.config.ConfigFactory;
+import dev.mpsactors.model.BertConfig;
+import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.nativemps.LiveObjects;
+import dev.mpsactors.protocol.AllocatorProtocol.AllocatorStats;
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.InferReply;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.runtime.MpsRuntime;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
+
+/**
+ * A runtime of its own (MpsRuntime.start) serving a small generated BERT, for the reliability tests: send
+ * many requests, collect every reply by id (counting duplicates), read the allocator, shut down and return
+ * what was left natively.
+ */
+final class ServedModel implements AutoCloseable {
+    static final Duration BOUND = Duration.ofSeconds(90);
+    static final BertConfig CONFIG = new BertConfig("bert", 80, 32, 2, 4, 64, 64, 2, 1e-12, "gelu");
+
+    final MpsRuntime runtime;
+    final ActorRef<InferenceProtocol.Command> model;
+    private final Path folder;
+    private boolean closed;
+
+    ServedModel(String config) throws Exception {
+        folder = Files.createTempDirectory("reliability-");
+        BertFolderGenerator.write(folder, CONFIG, 11);
+        runtime = MpsRuntime.start(ConfigFactory.parseString(config));
+        model = runtime.loadModel("tiny", folder).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+    }
+
+    static InferenceInputs randomRequest(Random random) {
+        int sequences = 1 + random.nextInt(2);
+        int length = 3 + random.nextInt(20);
+        int[][] ids = new int[sequences][length];
+        for (int[] row : ids) {
+            for (int t = 0; t < length; t++) {
+                row[t] = 1 + random.nextInt(CONFIG.vocabSize() - 1);
+            }
+        }
+        return InferenceInputs.of(ids);
+    }
+
+    /** Every reply to a set of requests, by id; a second reply to an id is counted, never dropped. */
+    static final class Replies {
+        final Map<String, InferReply> byId = new ConcurrentHashMap<>();
+        final AtomicInteger duplicates = new AtomicInteger();
+        final Map<String, CompletableFuture<InferReply>> pending = new ConcurrentHashMap<>();
+
+        void record(InferReply reply) {
+            if (byId.putIfAbsent(reply.requestId(), reply) != null) {
+                duplicates.incrementAndGet();
+            }
+        }
+
+        long count(Class<? extends InferReply> kind) {
+            return byId.values().stream().filter(kind::isInstance).count();
+        }
+
+        List<String> failureReasons() {
+            List<String> out = new ArrayList<>();
+            for (InferReply r : byId.values()) {
+                if (r instanceof InferenceProtocol.InferFailure f) {
+                    out.add(f.reason());
+                }
+            }
+            return out;
+        }
+    }
+
+    /** Sends {@code requests} requests from {@code clients} concurrent asks; waits for every reply. */
+    Replies send(int requests, int clients, long seed, Duration deadline) throws Exception {
+        Replies replies = new Replies();
+        Random random = new Random(seed);
+        List<InferenceInputs> inputs = new ArrayList<>();
+        for (int i = 0; i < requests; i++) {
+            inputs.add(randomRequest(random));
+        }
+        AtomicInteger next = new AtomicInteger();
+        List<CompletableFuture<Void>> workers = new ArrayList<>();
+        for (int c = 0; c < clients; c++) {
+            workers.add(CompletableFuture.runAsync(() -> {
+                for (int i = next.getAndIncrement(); i < requests; i = next.getAndIncrement()) {
+                    String id = "r-" + i;
+                    InferenceInputs in = inputs.get(i);
+                    InferReply reply = AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
+                            r -> deadline == null ? new InferenceProtocol.Infer(id, in, r)
+                                    : InferenceProtocol.Infer.within(id, in, r, deadline),
+                            BOUND, runtime.system().scheduler()).toCompletableFuture().join();
+                    replies.record(reply);
+                }
+            }));
+        }
+        CompletableFuture.allOf(workers.toArray(CompletableFuture[]::new)).get(BOUND.toSeconds() * 3, TimeUnit.SECONDS);
+        return replies;
+    }
+
+    AllocatorStats allocator() throws Exception {
+        return runtime.allocatorStats().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+    }
+
+    InferenceProtocol.ModelStats stats() throws Exception {
+        return runtime.modelStats(model).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+    }
+
+    /** Shuts down and returns what was still alive natively (all zero after a clean shutdown). */
+    LiveObjects shutdown() throws Exception {
+        closed = true;
+        return runtime.shutdown(BOUND);
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (!closed) {
+            shutdown();
+        }
+    }
+}
