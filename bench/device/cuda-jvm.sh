@@ -23,8 +23,11 @@ if [[ $step == *tests* ]]; then
     dev.mpsactors.tests.SharedEncoderTest dev.mpsactors.tests.AllocatorNeverWaitsForUnrelatedWorkTest \
     dev.mpsactors.tests.ParallelLayerNormTest dev.mpsactors.tests.NonBlockingReleaseTest \
     dev.mpsactors.tests.SupervisionTest dev.mpsactors.tests.SubmissionAtomicityTest \
+    dev.mpsactors.reliability.FaultInjectionTest dev.mpsactors.reliability.OverloadAndDeadlineTest \
+    dev.mpsactors.reliability.ShutdownTest \
     > "$out/jvm-tests.log" 2>&1 || status=1
-  grep -E "^\[|tests (successful|failed)|hazard|\[h" "$out/jvm-tests.log" | grep -v "^\[SUCCESSFUL\]" | head -60
+  grep -E "^\[|tests (successful|failed)|faults Fault|flood:|deadlines:|shutdown mid" "$out/jvm-tests.log" \
+    | grep -v "^\[SUCCESSFUL\]" | grep -v "^\[.*dispatcher" | head -60
   grep -c "^\[SUCCESSFUL\]" "$out/jvm-tests.log" | sed 's/^/successful tests: /'
 fi
 
@@ -36,7 +39,7 @@ fi
 
 if [[ $step == *numerics* ]]; then
   python3 bench/device/hf_compare.py make-input /tmp/base-in.json 5 30522
-  for math in fp32:1e-4 fp16:1e-2 bf16:1e-2 tf32:1e-2; do
+  for math in ${NUMERICS:-fp32:1e-4 fp16:1e-2 bf16:1e-2 tf32:1e-2}; do
     m=${math%%:*}; limit=${math#*:}
     echo "=== numerics: cuda, gemm-math $m, vs Hugging Face float64 (limit $limit)"
     MPS_ACTORS_GEMM_MATH=$m "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli run --model "$base" \

@@ -56,6 +56,7 @@ struct mps_library {
   cudaKernel_t functions[MPS_CUDA_MAX_KERNELS]; /* by kernel index; NULL for gemm and unchosen kernels */
   cudaKernel_t gemm_epilogue;                   /* set when the library has gemm */
   cudaKernel_t round_to_half;                   /* set when the library has gemm: fp16/bf16 operands */
+  cudaKernel_t batch_pointers;                  /* set when the library has gemm: two-level batches */
 };
 
 /* Immutable; `function` is the compiled kernel (NULL for gemm, which runs on cuBLAS plus the library's

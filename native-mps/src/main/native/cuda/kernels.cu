@@ -166,3 +166,18 @@ extern "C" __global__ void mps_round_to_half(const float* src, unsigned short* d
     dst[i] = h;
   }
 }
+
+// Operand addresses of a two-level batched GEMM, for cublasGemmBatchedEx: one launch instead of one cuBLAS
+// call per outer batch (attention over [batch, seq, heads, head_dim] has batch x heads matrices whose
+// addresses are not one stride apart). out holds n A pointers, then n B pointers, then n C pointers.
+extern "C" __global__ void mps_batch_pointers(const char* a, const char* b, char* c, long long outer, long long inner,
+                                              long long sa_o, long long sa_i, long long sb_o, long long sb_i,
+                                              long long sc_o, long long sc_i, int in_elem, const void** out) {
+  long long n = outer * inner;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long o = i / inner, j = i % inner;
+    out[i] = a + (o * sa_o + j * sa_i) * in_elem;
+    out[n + i] = b + (o * sb_o + j * sb_i) * in_elem;
+    out[2 * n + i] = c + (o * sc_o + j * sc_i) * 4;
+  }
+}

@@ -83,19 +83,22 @@ static long long operand_span(long long rows, long long cols, long long ld, long
   return (bo - 1) * so + (bi - 1) * si + (rows - 1) * ld + cols;
 }
 
-static mps_status ensure_scratch(const mps_cuda_launch_context* ctx, size_t bytes, mps_error* err) {
-  if (*ctx->half_scratch_bytes >= bytes) return MPS_OK;
-  if (*ctx->half_scratch) cudaFreeAsync(*ctx->half_scratch, ctx->stream);
-  *ctx->half_scratch = NULL;
-  *ctx->half_scratch_bytes = 0;
+/* Grows one of the stream's scratch areas, stream-ordered: the old area is freed after the work already
+ * enqueued that uses it, the new one is ready for what comes next on this stream. */
+static mps_status ensure_scratch(const mps_cuda_launch_context* ctx, void** scratch, size_t* have, size_t bytes,
+                                 const char* what, mps_error* err) {
+  if (*have >= bytes) return MPS_OK;
+  if (*scratch) cudaFreeAsync(*scratch, ctx->stream);
+  *scratch = NULL;
+  *have = 0;
   size_t grown = bytes + bytes / 4; /* headroom: activation spans grow with the batch */
-  cudaError_t e = cudaMallocAsync(ctx->half_scratch, grown, ctx->stream);
+  cudaError_t e = cudaMallocAsync(scratch, grown, ctx->stream);
   if (e != cudaSuccess) {
-    *ctx->half_scratch = NULL;
+    *scratch = NULL;
     cudaGetLastError();
-    return mps_cuda_fail(err, e, "gemm: scratch for 16-bit operands");
+    return mps_cuda_fail(err, e, what);
   }
-  *ctx->half_scratch_bytes = grown;
+  *have = grown;
   return MPS_OK;
 }
 
@@ -119,7 +122,8 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   cublasOperation_t op_b = a[G_TRANS_B].i ? CUBLAS_OP_T : CUBLAS_OP_N;
   long long sa_o = a[G_SA_OUTER].i, sb_o = a[G_SB_OUTER].i, sc_o = a[G_SC_OUTER].i;
   long long sa_i = a[G_SA_INNER].i, sb_i = a[G_SB_INNER].i, sc_i = a[G_SC_INNER].i;
-  /* When the outer level continues the inner one (e.g. plain batched GEMM), one call covers both. */
+  /* When the outer level continues the inner one (e.g. plain batched GEMM), one strided call covers both;
+   * otherwise (calls > 1) one pointer-array call does. */
   long long calls = bo, per_call = bi;
   if (bo > 1 && sa_o == bi * sa_i && sb_o == bi * sb_i && sc_o == bi * sc_i && bo * bi <= 2147483647LL) {
     calls = 1;
@@ -136,7 +140,8 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
     long long span_a = operand_span(a[G_TRANS_A].i ? k : m, a[G_TRANS_A].i ? m : k, a[G_LDA].i, bo, sa_o, bi, sa_i);
     long long span_b = operand_span(a[G_TRANS_B].i ? n : k, a[G_TRANS_B].i ? k : n, a[G_LDB].i, bo, sb_o, bi, sb_i);
     size_t offset_b = ((size_t)span_a * 2 + 255) / 256 * 256;
-    mps_status st = ensure_scratch(ctx, offset_b + (size_t)span_b * 2, err);
+    mps_status st = ensure_scratch(ctx, ctx->half_scratch, ctx->half_scratch_bytes, offset_b + (size_t)span_b * 2,
+                                   "gemm: scratch for 16-bit operands", err);
     unsigned short* half_a = *ctx->half_scratch;
     unsigned short* half_b = (unsigned short*)((char*)*ctx->half_scratch + offset_b);
     if (st == MPS_OK) st = round_operand(p, ctx, A, half_a, span_a, err);
@@ -147,17 +152,38 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
     elem = 2;
     in_type = ctx->math_mode == MPS_MATH_FP16 ? CUDA_R_16F : CUDA_R_16BF;
   }
-  for (long long o = 0; o < calls; o++) {
-    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
-    cublasStatus_t s = cublasGemmStridedBatchedEx(
-        ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B_op + (size_t)(o * sb_o) * elem, in_type,
-        (int)a[G_LDB].i, sb_i, A_op + (size_t)(o * sa_o) * elem, in_type, (int)a[G_LDA].i, sa_i, &beta,
-        C + o * sc_o, CUDA_R_32F, (int)a[G_LDC].i, sc_i, (int)per_call, compute_type(ctx->math_mode),
-        CUBLAS_GEMM_DEFAULT);
-    if (s != CUBLAS_STATUS_SUCCESS) {
-      return mps_fail(err, MPS_ERR_KERNEL_FAILED, "gemm: cublasGemmStridedBatchedEx (M=%lld N=%lld K=%lld): %s", m, n,
-                      k, cublas_status_name(s));
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+  /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands. */
+  if (calls == 1) {
+    status = cublasGemmStridedBatchedEx(ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B_op, in_type,
+                                        (int)a[G_LDB].i, sb_i, A_op, in_type, (int)a[G_LDA].i, sa_i, &beta, C,
+                                        CUDA_R_32F, (int)a[G_LDC].i, sc_i, (int)per_call, compute_type(ctx->math_mode),
+                                        CUBLAS_GEMM_DEFAULT);
+  } else {
+    /* Two levels that do not fold into one stride: the bo x bi operand addresses are written on the device by
+     * one small kernel and the whole set runs as one batched GEMM (one launch instead of bo). */
+    long long count = bo * bi;
+    if (count > 2147483647LL) {
+      return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "gemm: %lld batched matrices, at most 2^31 - 1", count);
     }
+    size_t bytes = (size_t)count * 3 * sizeof(void*);
+    mps_status st = ensure_scratch(ctx, ctx->pointer_scratch, ctx->pointer_scratch_bytes, bytes,
+                                   "gemm: scratch for batched operand pointers", err);
+    if (st != MPS_OK) return st;
+    const void** arrays = (const void**)*ctx->pointer_scratch;
+    int in_elem = (int)elem;
+    void* params[] = {&A_op, &B_op, &C, &bo, &bi, &sa_o, &sa_i, &sb_o, &sb_i, &sc_o, &sc_i, &in_elem, &arrays};
+    st = launch((const void*)p->library->batch_pointers, "gemm batch pointers", elementwise_blocks(ctx->device, count),
+                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    if (st != MPS_OK) return st;
+    status = cublasGemmBatchedEx(ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, arrays + count, in_type,
+                                 (int)a[G_LDB].i, arrays, in_type, (int)a[G_LDA].i, &beta, (void* const*)(arrays + 2 * count),
+                                 CUDA_R_32F, (int)a[G_LDC].i, (int)count, compute_type(ctx->math_mode),
+                                 CUBLAS_GEMM_DEFAULT);
+  }
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    return mps_fail(err, MPS_ERR_KERNEL_FAILED, "gemm: cuBLAS (M=%lld N=%lld K=%lld, %lld x %lld batches): %s", m, n, k,
+                    bo, bi, cublas_status_name(status));
   }
   void* bias = ptr_or_null(&a[G_BIAS]);
   int activation = (int)a[G_ACT].i;

@@ -22,6 +22,9 @@ typedef struct mps_cuda_launch_context {
   /* The stream's scratch for 16-bit GEMM operands, grown stream-ordered (cudaMallocAsync on the stream). */
   void** half_scratch;
   size_t* half_scratch_bytes;
+  /* The stream's scratch for the operand pointers of two-level batched GEMMs, grown the same way. */
+  void** pointer_scratch;
+  size_t* pointer_scratch_bytes;
 } mps_cuda_launch_context;
 
 mps_status mps_cuda_launch(const mps_pipeline* pipeline, const cpu_arg* args, const mps_cuda_launch_context* ctx,

@@ -122,6 +122,7 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
     if (strcmp(chosen[i]->name, "gemm") == 0) {
       s = get_kernel(lib, "mps_gemm_epilogue", &lib->gemm_epilogue, err);
       if (s == MPS_OK) s = get_kernel(lib, "mps_round_to_half", &lib->round_to_half, err);
+      if (s == MPS_OK) s = get_kernel(lib, "mps_batch_pointers", &lib->batch_pointers, err);
     } else {
       s = get_kernel(lib, name, &lib->functions[index], err);
     }

@@ -78,6 +78,8 @@ struct mps_stream {
   long long* failures_device; /* the same memory, as the kernels address it */
   void* half_scratch;         /* 16-bit GEMM operands (fp16/bf16 math), stream-ordered on cuda_stream */
   size_t half_scratch_bytes;
+  void* pointer_scratch;      /* operand pointers of two-level batched GEMMs, stream-ordered too */
+  size_t pointer_scratch_bytes;
   cudaEvent_t start_events[MPS_CUDA_RING];
   cudaEvent_t end_events[MPS_CUDA_RING];
 
@@ -188,7 +190,8 @@ static void launch_buffer(mps_stream* s, command_buffer* cb) {
   long long* failure = s->failures_host + 3 * slot;
   failure[0] = failure[1] = failure[2] = 0; /* the slot's previous point has completed: nothing writes it */
   mps_cuda_launch_context ctx = {s->device, s->cuda_stream, s->blas, s->device->math_mode,
-                                 s->failures_device + 3 * slot, &s->half_scratch, &s->half_scratch_bytes};
+                                 s->failures_device + 3 * slot, &s->half_scratch, &s->half_scratch_bytes,
+                                 &s->pointer_scratch, &s->pointer_scratch_bytes};
   cudaError_t e = cudaEventRecord(s->start_events[slot], s->cuda_stream);
   if (e != cudaSuccess) status = mps_cuda_fail(err, e, "recording the commit's start event");
   for (command* c = cb->head; c; c = c->next) {
@@ -339,6 +342,7 @@ static void* completer_main(void* arg) {
    * the BLAS handle or the failure ring any more. cublasDestroy synchronizes the device, which is
    * why it happens here, on this thread, and never on an owner's. */
   if (s->half_scratch) cudaFreeAsync(s->half_scratch, s->cuda_stream);
+  if (s->pointer_scratch) cudaFreeAsync(s->pointer_scratch, s->cuda_stream);
   cublasDestroy(s->blas);
   cudaStreamDestroy(s->cuda_stream);
   cudaFreeHost(s->failures_host);

@@ -30,7 +30,8 @@ static inline void mps_metal_drop(void* ref) {
 /* The object a field refers to, borrowed (no retain, no release). */
 #define MPS_METAL(type, ref) ((__bridge type)(ref))
 
-/* An NSError's text for an mps_error message: localizedDescription, which for compiler errors holds the log. */
+/* An NSError's text for an mps_error message: localizedDescription, which for compiler errors holds the log.
+ * The pointer lives as long as the enclosing autorelease pool; callers copy it into the message at once. */
 static inline const char* mps_metal_error_text(NSError* error) {
   const char* text = error ? error.localizedDescription.UTF8String : NULL;
   return text ? text : "(no description)";

@@ -30,8 +30,8 @@ mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out
   @autoreleasepool {
     /* Tracked hazards (the default for device buffers): Metal orders the passes of one queue that touch the
      * buffer; other queues are ordered by the streams' shared-event waits. */
-    id<MTLBuffer> buffer = [MPS_METAL(id<MTLDevice>, device->mtl_device) newBufferWithLength:(NSUInteger)bytes
-                                                                                     options:MTLResourceStorageModeShared];
+    id<MTLDevice> mtl_device = MPS_METAL(id<MTLDevice>, device->mtl_device);
+    id<MTLBuffer> buffer = [mtl_device newBufferWithLength:(NSUInteger)bytes options:MTLResourceStorageModeShared];
     if (!buffer) {
       free(b);
       return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: the GPU could not provide %llu bytes",

@@ -93,7 +93,9 @@ id<MTLBlitCommandEncoder> mps_metal_blit_encoder(mps_metal_encoding* e) {
 #define MAX_GROUPS_2D 4096u
 #define MAX_GROUPS_Z 1024u
 
-static NSUInteger cap(uint64_t wanted, NSUInteger max) { return wanted < 1 ? 1 : wanted > max ? max : (NSUInteger)wanted; }
+static NSUInteger cap(uint64_t wanted, NSUInteger max) {
+  return wanted < 1 ? 1 : wanted > max ? max : (NSUInteger)wanted;
+}
 
 static uint64_t ceil_div(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
@@ -115,16 +117,18 @@ static void dispatch_1d(id<MTLComputeCommandEncoder> enc, id<MTLComputePipelineS
 static void dispatch_rows(id<MTLComputeCommandEncoder> enc, id<MTLComputePipelineState> state, uint64_t rows,
                           uint64_t cols, NSUInteger max) {
   NSUInteger threads = group_size(state, cols >= max ? max : (NSUInteger)ceil_div(cols, 32) * 32);
-  [enc dispatchThreadgroups:MTLSizeMake(cap(rows, MAX_GROUPS_1D), 1, 1) threadsPerThreadgroup:MTLSizeMake(threads, 1, 1)];
+  [enc dispatchThreadgroups:MTLSizeMake(cap(rows, MAX_GROUPS_1D), 1, 1)
+      threadsPerThreadgroup:MTLSizeMake(threads, 1, 1)];
 }
 
 /* x over `cols`, y over `rows`, z over `depth`, threadgroups of 32 x 8. */
 static void dispatch_3d(id<MTLComputeCommandEncoder> enc, id<MTLComputePipelineState> state, uint64_t cols,
                         uint64_t rows, uint64_t depth) {
   NSUInteger height = group_size(state, 256) / 32;
-  [enc dispatchThreadgroups:MTLSizeMake(cap(ceil_div(cols, 32), MAX_GROUPS_2D), cap(ceil_div(rows, height), MAX_GROUPS_2D),
-                                        cap(depth, MAX_GROUPS_Z))
-      threadsPerThreadgroup:MTLSizeMake(32, height ? height : 1, 1)];
+  if (height == 0) height = 1;
+  MTLSize groups = MTLSizeMake(cap(ceil_div(cols, 32), MAX_GROUPS_2D), cap(ceil_div(rows, height), MAX_GROUPS_2D),
+                               cap(depth, MAX_GROUPS_Z));
+  [enc dispatchThreadgroups:groups threadsPerThreadgroup:MTLSizeMake(32, height, 1)];
 }
 
 /* ---- bindings ---------------------------------------------------------------------------------------- */
@@ -268,15 +272,17 @@ static MPSMatrix* operand_matrix(id<MTLBuffer> buffer, uint64_t offset, const ge
                                  const gemm_plan* plan) {
   NSUInteger rows = (NSUInteger)ops->rows[op], cols = (NSUInteger)ops->cols[op];
   NSUInteger row_bytes = (NSUInteger)ops->ld[op] * sizeof(float);
-  MPSMatrixDescriptor* d =
-      plan->per_call == 1
-          ? [MPSMatrixDescriptor matrixDescriptorWithRows:rows columns:cols rowBytes:row_bytes dataType:MPSDataTypeFloat32]
-          : [MPSMatrixDescriptor matrixDescriptorWithRows:rows
-                                                  columns:cols
-                                                 matrices:(NSUInteger)plan->per_call
-                                                 rowBytes:row_bytes
-                                              matrixBytes:(NSUInteger)plan->matrix_step[op] * sizeof(float)
-                                                 dataType:MPSDataTypeFloat32];
+  MPSMatrixDescriptor* d;
+  if (plan->per_call == 1) {
+    d = [MPSMatrixDescriptor matrixDescriptorWithRows:rows columns:cols rowBytes:row_bytes dataType:MPSDataTypeFloat32];
+  } else {
+    d = [MPSMatrixDescriptor matrixDescriptorWithRows:rows
+                                              columns:cols
+                                             matrices:(NSUInteger)plan->per_call
+                                             rowBytes:row_bytes
+                                          matrixBytes:(NSUInteger)plan->matrix_step[op] * sizeof(float)
+                                             dataType:MPSDataTypeFloat32];
+  }
   return [[MPSMatrix alloc] initWithBuffer:buffer offset:(NSUInteger)offset descriptor:d];
 }
 
@@ -341,9 +347,9 @@ static mps_status gemm_tiled(const mps_metal_call* call, const mps_metal_launch_
   bind(enc, call, G_C, 2);
   p.has_bias = bind_optional(enc, call, G_BIAS, G_C, 3);
   [enc setBytes:&p length:sizeof p atIndex:4];
-  [enc dispatchThreadgroups:MTLSizeMake(cap(ceil_div((uint64_t)p.n, 16), MAX_GROUPS_2D),
-                                        cap(ceil_div((uint64_t)p.m, 16), MAX_GROUPS_2D), cap((uint64_t)batches, MAX_GROUPS_Z))
-      threadsPerThreadgroup:MTLSizeMake(16, 16, 1)];
+  MTLSize groups = MTLSizeMake(cap(ceil_div((uint64_t)p.n, 16), MAX_GROUPS_2D),
+                               cap(ceil_div((uint64_t)p.m, 16), MAX_GROUPS_2D), cap((uint64_t)batches, MAX_GROUPS_Z));
+  [enc dispatchThreadgroups:groups threadsPerThreadgroup:MTLSizeMake(16, 16, 1)];
   return MPS_OK;
 }
 
@@ -365,7 +371,8 @@ static mps_status gemm(const mps_metal_call* call, const mps_metal_launch_contex
 
 /* ---- the other kernels ------------------------------------------------------------------------------- */
 
-static void layernorm(const mps_metal_call* call, const mps_metal_launch_context* ctx, id<MTLComputePipelineState> state) {
+static void layernorm(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                      id<MTLComputePipelineState> state) {
   const cpu_arg* a = call->args;
   id<MTLComputeCommandEncoder> enc = start(ctx, state);
   layernorm_params p = {a[L_ROWS].i, a[L_COLS].i, (float)a[L_EPS].f, 0};
@@ -378,7 +385,8 @@ static void layernorm(const mps_metal_call* call, const mps_metal_launch_context
   dispatch_rows(enc, state, (uint64_t)p.rows, (uint64_t)p.cols, 256);
 }
 
-static void softmax(const mps_metal_call* call, const mps_metal_launch_context* ctx, id<MTLComputePipelineState> state) {
+static void softmax(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                    id<MTLComputePipelineState> state) {
   const cpu_arg* a = call->args;
   id<MTLComputeCommandEncoder> enc = start(ctx, state);
   softmax_params p = {a[S_BATCH].i, a[S_HEADS].i, a[S_ROWS].i, a[S_COLS].i, (float)a[S_SCALE].f, 0};
@@ -390,8 +398,8 @@ static void softmax(const mps_metal_call* call, const mps_metal_launch_context* 
 }
 
 /* gelu, tanh (x y n) and add (a b y n): bindings in argument order, then the count. */
-static void elementwise(const mps_metal_call* call, const mps_metal_launch_context* ctx, id<MTLComputePipelineState> state,
-                        int buffers) {
+static void elementwise(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                        id<MTLComputePipelineState> state, int buffers) {
   id<MTLComputeCommandEncoder> enc = start(ctx, state);
   for (int i = 0; i < buffers; i++) bind(enc, call, i, (NSUInteger)i);
   count_params p = {call->args[buffers].i};
@@ -399,7 +407,8 @@ static void elementwise(const mps_metal_call* call, const mps_metal_launch_conte
   dispatch_1d(enc, state, (uint64_t)p.n);
 }
 
-static void bias_add(const mps_metal_call* call, const mps_metal_launch_context* ctx, id<MTLComputePipelineState> state) {
+static void bias_add(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                     id<MTLComputePipelineState> state) {
   id<MTLComputeCommandEncoder> enc = start(ctx, state);
   matrix_params p = {call->args[BA_ROWS].i, call->args[BA_COLS].i};
   bind(enc, call, BA_X, 0);

@@ -351,8 +351,8 @@ static int has_embedding(const command_buffer* cb) {
 
 /* The commit's embedding failure slot: a flag word, then {position low, position high, id} from byte 16. */
 static void make_failure_slot(launch_state* st) {
-  id<MTLBuffer> slot = [MPS_METAL(id<MTLDevice>, st->s->device->mtl_device) newBufferWithLength:32
-                                                                                         options:MTLResourceStorageModeShared];
+  id<MTLDevice> device = MPS_METAL(id<MTLDevice>, st->s->device->mtl_device);
+  id<MTLBuffer> slot = [device newBufferWithLength:32 options:MTLResourceStorageModeShared];
   if (!slot) {
     launch_fail(st, MPS_ERR_OUT_OF_MEMORY, "no memory for the embedding failure slot", NULL);
     return;
@@ -481,8 +481,11 @@ static mps_status execution_status(const command_buffer* cb, mps_error* err) {
   return MPS_OK;
 }
 
-/* Each record's time: its segment's GPU start or end (see "Segments" above); `fallback` where none. */
-static void settle_events(const command_buffer* cb, uint64_t fallback) {
+/* Each record's time: its segment's GPU start or end (see "Segments" above), the commit's end where the GPU
+ * gave none. Kept inside the commit's [started, finished] and never before the previous record, so records
+ * of one stream are in stream order even where Metal overlapped consecutive command buffers. */
+static void settle_events(const command_buffer* cb, uint64_t started, uint64_t finished) {
+  uint64_t previous = started;
   for (command* c = cb->head; c; c = c->next) {
     if (c->kind != CMD_EVENT) continue;
     uint64_t t = 0;
@@ -490,8 +493,11 @@ static void settle_events(const command_buffer* cb, uint64_t fallback) {
       id<MTLCommandBuffer> segment = segment_at(cb, (uint32_t)c->segment);
       t = gpu_time_ns(c->at_segment_start ? segment.GPUStartTime : segment.GPUEndTime);
     }
+    if (!t || t > finished) t = finished;
+    if (t < previous) t = previous;
+    previous = t;
     /* Stored before the release decrement of settle_event, so a reader that sees pending == 0 sees it. */
-    atomic_store_explicit(&c->event->timestamp_ns, t ? t : fallback, memory_order_relaxed);
+    atomic_store_explicit(&c->event->timestamp_ns, t, memory_order_relaxed);
     settle_event(c);
   }
 }
@@ -516,7 +522,7 @@ static mps_status embedding_status(const command_buffer* cb, mps_error* err) {
 static mps_status complete_buffer(mps_stream* s, command_buffer* cb, uint64_t* started, uint64_t* finished,
                                   mps_error* err) {
   commit_times(s, cb, started, finished);
-  settle_events(cb, *finished);
+  settle_events(cb, *started, *finished);
   if (cb->launch_status != MPS_OK) {
     *err = cb->launch_error;
     return cb->launch_status;

@@ -184,7 +184,8 @@ typedef struct mps_stream_callbacks {
   void (*on_thread_start)(void* user);
   /* Called in point order, once per commit. status != MPS_OK carries the first failure's message
    * (NULL when MPS_OK). started_ns/finished_ns bound the buffer's execution on the executor
-   * (CLOCK_MONOTONIC nanoseconds on cpu; the device clock mapped to it elsewhere). */
+   * on the host's monotonic clock that System.nanoTime reads (CLOCK_MONOTONIC nanoseconds on Linux,
+   * CLOCK_UPTIME_RAW on macOS), device timestamps mapped to it. */
   void (*on_complete)(void* user, uint64_t point, mps_status status, const char* message,
                       uint64_t started_ns, uint64_t finished_ns);
   /* The last call for this stream: no callback follows, the user pointer may be freed (JNI detaches). */

@@ -17,6 +17,7 @@ import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
 import dev.mpsactors.protocol.StreamPoolProtocol;
 import dev.mpsactors.protocol.StreamProtocol;
+import dev.mpsactors.runtime.RuntimeSettings;
 import dev.mpsactors.runtime.RuntimeSettings.ModelSettings;
 import java.time.Duration;
 import java.util.ArrayDeque;
@@ -26,9 +27,12 @@ import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.PreRestart;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -68,6 +72,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private record BatchSubmitted(Batch batch, StreamProtocol.SubmitReply reply, Throwable failure)
             implements Internal {}
 
+    /** The outputs of a batch were read and every request of it answered, off the actor's thread. */
+    private record BatchDelivered(Batch batch, int succeeded, int failed) implements Internal {}
+
     /** A stream reported a point; matched to its batch by (stream, point). */
     private record PointDone(StreamProtocol.PointCompleted completed) implements Internal {}
 
@@ -84,6 +91,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         StreamPoolProtocol.StreamLease stream;
         long point;
         boolean freeAfterPoint;
+        CompletableFuture<BatchDelivered> delivery;
 
         Batch(List<Pending> requests, int rows, int seq) {
             this.requests = requests;
@@ -106,6 +114,10 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final TreeMap<Integer, ArrayDeque<Pending>> buckets = new TreeMap<>();
     private final Map<Integer, Integer> bucketSequences = new HashMap<>();
     private final List<Batch> running = new ArrayList<>();
+    /** Batches whose point completed and whose outputs are being read and answered on the outputs executor. */
+    private final List<Batch> delivering = new ArrayList<>();
+    /** Reads outputs and replies (a GPU batch's outputs are megabytes: not on this actor's thread). */
+    private final Executor outputs;
     private final LinkedHashMap<Long, ShapeProgram> programs;
     private int held;
     /** One adapter for every batch (an actor has one adapter per message class): batches are found by point. */
@@ -144,6 +156,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
             }
         };
         this.completions = ctx.messageAdapter(StreamProtocol.PointCompleted.class, PointDone::new);
+        this.outputs = ctx.getSystem().dispatchers().lookup(
+                DispatcherSelector.fromConfig(RuntimeSettings.OUTPUTS_DISPATCHER));
         fetchPipelines();
     }
 
@@ -176,6 +190,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 .onMessage(BatchLeased.class, this::onLeased)
                 .onMessage(BatchSubmitted.class, this::onSubmitted)
                 .onMessage(PointDone.class, this::onPointDone)
+                .onMessage(BatchDelivered.class, this::onDelivered)
                 .onMessage(GetModelStats.class, this::onStats)
                 .onSignal(PreRestart.class, s -> stopped("restarted after a failure", false))
                 .onSignal(PostStop.class, s -> stopped("stopped", true))
@@ -279,7 +294,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
         if (pipelines == null) {
             return; // dispatched again once the pipelines are ready
         }
-        while (running.size() < maxInFlight) {
+        // Batches being delivered still hold their memory: bound them too, so a slow reader cannot make the
+        // runtime take memory for ever more batches.
+        while (running.size() < maxInFlight && delivering.size() < maxInFlight) {
             Integer seq = oldestBucket();
             if (seq == null) {
                 return;
@@ -430,23 +447,79 @@ public final class ModelActor extends AbstractBehavior<Command> {
             finish(batch, "the batch failed on the device: " + completion.failure());
             return;
         }
-        int row = 0;
-        for (Pending p : batch.requests) {
-            float[][][] hidden = new float[p.sequences()][][];
-            float[][] pooled = new float[p.sequences()][];
-            for (int s = 0; s < p.sequences(); s++, row++) {
-                hidden[s] = batch.program.lastHiddenState(batch.memory.buffer(), row, p.length());
-                pooled[s] = batch.program.poolerOutput(batch.memory.buffer(), row);
-            }
-            p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
-            succeeded++;
-            held--;
+        // The stream's work is done: it may take the next batch at once, while the outputs are read elsewhere.
+        // Its requests leave the admission count now, before their replies go out: a client that sends its
+        // next request on a reply (the Streams flow does) must find the slot free.
+        running.remove(batch);
+        held -= batch.requests.size();
+        if (batch.stream != null) {
+            runtime.streamPool().tell(new StreamPoolProtocol.Release(batch.stream));
+            batch.stream = null;
         }
+        delivering.add(batch);
+        CompletableFuture<BatchDelivered> task;
+        try {
+            task = CompletableFuture.supplyAsync(() -> deliver(batch), outputs);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            task = CompletableFuture.completedFuture(deliver(batch)); // the system is stopping: answer here
+        }
+        getContext().pipeToSelf(task, (delivered, failure) -> {
+            if (delivered != null) {
+                return delivered;
+            }
+            // Only an Error escapes deliver(); what it answered before is unknown, so nothing is answered twice.
+            getContext().getLog().error("delivering a batch of model {} failed", name, failure);
+            return new BatchDelivered(batch, 0, batch.requests.size());
+        });
+        batch.delivery = task;
+        dispatch();
+    }
+
+    /**
+     * On the outputs executor: reads each request's rows and replies, exactly once per request. A failure to
+     * read fails that request and every later one of the batch here, so nobody else has to answer them.
+     */
+    private BatchDelivered deliver(Batch batch) {
+        int row = 0, ok = 0, bad = 0;
+        String failure = null;
+        for (Pending p : batch.requests) {
+            if (failure == null) {
+                try {
+                    float[][][] hidden = new float[p.sequences()][][];
+                    float[][] pooled = new float[p.sequences()][];
+                    for (int s = 0; s < p.sequences(); s++, row++) {
+                        hidden[s] = batch.program.lastHiddenState(batch.memory.buffer(), row, p.length());
+                        pooled[s] = batch.program.poolerOutput(batch.memory.buffer(), row);
+                    }
+                    p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
+                    ok++;
+                    continue;
+                } catch (RuntimeException e) {
+                    failure = "could not read the batch's outputs: " + e;
+                }
+            }
+            p.request().replyTo().tell(new InferFailure(p.request().requestId(), failure));
+            bad++;
+        }
+        return new BatchDelivered(batch, ok, bad);
+    }
+
+    private Behavior<Command> onDelivered(BatchDelivered m) {
+        Batch batch = m.batch();
+        if (batch.memory != null) {
+            runtime.allocator().tell(new AllocatorProtocol.Free(batch.memory));
+            batch.memory = null;
+        }
+        if (!delivering.remove(batch)) {
+            return this; // delivered for a predecessor of this actor: its requests were answered by the task
+        }
+        succeeded += m.succeeded();
+        failed += m.failed();
         batches++;
         sequences += batch.rows;
         largestBatch = Math.max(largestBatch, batch.rows);
-        release(batch);
         dispatch();
+        return this;
     }
 
     /** Fails every request of the batch that has not been answered and returns what it held. */
@@ -486,6 +559,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
     }
 
     private boolean inUse(ShapeProgram program) {
+        for (Batch b : delivering) {
+            if (b.program == program) {
+                return true;
+            }
+        }
         for (Batch b : running) {
             if (b.program == program) {
                 return true;
@@ -546,10 +624,23 @@ public final class ModelActor extends AbstractBehavior<Command> {
             }
         }
         running.clear();
+        // Batches being delivered are answered by their tasks, which still read through their programs: such a
+        // program is closed when the last of those tasks is done.
         for (ShapeProgram p : programs.values()) {
-            p.close();
+            List<CompletableFuture<BatchDelivered>> readers = new ArrayList<>();
+            for (Batch b : delivering) {
+                if (b.program == p && b.delivery != null) {
+                    readers.add(b.delivery);
+                }
+            }
+            if (readers.isEmpty()) {
+                p.close();
+            } else {
+                CompletableFuture.allOf(readers.toArray(CompletableFuture[]::new)).whenComplete((v, e) -> p.close());
+            }
         }
         programs.clear();
+        delivering.clear();
         if (terminal) {
             engine.close();
         }

@@ -20,6 +20,7 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
     public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
     public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
     public static final String COMPILE_DISPATCHER = PREFIX + ".dispatchers.compile";
+    public static final String OUTPUTS_DISPATCHER = PREFIX + ".dispatchers.outputs";
     private static final Set<String> BACKENDS = Set.of("cpu", "cuda", "metal");
 
     /** Whether InjectCrash messages and the fault rates below take effect. */

@@ -29,6 +29,7 @@ public final class NativeLibraryLoader {
     public static final String BACKEND_PROPERTY = "mps.native.backend";
     private static final String CPU_LIBRARY_FILE = "libmpsnative.so";
     private static final String CUDA_LIBRARY_FILE = "libmpsnative_cuda.so";
+    private static final String METAL_LIBRARY_FILE = "libmpsnative_metal.dylib";
 
     private static String loaded;
 
@@ -76,7 +77,8 @@ public final class NativeLibraryLoader {
             return path;
         }
         boolean cuda = "cuda".equalsIgnoreCase(backend);
-        String file = cuda ? CUDA_LIBRARY_FILE : CPU_LIBRARY_FILE;
+        boolean metal = "metal".equalsIgnoreCase(backend);
+        String file = cuda ? CUDA_LIBRARY_FILE : metal ? METAL_LIBRARY_FILE : CPU_LIBRARY_FILE;
         String platform = platform();
         String directory = "META-INF/native/" + platform + "/";
         ClassLoader loader = NativeLibraryLoader.class.getClassLoader();
@@ -86,6 +88,12 @@ public final class NativeLibraryLoader {
                     + directory + file + " is not on the class path. Build native-mps on a machine with the full "
                     + "toolkit, or set -D" + LIBRARY_PROPERTY + "=/path/to/" + file
                     + " (bench/device/cuda-native.sh builds one)");
+        }
+        if (metal && loader.getResource(directory + file) == null) {
+            throw new UnsatisfiedLinkError("the metal backend is not in this build of mps-actors: it is built on "
+                    + "macOS (Apple silicon) only, into META-INF/native/darwin-aarch64/" + file + ", and this jar has no "
+                    + directory + file + ". Build native-mps on a Mac (docs/metal.md) or set -D" + LIBRARY_PROPERTY
+                    + "=/path/to/" + file);
         }
         if (loader.getResource(directory + file) == null) {
             throw new UnsatisfiedLinkError("mps-actors has no native library for platform " + platform
@@ -97,7 +105,9 @@ public final class NativeLibraryLoader {
             Path dir = Files.createTempDirectory("mps-actors-native-");
             dir.toFile().deleteOnExit();
             List<Path> ordered = new ArrayList<>();
-            if (!cuda) { // OpenBLAS; the cuda library finds the CUDA toolkit's libraries through its RUNPATH
+            // OpenBLAS for cpu; the cuda library finds the CUDA toolkit's libraries through its RUNPATH, and the
+            // metal one links system frameworks only.
+            if (!cuda && !metal) {
                 for (String dependency : dependencies(loader, directory + "dependencies.txt")) {
                     ordered.add(extract(loader, dependency, dir, platform));
                 }

@@ -51,7 +51,7 @@ class OverloadAndDeadlineTest {
             for (CompletableFuture<InferReply> ask : asks) {
                 replies.record(ask.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS));
             }
-            ModelStats stats = served.stats();
+            ModelStats stats = served.settledStats(400);
             AllocatorStats memory = served.allocator();
             long overloaded = replies.count(Overloaded.class);
             System.out.printf("flood: 400 requests, %d served, %d overloaded, %d failed; model %s; peak device memory "
@@ -124,7 +124,7 @@ class OverloadAndDeadlineTest {
             for (CompletableFuture<InferReply> ask : asks) {
                 replies.record(ask.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS));
             }
-            ModelStats stats = served.stats();
+            ModelStats stats = served.settledStats(301);
             long ok = replies.count(InferResult.class);
             long expired = replies.count(InferFailure.class);
             System.out.printf("deadlines: 300 requests, %d ran, %d expired; model %s%n", ok, expired, stats);

@@ -118,6 +118,20 @@ final class ServedModel implements AutoCloseable {
         return runtime.modelStats(model).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
 
+    /**
+     * The model's counters once they account for {@code requests}: replies go out from the outputs executor
+     * before the model actor counts the batch, so the counters may trail the last reply briefly.
+     */
+    InferenceProtocol.ModelStats settledStats(long requests) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        InferenceProtocol.ModelStats s = stats();
+        while (s.succeeded() + s.failed() + s.overloaded() < requests && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+            s = stats();
+        }
+        return s;
+    }
+
     /** Shuts down and returns what was still alive natively (all zero after a clean shutdown). */
     LiveObjects shutdown() throws Exception {
         closed = true;
