@@ -18,13 +18,13 @@ step=${STEPS:-tests,numerics,stress,peers}
 
 if [[ $step == *tests* ]]; then
   echo "=== JVM tests, backend = cuda"
-  "$java" -cp ".device/lib/*:.device/test-lib/*" DeviceTests \
+  "$java" -cp ".device/lib/*:.device/test-lib/*" DeviceTests ${TESTS:-\
     dev.mpsactors.tests.KernelCacheStormTest dev.mpsactors.tests.EventStormTest dev.mpsactors.tests.NoDeadlockTest \
     dev.mpsactors.tests.SharedEncoderTest dev.mpsactors.tests.AllocatorNeverWaitsForUnrelatedWorkTest \
     dev.mpsactors.tests.ParallelLayerNormTest dev.mpsactors.tests.NonBlockingReleaseTest \
     dev.mpsactors.tests.SupervisionTest dev.mpsactors.tests.SubmissionAtomicityTest \
     dev.mpsactors.reliability.FaultInjectionTest dev.mpsactors.reliability.OverloadAndDeadlineTest \
-    dev.mpsactors.reliability.ShutdownTest \
+    dev.mpsactors.reliability.ShutdownTest} \
     > "$out/jvm-tests.log" 2>&1 || status=1
   grep -E "^\[|tests (successful|failed)|faults Fault|flood:|deadlines:|shutdown mid" "$out/jvm-tests.log" \
     | grep -v "^\[SUCCESSFUL\]" | grep -v "^\[.*dispatcher" | head -60

@@ -494,6 +494,10 @@ public final class ModelActor extends AbstractBehavior<Command> {
                     p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
                     ok++;
                     continue;
+                } catch (IllegalStateException e) {
+                    // The batch holds its memory until this task reports back, so a closed buffer means the
+                    // runtime is stopping and its allocator closed every lease.
+                    failure = "model " + name + " stopped before the batch's outputs were read (" + e.getMessage() + ")";
                 } catch (RuntimeException e) {
                     failure = "could not read the batch's outputs: " + e;
                 }
