@@ -6,6 +6,16 @@
 
 #include "cpu/error.h"
 
+const char* mps_arg_kind_name(int32_t kind) {
+  switch (kind) {
+    case MPS_ARG_NONE: return "none";
+    case MPS_ARG_BUFFER: return "buffer";
+    case MPS_ARG_INT: return "int";
+    case MPS_ARG_FLOAT: return "float";
+    default: return "unknown";
+  }
+}
+
 static int is_separator(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ','; }
 
 static void append_names(char* log, size_t capacity, const cpu_kernel* const* kernels, size_t count) {

@@ -14,6 +14,9 @@
 mps_status mps_parse_kernel_names(const char* source, const char* backend, const cpu_kernel*** chosen,
                                   size_t* count, mps_error* err);
 
+/* "none", "buffer", "int", "float" for an mps_arg_kind, for messages. */
+const char* mps_arg_kind_name(int32_t kind);
+
 /* The kernel called `function` among a library's kernels, or MPS_ERR_NOT_FOUND listing the ones it has. */
 mps_status mps_find_library_kernel(const cpu_kernel* const* kernels, size_t count, const char* function,
                                    const cpu_kernel** out, mps_error* err);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/kernel_names.h"
+
 #include "backend_objects.h" /* the backend's objects: cpu/ or cuda/ is on the include path */
 
 typedef struct program_call {
@@ -28,16 +30,6 @@ struct mps_program {
   uint32_t capacity;
   program_call* calls;
 };
-
-static const char* kind_name(int32_t kind) {
-  switch (kind) {
-    case MPS_ARG_NONE: return "none";
-    case MPS_ARG_BUFFER: return "buffer";
-    case MPS_ARG_INT: return "int";
-    case MPS_ARG_FLOAT: return "float";
-  }
-  return "unknown";
-}
 
 mps_status mps_program_create(mps_device* device, uint32_t slot_count, mps_program** out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_program_create: NULL argument");
@@ -76,8 +68,8 @@ mps_status mps_program_add_kernel(mps_program* program, const mps_pipeline* pipe
     int optional = (k->optional_buffers >> i) & 1u;
     if (a->kind != expected && !(optional && a->kind == MPS_ARG_NONE)) {
       return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "program kernel %u (%s): argument %u (%s) must be %s%s, got %s",
-                      index, k->name, i, k->arg_names[i], kind_name(expected), optional ? " or none" : "",
-                      kind_name(a->kind));
+                      index, k->name, i, k->arg_names[i], mps_arg_kind_name(expected), optional ? " or none" : "",
+                      mps_arg_kind_name(a->kind));
     }
     if (a->kind == MPS_ARG_BUFFER && a->slot >= program->slot_count) {
       return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/kernel_names.h"
 #include "cpu/error.h"
 #include "cpu/kernels.h"
 
@@ -31,16 +32,6 @@ static const cpu_kernel KERNELS[K_COUNT];
  * Checks shared by all validators
  * ---------------------------------------------------------------------------------------------- */
 
-static const char* kind_name(int32_t kind) {
-  switch (kind) {
-    case MPS_ARG_NONE: return "none";
-    case MPS_ARG_BUFFER: return "buffer";
-    case MPS_ARG_INT: return "int";
-    case MPS_ARG_FLOAT: return "float";
-    default: return "unknown";
-  }
-}
-
 /* Kinds, non-null and float-aligned buffers (a misaligned float* is UB), finite floats that survive the
  * conversion to float (alpha = 1e39 would become inf). */
 static mps_status check_args(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
@@ -49,7 +40,7 @@ static mps_status check_args(const cpu_kernel* k, const cpu_arg* a, mps_error* e
     if (a[i].kind == MPS_ARG_NONE && (k->optional_buffers >> i & 1u)) continue;
     if (a[i].kind != k->arg_kinds[i]) {
       return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %s is a %s but must be a %s", k->name, name,
-                      kind_name(a[i].kind), kind_name(k->arg_kinds[i]));
+                      mps_arg_kind_name(a[i].kind), mps_arg_kind_name(k->arg_kinds[i]));
     }
     if (a[i].kind == MPS_ARG_BUFFER) {
       if (a[i].ptr == NULL) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s is null", k->name, name);

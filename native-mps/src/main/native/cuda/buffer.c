@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 
+#include "common/checks.h"
 #include "cuda/backend_objects.h"
 
 /* 256 bytes: cudaMalloc's own alignment, and what vectorized kernels and cuBLAS expect at a buffer start. */
@@ -65,17 +66,6 @@ mps_status mps_buffer_host_pointer(mps_buffer* buffer, void** out, mps_error* er
                   "stream");
 }
 
-static mps_status check_host_range(const char* what, const mps_buffer* buffer, uint64_t offset, const void* host,
-                                   uint64_t bytes, mps_error* err) {
-  if (!buffer || (!host && bytes)) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: NULL argument", what);
-  if (offset > buffer->bytes || bytes > buffer->bytes - offset) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu + %llu) is outside the buffer's %llu bytes",
-                    what, (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)bytes,
-                    (unsigned long long)buffer->bytes);
-  }
-  return MPS_OK;
-}
-
 static mps_status host_copy(const char* what, const mps_device* device, void* dst, const void* src, uint64_t bytes,
                             enum cudaMemcpyKind kind, mps_error* err) {
   if (!bytes) return mps_ok(err);
@@ -85,14 +75,14 @@ static mps_status host_copy(const char* what, const mps_device* device, void* ds
 }
 
 mps_status mps_buffer_write(mps_buffer* buffer, uint64_t offset, const void* src, uint64_t bytes, mps_error* err) {
-  mps_status s = check_host_range("mps_buffer_write", buffer, offset, src, bytes, err);
+  mps_status s = mps_check_host_range("mps_buffer_write", buffer, offset, src, bytes, err);
   if (s != MPS_OK) return s;
   return host_copy("mps_buffer_write", buffer->device, (char*)buffer->data + offset, src, bytes,
                    cudaMemcpyHostToDevice, err);
 }
 
 mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst, uint64_t bytes, mps_error* err) {
-  mps_status s = check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
+  mps_status s = mps_check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
   if (s != MPS_OK) return s;
   return host_copy("mps_buffer_read", buffer->device, dst, (const char*)buffer->data + offset, bytes,
                    cudaMemcpyDeviceToHost, err);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/checks.h"
 #include "metal/backend_objects.h"
 #include "metal/bridge.h"
 
@@ -61,26 +62,15 @@ mps_status mps_buffer_host_pointer(mps_buffer* buffer, void** out, mps_error* er
   return mps_ok(err);
 }
 
-static mps_status check_host_range(const char* what, const mps_buffer* buffer, uint64_t offset, const void* host,
-                                   uint64_t bytes, mps_error* err) {
-  if (!buffer || (!host && bytes)) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: NULL argument", what);
-  if (offset > buffer->bytes || bytes > buffer->bytes - offset) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu + %llu) is outside the buffer's %llu bytes",
-                    what, (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)bytes,
-                    (unsigned long long)buffer->bytes);
-  }
-  return MPS_OK;
-}
-
 mps_status mps_buffer_write(mps_buffer* buffer, uint64_t offset, const void* src, uint64_t bytes, mps_error* err) {
-  mps_status s = check_host_range("mps_buffer_write", buffer, offset, src, bytes, err);
+  mps_status s = mps_check_host_range("mps_buffer_write", buffer, offset, src, bytes, err);
   if (s != MPS_OK) return s;
   if (bytes) memcpy((char*)buffer->data + offset, src, (size_t)bytes);
   return mps_ok(err);
 }
 
 mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst, uint64_t bytes, mps_error* err) {
-  mps_status s = check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
+  mps_status s = mps_check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
   if (s != MPS_OK) return s;
   if (bytes) memcpy(dst, (const char*)buffer->data + offset, (size_t)bytes);
   return mps_ok(err);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/checks.h"
 #include "metal/backend_objects.h"
 #include "metal/bridge.h"
 
@@ -117,42 +118,10 @@ mps_status mps_device_open(const mps_device_options* options, mps_device** out, 
   }
 }
 
-mps_status mps_device_info_get(const mps_device* device, mps_device_info* out, mps_error* err) {
-  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_info_get: NULL argument");
-  *out = device->info;
-  return mps_ok(err);
-}
-
-static void load_live(mps_device* d, mps_live_objects* out, memory_order order) {
-  out->buffers = atomic_load_explicit(&d->live_buffers, order);
-  out->buffer_bytes = atomic_load_explicit(&d->live_buffer_bytes, order);
-  out->streams = atomic_load_explicit(&d->live_streams, order);
-  out->events = atomic_load_explicit(&d->live_events, order);
-  out->libraries = atomic_load_explicit(&d->live_libraries, order);
-  out->pipelines = atomic_load_explicit(&d->live_pipelines, order);
-  out->command_buffers = atomic_load_explicit(&d->live_command_buffers, order);
-  out->programs = atomic_load_explicit(&d->live_programs, order);
-}
-
-mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err) {
-  if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_live_objects_get: NULL argument");
-  load_live((mps_device*)device, out, memory_order_relaxed);
-  return mps_ok(err);
-}
-
 mps_status mps_device_close(mps_device* device, mps_error* err) {
   if (!device) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_close: device is NULL");
-  mps_live_objects live;
-  load_live(device, &live, memory_order_acquire);
-  if (live.buffers || live.streams || live.events || live.libraries || live.pipelines || live.command_buffers ||
-      live.programs) {
-    return mps_fail(err, MPS_ERR_BUSY,
-                    "device still has live objects: %lld buffers (%lld bytes), %lld streams, %lld events, "
-                    "%lld libraries, %lld pipelines, %lld command buffers, %lld programs",
-                    (long long)live.buffers, (long long)live.buffer_bytes, (long long)live.streams,
-                    (long long)live.events, (long long)live.libraries, (long long)live.pipelines,
-                    (long long)live.command_buffers, (long long)live.programs);
-  }
+  mps_status idle = mps_device_require_idle(device, err);
+  if (idle != MPS_OK) return idle;
   /* No stream is alive, so no command buffer uses the copy pipeline any more. */
   mps_metal_drop(device->copy_pipeline);
   mps_metal_drop(device->mtl_device);

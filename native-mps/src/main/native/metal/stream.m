@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/checks.h"
 #include "metal/launch.h"
 
 /* Uncompleted command buffers (segments) one stream's queue may hold; Metal blocks the launch thread beyond. */
@@ -670,56 +671,14 @@ static void append_command(mps_stream* s, command* c) {
   s->open->count++;
 }
 
-static const char* kind_name(int32_t kind) {
-  switch (kind) {
-    case MPS_ARG_NONE: return "none";
-    case MPS_ARG_BUFFER: return "buffer";
-    case MPS_ARG_INT: return "int";
-    case MPS_ARG_FLOAT: return "float";
-  }
-  return "unknown";
-}
-
 static mps_status resolve_args(const cpu_kernel* k, const mps_device* device, const mps_arg* args, uint32_t nargs,
                                command* c, mps_error* err) {
-  if (nargs != k->nargs) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: expects %u arguments, got %u", k->name, k->nargs, nargs);
-  }
+  mps_status s = mps_resolve_kernel_args(k, device, args, nargs, c->args, err);
+  if (s != MPS_OK) return s;
   for (uint32_t i = 0; i < nargs; i++) {
-    const mps_arg* a = &args[i];
-    cpu_arg* r = &c->args[i];
-    memset(r, 0, sizeof *r);
-    int32_t expected = k->arg_kinds[i];
-    int optional = (k->optional_buffers >> i) & 1u;
-    if (a->kind != expected && !(optional && a->kind == MPS_ARG_NONE)) {
-      return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %u (%s) must be %s%s, got %s", k->name, i,
-                      k->arg_names[i], kind_name(expected), optional ? " or none" : "", kind_name(a->kind));
-    }
-    r->kind = a->kind;
-    if (a->kind == MPS_ARG_BUFFER) {
-      if (!a->buffer) {
-        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: argument %u (%s) is a NULL buffer", k->name, i,
-                        k->arg_names[i]);
-      }
-      if (a->buffer->device != device) {
-        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer %s belongs to another device", k->name,
-                        k->arg_names[i]);
-      }
-      if (a->offset > a->buffer->bytes) {
-        return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: offset %llu of buffer %s is past its end (%llu bytes)",
-                        k->name, (unsigned long long)a->offset, k->arg_names[i],
-                        (unsigned long long)a->buffer->bytes);
-      }
-      r->ptr = (char*)a->buffer->data + a->offset;
-      r->bytes = a->buffer->bytes - a->offset;
-      c->offsets[i] = a->offset;
-    } else if (a->kind == MPS_ARG_INT) {
-      r->i = a->i;
-    } else if (a->kind == MPS_ARG_FLOAT) {
-      r->f = a->f;
-    }
+    c->offsets[i] = args[i].kind == MPS_ARG_BUFFER ? args[i].offset : 0; /* the MTLBuffer binding offset */
   }
-  return k->validate(c->args, err);
+  return MPS_OK;
 }
 
 mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipeline, const mps_arg* args,
@@ -756,60 +715,13 @@ mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipe
   return mps_ok(err);
 }
 
-mps_status mps_stream_encode_wait(mps_stream* stream, mps_stream* other, uint64_t point, mps_error* err) {
-  if (!stream || !other) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_wait: NULL argument");
-  if (other->device != stream->device) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_wait: the other stream belongs to another device");
-  }
-  uint64_t committed = atomic_load_explicit(&other->committed, memory_order_acquire);
-  if (point == 0 || point > committed) {
-    return mps_fail(err, MPS_ERR_STATE,
-                    "mps_stream_encode_wait: point %llu is not committed on the other stream (its last commit is %llu);"
-                    " waiting for it could never finish",
-                    (unsigned long long)point, (unsigned long long)committed);
-  }
-  if (other == stream) return mps_ok(err);
-  command* c = NULL;
-  mps_status s = open_command(stream, CMD_WAIT, &c, err);
-  if (s != MPS_OK) return s;
-  stream_retain(other);
-  c->other = other;
-  c->wait_point = point;
-  append_command(stream, c);
-  return mps_ok(err);
-}
-
-mps_status mps_stream_encode_event_record(mps_stream* stream, mps_event* event, mps_error* err) {
-  if (!stream || !event) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_event_record: NULL argument");
-  if (event->device != stream->device) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_event_record: event belongs to another device");
-  }
-  command* c = NULL;
-  mps_status s = open_command(stream, CMD_EVENT, &c, err);
-  if (s != MPS_OK) return s;
-  mps_backend_event_retain(event);
-  c->event = event;
-  c->segment = -1;
-  atomic_fetch_add_explicit(&event->records, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&event->pending, 1, memory_order_relaxed);
-  append_command(stream, c);
-  return mps_ok(err);
-}
-
-static mps_status check_range(const char* what, const mps_buffer* b, uint64_t offset, uint64_t bytes, mps_error* err) {
-  if (!b) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: NULL buffer", what);
-  if (offset > b->bytes || bytes > b->bytes - offset) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: range [%llu, %llu + %llu) is outside the buffer's %llu bytes",
-                    what, (unsigned long long)offset, (unsigned long long)offset, (unsigned long long)bytes,
-                    (unsigned long long)b->bytes);
-  }
-  return MPS_OK;
-}
-
 /* One transfer command; `src`/`dst` are retained when given (a host side has none). */
-static mps_status encode_transfer(mps_stream* stream, command_kind kind, mps_buffer* src, uint64_t src_offset,
-                                  const void* host_src, mps_buffer* dst, uint64_t dst_offset, void* host_dst,
-                                  uint64_t bytes, mps_error* err) {
+static mps_status encode_transfer(mps_stream* stream, mps_transfer_direction direction, mps_buffer* src,
+                                  uint64_t src_offset, const void* host_src, mps_buffer* dst, uint64_t dst_offset,
+                                  void* host_dst, uint64_t bytes, mps_error* err) {
+  command_kind kind = direction == MPS_TRANSFER_UPLOAD     ? CMD_UPLOAD
+                      : direction == MPS_TRANSFER_DOWNLOAD ? CMD_DOWNLOAD
+                                                           : CMD_COPY;
   command* c = NULL;
   mps_status s = open_command(stream, kind, &c, err);
   if (s != MPS_OK) return s;
@@ -826,123 +738,6 @@ static mps_status encode_transfer(mps_stream* stream, command_kind kind, mps_buf
   return mps_ok(err);
 }
 
-mps_status mps_stream_encode_copy(mps_stream* stream, mps_buffer* src, uint64_t src_offset, mps_buffer* dst,
-                                  uint64_t dst_offset, uint64_t bytes, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_copy: stream is NULL");
-  mps_status s = check_range("copy source", src, src_offset, bytes, err);
-  if (s == MPS_OK) s = check_range("copy destination", dst, dst_offset, bytes, err);
-  if (s != MPS_OK) return s;
-  if (src->device != stream->device || dst->device != stream->device) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_copy: buffer belongs to another device");
-  }
-  return encode_transfer(stream, CMD_COPY, src, src_offset, NULL, dst, dst_offset, NULL, bytes, err);
-}
-
-mps_status mps_stream_encode_upload(mps_stream* stream, const void* host_src, mps_buffer* dst, uint64_t dst_offset,
-                                    uint64_t bytes, mps_error* err) {
-  if (!stream || !host_src) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_upload: NULL argument");
-  mps_status s = check_range("upload destination", dst, dst_offset, bytes, err);
-  if (s != MPS_OK) return s;
-  if (dst->device != stream->device) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_upload: buffer belongs to another device");
-  }
-  return encode_transfer(stream, CMD_UPLOAD, NULL, 0, host_src, dst, dst_offset, NULL, bytes, err);
-}
-
-mps_status mps_stream_encode_download(mps_stream* stream, mps_buffer* src, uint64_t src_offset, void* host_dst,
-                                      uint64_t bytes, mps_error* err) {
-  if (!stream || !host_dst) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_download: NULL argument");
-  mps_status s = check_range("download source", src, src_offset, bytes, err);
-  if (s != MPS_OK) return s;
-  if (src->device != stream->device) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_encode_download: buffer belongs to another device");
-  }
-  return encode_transfer(stream, CMD_DOWNLOAD, src, src_offset, NULL, NULL, 0, host_dst, bytes, err);
-}
-
-mps_status mps_stream_commit(mps_stream* stream, uint64_t* point_out, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_commit: stream is NULL");
-  command_buffer* cb = stream->open;
-  if (!cb) {
-    cb = calloc(1, sizeof *cb);
-    if (!cb) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_stream_commit: out of host memory");
-    atomic_fetch_add_explicit(&stream->device->live_command_buffers, 1, memory_order_relaxed);
-  }
-  stream->open = NULL;
-  uint64_t point = ++stream->last_committed;
-  cb->point = point;
-  atomic_store_explicit(&stream->committed, point, memory_order_release);
-  pthread_mutex_lock(&stream->queue_lock);
-  if (stream->queue_tail) stream->queue_tail->next = cb;
-  else stream->queue_head = cb;
-  stream->queue_tail = cb;
-  pthread_cond_signal(&stream->queue_ready);
-  pthread_mutex_unlock(&stream->queue_lock);
-  if (point_out) *point_out = point;
-  return mps_ok(err);
-}
-
-uint64_t mps_stream_committed_point(const mps_stream* stream) {
-  return stream ? atomic_load_explicit(&((mps_stream*)stream)->committed, memory_order_acquire) : 0;
-}
-
-uint64_t mps_stream_completed_point(const mps_stream* stream) {
-  return stream ? atomic_load_explicit(&((mps_stream*)stream)->completed, memory_order_acquire) : 0;
-}
-
-uint32_t mps_stream_open_commands(const mps_stream* stream) {
-  return stream && stream->open ? stream->open->count : 0;
-}
-
-mps_status mps_stream_truncate_open(mps_stream* stream, uint32_t keep, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_truncate_open: stream is NULL");
-  command_buffer* cb = stream->open;
-  uint32_t open = cb ? cb->count : 0;
-  if (keep > open) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_truncate_open: keep %u but only %u commands are open",
-                    keep, open);
-  }
-  if (keep == open) return mps_ok(err);
-  command* last_kept = NULL;
-  command* c = cb->head;
-  for (uint32_t i = 0; i < keep; i++) {
-    last_kept = c;
-    c = c->next;
-  }
-  while (c) {
-    command* next = c->next;
-    command_free(c);
-    c = next;
-  }
-  if (last_kept) last_kept->next = NULL;
-  else cb->head = NULL;
-  cb->tail = last_kept;
-  cb->count = keep;
-  return mps_ok(err);
-}
-
-mps_status mps_stream_release(mps_stream* stream, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_release: stream is NULL");
-  if (stream->open) {
-    command_buffer_free(stream->device, stream->open);
-    stream->open = NULL;
-  }
-  pthread_mutex_lock(&stream->queue_lock);
-  stream->released = 1;
-  pthread_cond_signal(&stream->queue_ready);
-  pthread_mutex_unlock(&stream->queue_lock);
-  stream_unref(stream);
-  return mps_ok(err);
-}
-
-mps_status mps_stream_timeline_retain(mps_stream* stream, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_timeline_retain: stream is NULL");
-  stream_retain(stream);
-  return mps_ok(err);
-}
-
-mps_status mps_stream_timeline_release(mps_stream* stream, mps_error* err) {
-  if (!stream) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_stream_timeline_release: stream is NULL");
-  stream_unref(stream);
-  return mps_ok(err);
-}
+/* Event records start unassigned to a segment (the launch thread assigns it). */
+#define MPS_INIT_EVENT_COMMAND(c) ((c)->segment = -1)
+#include "common/stream_owner.inc"
