@@ -761,20 +761,36 @@ void test_validate() {
 }
 
 void test_table() {
-  const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7};
-  bool ok = cpu_kernel_count() == 8 && cpu_kernel_at(8) == nullptr && cpu_kernel_find("nope") == nullptr &&
+  const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
+                         "gemm16", "layernorm16", "softmax16", "embedding16"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7};
+  bool ok = cpu_kernel_count() == 12 && cpu_kernel_at(12) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 8; i++) {
+  for (size_t i = 0; i < 12; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
-    ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate && k->execute &&
+    bool sixteen = i >= 8;  // 16-bit storage: validated here, executed by a GPU backend only
+    ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
+         (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
          k->nargs <= MPS_MAX_KERNEL_ARGS;
     for (uint32_t j = 0; ok && j < k->nargs; j++) ok = k->arg_names[j] && k->arg_kinds[j] >= MPS_ARG_BUFFER;
   }
   ok = ok && cpu_kernel_find("gemm")->optional_buffers == (1u << 3) &&
        cpu_kernel_find("layernorm")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("softmax")->optional_buffers == (1u << 1);
-  check(ok, "table lists 8 kernels with the contract's argument counts and optional buffers");
+  check(ok, "table lists 12 kernels with the contract's argument counts and optional buffers");
+  // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
+  std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
+  cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},
+                    {MPS_ARG_BUFFER, params.data(), 40, 0, 0}, {MPS_ARG_BUFFER, params.data(), 40, 0, 0},
+                    {MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_INT, nullptr, 0, 2, 0},
+                    {MPS_ARG_INT, nullptr, 0, 10, 0}, {MPS_ARG_FLOAT, nullptr, 0, 0, 1e-5}};
+  mps_error err{};
+  check(cpu_kernel_find("layernorm16")->validate(ln16, &err) == MPS_OK, "layernorm16 counts 2 bytes a value: %s",
+        err.message);
+  ln16[6].i = 11;
+  check(cpu_kernel_find("layernorm16")->validate(ln16, &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strstr(err.message, "holds 40 bytes but needs 44"),
+        "layernorm16 rejects 22 values in 40 bytes: %s", err.message);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -8,11 +8,15 @@
 #include "cpu/kernels.h"
 #include "mps/mps.h"
 
-/* Names separated by whitespace or commas, or "*" for all. On success *chosen is a malloc'd array of
- * *count distinct kernels (the caller frees it); an unknown name or an empty list fails with
- * MPS_ERR_COMPILE_FAILED and a compiler-style message naming the backend and the kernels it has. */
-mps_status mps_parse_kernel_names(const char* source, const char* backend, const cpu_kernel*** chosen,
-                                  size_t* count, mps_error* err);
+/* Whether a backend runs a kernel of the shared table (cpu: those with an execute function). */
+typedef int (*mps_kernel_filter)(const cpu_kernel* kernel);
+
+/* Names separated by whitespace or commas, or "*" for every kernel the backend runs. On success *chosen is a
+ * malloc'd array of *count distinct kernels (the caller frees it); an unknown name, one the backend does not
+ * run, or an empty list fails with MPS_ERR_COMPILE_FAILED and a compiler-style message naming the backend and
+ * the kernels it has. */
+mps_status mps_parse_kernel_names(const char* source, const char* backend, mps_kernel_filter runs,
+                                  const cpu_kernel*** chosen, size_t* count, mps_error* err);
 
 /* "none", "buffer", "int", "float" for an mps_arg_kind, for messages. */
 const char* mps_arg_kind_name(int32_t kind);

@@ -34,6 +34,10 @@
  *  embedding  ids:B table:B out:B n_ids:I dim:I vocab:I accumulate:I
  *             ids are int32; out[i, :] = (accumulate ? out[i, :] : 0) + table[ids[i], :];
  *             an id outside [0, vocab) fails the kernel naming the id and its position.
+ *
+ * 16-bit storage: gemm16, layernorm16, softmax16 and embedding16 take the same arguments with every float
+ * tensor stored in 16 bits (IEEE fp16, or bf16 when the device's GEMM math is bf16) and computed in fp32;
+ * ids stay int32 and softmax16's mask stays fp32. They have no cpu implementation (execute is NULL).
  */
 #ifndef MPS_CPU_KERNELS_H
 #define MPS_CPU_KERNELS_H
@@ -63,7 +67,8 @@ typedef struct cpu_kernel {
   const int32_t* arg_kinds;     /* nargs kinds: MPS_ARG_BUFFER, MPS_ARG_INT or MPS_ARG_FLOAT */
   uint32_t optional_buffers;    /* bit i set: argument i may be MPS_ARG_NONE */
   mps_status (*validate)(const cpu_arg* args, mps_error* err);
-  mps_status (*execute)(const cpu_arg* args, mps_error* err);
+  mps_status (*execute)(const cpu_arg* args, mps_error* err); /* NULL: no cpu implementation */
+  uint32_t value_bytes; /* bytes of one stored value of its float tensors: 0 or 4 (fp32), 2 (16-bit storage) */
 } cpu_kernel;
 
 /* The table of built-in kernels; immutable. */

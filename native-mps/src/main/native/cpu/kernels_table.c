@@ -18,7 +18,11 @@
 #include "cpu/error.h"
 #include "cpu/kernels.h"
 
-enum { K_GEMM, K_LAYERNORM, K_SOFTMAX, K_GELU, K_TANH, K_BIAS_ADD, K_ADD, K_EMBEDDING, K_COUNT };
+enum {
+  K_GEMM, K_LAYERNORM, K_SOFTMAX, K_GELU, K_TANH, K_BIAS_ADD, K_ADD, K_EMBEDDING,
+  /* 16-bit storage (fp16 or bf16, the device's GEMM math decides): same arguments, no cpu implementation */
+  K_GEMM16, K_LAYERNORM16, K_SOFTMAX16, K_EMBEDDING16, K_COUNT
+};
 
 /* Defined at the end; validators use its names and kinds for their messages. */
 static const cpu_kernel KERNELS[K_COUNT];
@@ -112,6 +116,9 @@ static mps_status check_overlap(const cpu_kernel* k, const cpu_arg* a, int out, 
     if (try_status_ != MPS_OK) return try_status_; \
   } while (0)
 
+/* Bytes of one stored value: 4 (fp32), or 2 for the 16-bit storage kernels. Ids and masks stay 32-bit. */
+static int64_t vbytes(const cpu_kernel* k) { return k->value_bytes ? (int64_t)k->value_bytes : (int64_t)sizeof(float); }
+
 /* ------------------------------------------------------------------------------------------------
  * gemm
  * ---------------------------------------------------------------------------------------------- */
@@ -147,11 +154,10 @@ static mps_status gemm_operand(const cpu_kernel* k, const cpu_arg* a, int buf, i
       return overflow(k, what, err);
     }
   }
-  return need_elems(k, a, buf, count, sizeof(float), err);
+  return need_elems(k, a, buf, count, vbytes(k), err);
 }
 
-static mps_status gemm_validate(const cpu_arg* a, mps_error* err) {
-  const cpu_kernel* k = &KERNELS[K_GEMM];
+static mps_status gemm_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
   TRY(check_args(k, a, err));
   for (int idx = G_M; idx <= G_LDC; idx++) TRY(need_range(k, a, idx, 1, BLAS_INT_MAX, err));
   TRY(need_range(k, a, G_ACT, 0, 2, err));
@@ -166,9 +172,12 @@ static mps_status gemm_validate(const cpu_arg* a, mps_error* err) {
   TRY(gemm_operand(k, a, G_A, ta ? kk : m, ta ? m : kk, G_LDA, G_SA_OUTER, G_SA_INNER, err));
   TRY(gemm_operand(k, a, G_B, tb ? n : kk, tb ? kk : n, G_LDB, G_SB_OUTER, G_SB_INNER, err));
   TRY(gemm_operand(k, a, G_C, m, n, G_LDC, G_SC_OUTER, G_SC_INNER, err));
-  if (a[G_BIAS].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, G_BIAS, n, sizeof(float), err));
+  if (a[G_BIAS].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, G_BIAS, n, vbytes(k), err));
   return mps_ok(err);
 }
+
+static mps_status gemm_validate(const cpu_arg* a, mps_error* err) { return gemm_check(&KERNELS[K_GEMM], a, err); }
+static mps_status gemm16_validate(const cpu_arg* a, mps_error* err) { return gemm_check(&KERNELS[K_GEMM16], a, err); }
 
 #ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
 static mps_status gemm_execute(const cpu_arg* a, mps_error* err) {
@@ -190,8 +199,7 @@ enum { L_X, L_RES, L_GAMMA, L_BETA, L_Y, L_ROWS, L_COLS, L_EPS, L_NARGS };
 static const char* const LAYERNORM_NAMES[L_NARGS] = {"x", "residual", "gamma", "beta", "y", "rows", "cols", "eps"};
 static const int32_t LAYERNORM_KINDS[L_NARGS] = {B, B, B, B, B, I, I, F};
 
-static mps_status layernorm_validate(const cpu_arg* a, mps_error* err) {
-  const cpu_kernel* k = &KERNELS[K_LAYERNORM];
+static mps_status layernorm_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
   TRY(check_args(k, a, err));
   TRY(need_range(k, a, L_ROWS, 1, INT64_MAX, err));
   TRY(need_range(k, a, L_COLS, 1, INT64_MAX, err));
@@ -200,17 +208,24 @@ static mps_status layernorm_validate(const cpu_arg* a, mps_error* err) {
   }
   int64_t total;
   if (!checked_product(&total, (const int64_t[]){a[L_ROWS].i, a[L_COLS].i}, 2)) return overflow(k, "rows * cols", err);
-  int64_t cols = a[L_COLS].i, bytes = total * (int64_t)sizeof(float), row_bytes = cols * (int64_t)sizeof(float);
-  TRY(need_elems(k, a, L_X, total, sizeof(float), err));
-  if (a[L_RES].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, L_RES, total, sizeof(float), err));
-  TRY(need_elems(k, a, L_GAMMA, cols, sizeof(float), err));
-  TRY(need_elems(k, a, L_BETA, cols, sizeof(float), err));
-  TRY(need_elems(k, a, L_Y, total, sizeof(float), err));
+  int64_t cols = a[L_COLS].i, bytes = total * (int64_t)vbytes(k), row_bytes = cols * (int64_t)vbytes(k);
+  TRY(need_elems(k, a, L_X, total, vbytes(k), err));
+  if (a[L_RES].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, L_RES, total, vbytes(k), err));
+  TRY(need_elems(k, a, L_GAMMA, cols, vbytes(k), err));
+  TRY(need_elems(k, a, L_BETA, cols, vbytes(k), err));
+  TRY(need_elems(k, a, L_Y, total, vbytes(k), err));
   TRY(check_overlap(k, a, L_Y, bytes, L_X, bytes, 1, err));
   TRY(check_overlap(k, a, L_Y, bytes, L_RES, bytes, 1, err));
   TRY(check_overlap(k, a, L_Y, bytes, L_GAMMA, row_bytes, 0, err));
   TRY(check_overlap(k, a, L_Y, bytes, L_BETA, row_bytes, 0, err));
   return mps_ok(err);
+}
+
+static mps_status layernorm_validate(const cpu_arg* a, mps_error* err) {
+  return layernorm_check(&KERNELS[K_LAYERNORM], a, err);
+}
+static mps_status layernorm16_validate(const cpu_arg* a, mps_error* err) {
+  return layernorm_check(&KERNELS[K_LAYERNORM16], a, err);
 }
 
 #ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
@@ -230,8 +245,7 @@ enum { S_X, S_MASK, S_BATCH, S_HEADS, S_ROWS, S_COLS, S_SCALE, S_NARGS };
 static const char* const SOFTMAX_NAMES[S_NARGS] = {"x", "mask", "batch", "heads", "rows", "cols", "scale"};
 static const int32_t SOFTMAX_KINDS[S_NARGS] = {B, B, I, I, I, I, F};
 
-static mps_status softmax_validate(const cpu_arg* a, mps_error* err) {
-  const cpu_kernel* k = &KERNELS[K_SOFTMAX];
+static mps_status softmax_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
   TRY(check_args(k, a, err));
   for (int idx = S_BATCH; idx <= S_COLS; idx++) TRY(need_range(k, a, idx, 1, INT64_MAX, err));
   int64_t total, mask_total;
@@ -241,13 +255,18 @@ static mps_status softmax_validate(const cpu_arg* a, mps_error* err) {
   if (!checked_product(&mask_total, (const int64_t[]){a[S_BATCH].i, a[S_COLS].i}, 2)) {
     return overflow(k, "batch * cols", err);
   }
-  TRY(need_elems(k, a, S_X, total, sizeof(float), err));
+  TRY(need_elems(k, a, S_X, total, vbytes(k), err));
   if (a[S_MASK].kind == MPS_ARG_BUFFER) {
     TRY(need_elems(k, a, S_MASK, mask_total, sizeof(float), err));
-    TRY(check_overlap(k, a, S_X, total * (int64_t)sizeof(float), S_MASK, mask_total * (int64_t)sizeof(float), 0,
+    TRY(check_overlap(k, a, S_X, total * vbytes(k), S_MASK, mask_total * (int64_t)sizeof(float), 0,
                       err));
   }
   return mps_ok(err);
+}
+
+static mps_status softmax_validate(const cpu_arg* a, mps_error* err) { return softmax_check(&KERNELS[K_SOFTMAX], a, err); }
+static mps_status softmax16_validate(const cpu_arg* a, mps_error* err) {
+  return softmax_check(&KERNELS[K_SOFTMAX16], a, err);
 }
 
 #ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
@@ -359,8 +378,7 @@ enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC, E_NARGS };
 static const char* const EMBEDDING_NAMES[E_NARGS] = {"ids", "table", "out", "n_ids", "dim", "vocab", "accumulate"};
 static const int32_t EMBEDDING_KINDS[E_NARGS] = {B, B, B, I, I, I, I};
 
-static mps_status embedding_validate(const cpu_arg* a, mps_error* err) {
-  const cpu_kernel* k = &KERNELS[K_EMBEDDING];
+static mps_status embedding_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
   TRY(check_args(k, a, err));
   TRY(need_range(k, a, E_N_IDS, 1, INT64_MAX, err));
   TRY(need_range(k, a, E_DIM, 1, INT64_MAX, err));
@@ -373,12 +391,19 @@ static mps_status embedding_validate(const cpu_arg* a, mps_error* err) {
     return overflow(k, "n_ids * dim", err);
   }
   TRY(need_elems(k, a, E_IDS, a[E_N_IDS].i, sizeof(int32_t), err));
-  TRY(need_elems(k, a, E_TABLE, table_total, sizeof(float), err));
-  TRY(need_elems(k, a, E_OUT, out_total, sizeof(float), err));
-  int64_t out_bytes = out_total * (int64_t)sizeof(float);
+  TRY(need_elems(k, a, E_TABLE, table_total, vbytes(k), err));
+  TRY(need_elems(k, a, E_OUT, out_total, vbytes(k), err));
+  int64_t out_bytes = out_total * vbytes(k);
   TRY(check_overlap(k, a, E_OUT, out_bytes, E_IDS, a[E_N_IDS].i * (int64_t)sizeof(int32_t), 0, err));
-  TRY(check_overlap(k, a, E_OUT, out_bytes, E_TABLE, table_total * (int64_t)sizeof(float), 0, err));
+  TRY(check_overlap(k, a, E_OUT, out_bytes, E_TABLE, table_total * vbytes(k), 0, err));
   return mps_ok(err);
+}
+
+static mps_status embedding_validate(const cpu_arg* a, mps_error* err) {
+  return embedding_check(&KERNELS[K_EMBEDDING], a, err);
+}
+static mps_status embedding16_validate(const cpu_arg* a, mps_error* err) {
+  return embedding_check(&KERNELS[K_EMBEDDING16], a, err);
 }
 
 /* Ids are data the encoder cannot see, so a bad one is a kernel failure on the executor, not UB. */
@@ -417,6 +442,12 @@ static const cpu_kernel KERNELS[K_COUNT] = {
     [K_ADD] = {"add", AD_NARGS, ADD_NAMES, ADD_KINDS, 0, add_validate, EXEC(add_execute)},
     [K_EMBEDDING] = {"embedding", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding_validate,
                      EXEC(embedding_execute)},
+    /* Run only where a backend implements them (cuda); a cpu library naming one fails to compile. */
+    [K_GEMM16] = {"gemm16", G_NARGS, GEMM_NAMES, GEMM_KINDS, 1u << G_BIAS, gemm16_validate, NULL, 2},
+    [K_LAYERNORM16] = {"layernorm16", L_NARGS, LAYERNORM_NAMES, LAYERNORM_KINDS, 1u << L_RES, layernorm16_validate,
+                       NULL, 2},
+    [K_SOFTMAX16] = {"softmax16", S_NARGS, SOFTMAX_NAMES, SOFTMAX_KINDS, 1u << S_MASK, softmax16_validate, NULL, 2},
+    [K_EMBEDDING16] = {"embedding16", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding16_validate, NULL, 2},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

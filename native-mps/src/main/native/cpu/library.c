@@ -10,13 +10,16 @@
 #include "common/kernel_names.h"
 #include "cpu/objects.h"
 
+/* The cpu backend runs the kernels it has an implementation of (not the 16-bit storage ones). */
+static int cpu_runs(const cpu_kernel* kernel) { return kernel->execute != NULL; }
+
 mps_status mps_library_compile(mps_device* device, const char* source, const char* options, mps_library** out,
                                mps_error* err) {
   if (!device || !source || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_library_compile: NULL argument");
   *out = NULL;
   const cpu_kernel** chosen = NULL;
   size_t count = 0;
-  mps_status s = mps_parse_kernel_names(source, "cpu", &chosen, &count, err);
+  mps_status s = mps_parse_kernel_names(source, "cpu", cpu_runs, &chosen, &count, err);
   if (s != MPS_OK) return s;
   mps_library* lib = calloc(1, sizeof *lib);
   if (!lib) {

@@ -57,6 +57,7 @@ struct mps_library {
   cudaKernel_t gemm_epilogue;                   /* set when the library has gemm */
   cudaKernel_t round_to_half;                   /* set when the library has gemm: fp16/bf16 operands */
   cudaKernel_t batch_pointers;                  /* set when the library has gemm: two-level batches */
+  cudaKernel_t gemm_epilogue16;                 /* set when the library has gemm16 */
 };
 
 /* Immutable; `function` is the compiled kernel (NULL for gemm, which runs on cuBLAS plus the library's

@@ -131,12 +131,20 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   }
   const float* A = a[G_A].ptr;
   const float* B = a[G_B].ptr;
-  float* C = a[G_C].ptr;
+  void* C = a[G_C].ptr;
   const char* A_op = (const char*)A;
   const char* B_op = (const char*)B;
   size_t elem = sizeof(float);
-  cudaDataType in_type = CUDA_R_32F;
-  if (ctx->math_mode == MPS_MATH_FP16 || ctx->math_mode == MPS_MATH_BF16) {
+  cudaDataType in_type = CUDA_R_32F, out_type = CUDA_R_32F;
+  int out_elem = 4;
+  int stored16 = p->kernel->value_bytes == 2;
+  int bf16 = ctx->math_mode == MPS_MATH_BF16;
+  if (stored16) {
+    /* gemm16: operands and result are already 16-bit tensors; tensor cores, fp32 accumulation. */
+    elem = 2;
+    out_elem = 2;
+    in_type = out_type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  } else if (ctx->math_mode == MPS_MATH_FP16 || ctx->math_mode == MPS_MATH_BF16) {
     long long span_a = operand_span(a[G_TRANS_A].i ? k : m, a[G_TRANS_A].i ? m : k, a[G_LDA].i, bo, sa_o, bi, sa_i);
     long long span_b = operand_span(a[G_TRANS_B].i ? n : k, a[G_TRANS_B].i ? k : n, a[G_LDB].i, bo, sb_o, bi, sb_i);
     size_t offset_b = ((size_t)span_a * 2 + 255) / 256 * 256;
@@ -157,7 +165,8 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   if (calls == 1) {
     status = cublasGemmStridedBatchedEx(ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, B_op, in_type,
                                         (int)a[G_LDB].i, sb_i, A_op, in_type, (int)a[G_LDA].i, sa_i, &beta, C,
-                                        CUDA_R_32F, (int)a[G_LDC].i, sc_i, (int)per_call, compute_type(ctx->math_mode),
+                                        out_type, (int)a[G_LDC].i, sc_i, (int)per_call,
+                                        stored16 ? CUBLAS_COMPUTE_32F : compute_type(ctx->math_mode),
                                         CUBLAS_GEMM_DEFAULT);
   } else {
     /* Two levels that do not fold into one stride: the bo x bi operand addresses are written on the device by
@@ -172,14 +181,15 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
     if (st != MPS_OK) return st;
     const void** arrays = (const void**)*ctx->pointer_scratch;
     int in_elem = (int)elem;
-    void* params[] = {&A_op, &B_op, &C, &bo, &bi, &sa_o, &sa_i, &sb_o, &sb_i, &sc_o, &sc_i, &in_elem, &arrays};
+    void* params[] = {&A_op, &B_op, &C, &bo, &bi, &sa_o, &sa_i, &sb_o, &sb_i, &sc_o, &sc_i, &in_elem, &out_elem,
+                      &arrays};
     st = launch((const void*)p->library->batch_pointers, "gemm batch pointers", elementwise_blocks(ctx->device, count),
                 MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
     if (st != MPS_OK) return st;
     status = cublasGemmBatchedEx(ctx->blas, op_b, op_a, (int)n, (int)m, (int)k, &alpha, arrays + count, in_type,
                                  (int)a[G_LDB].i, arrays, in_type, (int)a[G_LDA].i, &beta, (void* const*)(arrays + 2 * count),
-                                 CUDA_R_32F, (int)a[G_LDC].i, (int)count, compute_type(ctx->math_mode),
-                                 CUBLAS_GEMM_DEFAULT);
+                                 out_type, (int)a[G_LDC].i, (int)count,
+                                 stored16 ? CUBLAS_COMPUTE_32F : compute_type(ctx->math_mode), CUBLAS_GEMM_DEFAULT);
   }
   if (status != CUBLAS_STATUS_SUCCESS) {
     return mps_fail(err, MPS_ERR_KERNEL_FAILED, "gemm: cuBLAS (M=%lld N=%lld K=%lld, %lld x %lld batches): %s", m, n, k,
@@ -189,6 +199,11 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   int activation = (int)a[G_ACT].i;
   if (!bias && activation == 0) return MPS_OK;
   long long ldc = a[G_LDC].i;
+  if (stored16) {
+    void* params16[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i, &bf16};
+    return launch((const void*)p->library->gemm_epilogue16, "gemm16 epilogue",
+                  elementwise_blocks(ctx->device, bo * bi * m * n), MPS_ELEMENTWISE_THREADS, params16, ctx->stream, err);
+  }
   void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i};
   return launch((const void*)p->library->gemm_epilogue, "gemm epilogue", elementwise_blocks(ctx->device, bo * bi * m * n),
                 MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
@@ -199,21 +214,25 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
   const void* fn = (const void*)p->function;
   const char* name = p->kernel->name;
   const mps_device* d = ctx->device;
+  int bf16 = ctx->math_mode == MPS_MATH_BF16; /* the 16-bit storage format (value_bytes 2 kernels) */
   switch (p->kernel_index) {
     case MPS_CUDA_K_GEMM:
+    case MPS_CUDA_K_GEMM16:
       return gemm(p, a, ctx, err);
-    case MPS_CUDA_K_LAYERNORM: {
+    case MPS_CUDA_K_LAYERNORM:
+    case MPS_CUDA_K_LAYERNORM16: {
       void *x = a[L_X].ptr, *res = ptr_or_null(&a[L_RES]), *g = a[L_GAMMA].ptr, *b = a[L_BETA].ptr, *y = a[L_Y].ptr;
       long long rows = a[L_ROWS].i, cols = a[L_COLS].i;
       float eps = (float)a[L_EPS].f;
-      void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps};
+      void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps, &bf16};
       return launch(fn, name, (unsigned)rows, row_threads(cols, 256), params, ctx->stream, err);
     }
-    case MPS_CUDA_K_SOFTMAX: {
+    case MPS_CUDA_K_SOFTMAX:
+    case MPS_CUDA_K_SOFTMAX16: {
       void *x = a[S_X].ptr, *mask = ptr_or_null(&a[S_MASK]);
       long long batch = a[S_BATCH].i, heads = a[S_HEADS].i, rows = a[S_ROWS].i, cols = a[S_COLS].i;
       float scale = (float)a[S_SCALE].f;
-      void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale};
+      void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale, &bf16};
       return launch(fn, name, (unsigned)(batch * heads * rows), row_threads(cols, 128), params, ctx->stream, err);
     }
     case MPS_CUDA_K_GELU:
@@ -236,12 +255,13 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void* params[] = {&x, &b, &y, &n};
       return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
     }
-    case MPS_CUDA_K_EMBEDDING: {
+    case MPS_CUDA_K_EMBEDDING:
+    case MPS_CUDA_K_EMBEDDING16: {
       void *ids = a[E_IDS].ptr, *table = a[E_TABLE].ptr, *out = a[E_OUT].ptr;
       long long n_ids = a[E_N_IDS].i, dim = a[E_DIM].i, vocab = a[E_VOCAB].i;
       int accumulate = a[E_ACC].i != 0;
       long long* failure = ctx->failure_slot;
-      void* params[] = {&ids, &table, &out, &n_ids, &dim, &vocab, &accumulate, &failure};
+      void* params[] = {&ids, &table, &out, &n_ids, &dim, &vocab, &accumulate, &failure, &bf16};
       long long n = n_ids * dim;
       return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
     }

@@ -9,7 +9,8 @@
 /* Kernel indices of the shared table, in cpu/kernels_table.c's order. */
 enum {
   MPS_CUDA_K_GEMM, MPS_CUDA_K_LAYERNORM, MPS_CUDA_K_SOFTMAX, MPS_CUDA_K_GELU, MPS_CUDA_K_TANH, MPS_CUDA_K_BIAS_ADD,
-  MPS_CUDA_K_ADD, MPS_CUDA_K_EMBEDDING
+  MPS_CUDA_K_ADD, MPS_CUDA_K_EMBEDDING, MPS_CUDA_K_GEMM16, MPS_CUDA_K_LAYERNORM16, MPS_CUDA_K_SOFTMAX16,
+  MPS_CUDA_K_EMBEDDING16
 };
 
 /* What a launch needs from its stream; owned by that stream's launch thread. */

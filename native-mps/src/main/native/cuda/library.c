@@ -103,7 +103,7 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
   *out = NULL;
   const cpu_kernel** chosen = NULL;
   size_t count = 0;
-  mps_status s = mps_parse_kernel_names(source, "cuda", &chosen, &count, err);
+  mps_status s = mps_parse_kernel_names(source, "cuda", NULL, &chosen, &count, err);
   if (s != MPS_OK) return s;
   mps_library* lib = calloc(1, sizeof *lib);
   if (!lib) {
@@ -119,10 +119,12 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
     int index = mps_cuda_kernel_index(chosen[i]);
     char name[64];
     snprintf(name, sizeof name, "mps_%s", chosen[i]->name);
-    if (strcmp(chosen[i]->name, "gemm") == 0) {
-      s = get_kernel(lib, "mps_gemm_epilogue", &lib->gemm_epilogue, err);
-      if (s == MPS_OK) s = get_kernel(lib, "mps_round_to_half", &lib->round_to_half, err);
-      if (s == MPS_OK) s = get_kernel(lib, "mps_batch_pointers", &lib->batch_pointers, err);
+    if (strcmp(chosen[i]->name, "gemm") == 0 || strcmp(chosen[i]->name, "gemm16") == 0) {
+      int sixteen = chosen[i]->value_bytes == 2;
+      s = get_kernel(lib, sixteen ? "mps_gemm_epilogue16" : "mps_gemm_epilogue",
+                     sixteen ? &lib->gemm_epilogue16 : &lib->gemm_epilogue, err);
+      if (s == MPS_OK && !lib->round_to_half) s = get_kernel(lib, "mps_round_to_half", &lib->round_to_half, err);
+      if (s == MPS_OK && !lib->batch_pointers) s = get_kernel(lib, "mps_batch_pointers", &lib->batch_pointers, err);
     } else {
       s = get_kernel(lib, name, &lib->functions[index], err);
     }
@@ -156,6 +158,12 @@ mps_status mps_pipeline_create(mps_library* library, const char* function, mps_p
   const cpu_kernel* kernel = NULL;
   mps_status s = mps_find_library_kernel(library->kernels, library->kernel_count, function, &kernel, err);
   if (s != MPS_OK) return s;
+  int32_t math = library->device->math_mode;
+  if (kernel->value_bytes == 2 && math != MPS_MATH_FP16 && math != MPS_MATH_BF16) {
+    return mps_fail(err, MPS_ERR_UNSUPPORTED,
+                    "%s stores tensors in 16 bits, fp16 or bf16 after the device's GEMM math, which is %s here; "
+                    "open the device with gemm-math fp16 or bf16", kernel->name, math == MPS_MATH_TF32 ? "tf32" : "fp32");
+  }
   mps_pipeline* p = calloc(1, sizeof *p);
   if (!p) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_pipeline_create: out of host memory");
   atomic_init(&p->refs, 1);
