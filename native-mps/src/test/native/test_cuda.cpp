@@ -504,6 +504,209 @@ void test_math_modes() {
   }
 }
 
+// ---- 16-bit storage kernels -----------------------------------------------------------------------
+
+uint16_t to16(float v, bool bf16) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  if (bf16) return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  uint32_t sign = (bits >> 16) & 0x8000u, abs = bits & 0x7fffffffu;
+  if (abs < 0x38800000u) {  // subnormal half (test data stays far from overflow)
+    float a;
+    std::memcpy(&a, &abs, 4);
+    return (uint16_t)(sign | (uint32_t)std::nearbyint(a * 16777216.0f));
+  }
+  uint32_t h = (((abs >> 23) - 112u) << 10) | ((abs >> 13) & 0x3ffu), dropped = abs & 0x1fffu;
+  if (dropped > 0x1000u || (dropped == 0x1000u && (h & 1u))) h++;
+  return (uint16_t)(sign | h);
+}
+
+double from16(uint16_t h, bool bf16) {
+  if (bf16) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+  int exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  double v = exp == 0 ? std::ldexp(mant, -24) : std::ldexp(1024 + mant, exp - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+// Random values rounded to the storage format; `exact` gets the rounded values back in double.
+std::vector<uint16_t> stored16(size_t n, bool bf16, std::vector<double>& exact, float lo = -1.0f, float hi = 1.0f) {
+  auto v = random_vec(n, lo, hi);
+  std::vector<uint16_t> out(n);
+  exact.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = to16(v[i], bf16);
+    exact[i] = from16(out[i], bf16);
+  }
+  return out;
+}
+
+double rel_l2_16(const std::vector<uint16_t>& got, const std::vector<double>& want, bool bf16) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); i++) {
+    double d = from16(got[i], bf16) - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+// gemm16 (with the attention-shaped two-level batch, bias and GELU), layernorm16, softmax16 and
+// embedding16 on an fp16 and a bf16 device, against float64 on the rounded inputs: the error left is the
+// output rounding plus fp32 accumulation.
+void test_storage16() {
+  for (bool bf16 : {false, true}) {
+    const char* fmt = bf16 ? "bf16" : "fp16";
+    double limit = bf16 ? 1.5e-2 : 2e-3;
+    mps_device_options options{"cuda", 0, 1, bf16 ? MPS_MATH_BF16 : MPS_MATH_FP16};
+    mps_device* d = nullptr;
+    MUST(mps_device_open(&options, &d, nullptr));
+    mps_library* lib = nullptr;
+    MUST(mps_library_compile(d, "gemm16 layernorm16 softmax16 embedding16", nullptr, &lib, nullptr));
+    mps_pipeline *g = nullptr, *ln = nullptr, *sm = nullptr, *em = nullptr;
+    MUST(mps_pipeline_create(lib, "gemm16", &g, nullptr));
+    MUST(mps_pipeline_create(lib, "layernorm16", &ln, nullptr));
+    MUST(mps_pipeline_create(lib, "softmax16", &sm, nullptr));
+    MUST(mps_pipeline_create(lib, "embedding16", &em, nullptr));
+    Completions done;
+    mps_stream_callbacks cb = done.callbacks();
+    mps_stream* st = nullptr;
+    MUST(mps_stream_create(d, &cb, &st, nullptr));
+    uint64_t points = 0;
+    auto run = [&]() {
+      MUST(mps_stream_commit(st, &points, nullptr));
+      return done.wait_for_count(points) && done.all_ok();
+    };
+    auto dev = [&](const void* data, size_t bytes) {
+      mps_buffer* b = nullptr;
+      MUST(mps_buffer_alloc(d, bytes, &b, nullptr));
+      if (data) MUST(mps_buffer_write(b, 0, data, bytes, nullptr));
+      return b;
+    };
+    std::vector<mps_buffer*> buffers;
+
+    // gemm16: Q K^T per (sequence, head) inside packed rows, like BERT's attention (bo=3 sequences, bi=4 heads).
+    const int64_t bo = 3, bi = 4, L = 24, hd = 16, row = bi * hd;
+    std::vector<double> qx, bias_x;
+    auto q = stored16(bo * L * row, bf16, qx);
+    auto bias = stored16(L, bf16, bias_x);
+    mps_buffer *bq = dev(q.data(), q.size() * 2), *bbias = dev(bias.data(), bias.size() * 2);
+    mps_buffer* bs = dev(nullptr, bo * bi * L * L * 2);
+    buffers.insert(buffers.end(), {bq, bbias, bs});
+    mps_arg ga[] = {buf(bq), buf(bq), buf(bs), buf(bbias), I(L), I(L), I(hd), I(row), I(row), I(L), I(0), I(1),
+                    F(0.25), F(0.0), I(1), I(bo), I(L * row), I(L * row), I(bi * L * L), I(bi), I(hd), I(hd), I(L * L)};
+    MUST(mps_stream_encode_kernel(st, g, ga, 23, nullptr));
+    CHECK(run(), "%s gemm16 completes", fmt);
+    std::vector<uint16_t> sgot(bo * bi * L * L);
+    MUST(mps_buffer_read(bs, 0, sgot.data(), sgot.size() * 2, nullptr));
+    std::vector<double> swant(sgot.size());
+    for (int64_t o = 0; o < bo; o++)
+      for (int64_t h = 0; h < bi; h++)
+        for (int64_t r = 0; r < L; r++)
+          for (int64_t c = 0; c < L; c++) {
+            double acc = 0;
+            for (int64_t x = 0; x < hd; x++) acc += qx[o * L * row + r * row + h * hd + x] * qx[o * L * row + c * row + h * hd + x];
+            swant[o * bi * L * L + h * L * L + r * L + c] = gelu(0.25 * acc + bias_x[c]);
+          }
+    double e = rel_l2_16(sgot, swant, bf16);
+    CHECK(e < limit, "%s gemm16 (two-level batch, bias, GELU): rel L2 %.3e", fmt, e);
+    std::printf("[storage16] %s gemm16 %.3e\n", fmt, e);
+
+    // layernorm16 with residual, in place
+    const int64_t rows = 17, cols = 96;
+    std::vector<double> xx, rx, gx, bx;
+    auto x = stored16(rows * cols, bf16, xx, 1.0f, 3.0f);
+    auto res = stored16(rows * cols, bf16, rx);
+    auto gamma = stored16(cols, bf16, gx, 0.5f, 1.5f);
+    auto beta = stored16(cols, bf16, bx);
+    mps_buffer *bxb = dev(x.data(), x.size() * 2), *brb = dev(res.data(), res.size() * 2);
+    mps_buffer *bgb = dev(gamma.data(), gamma.size() * 2), *bbb = dev(beta.data(), beta.size() * 2);
+    buffers.insert(buffers.end(), {bxb, brb, bgb, bbb});
+    mps_arg la[] = {buf(bxb), buf(brb), buf(bgb), buf(bbb), buf(bxb), I(rows), I(cols), F(1e-5)};
+    MUST(mps_stream_encode_kernel(st, ln, la, 8, nullptr));
+    CHECK(run(), "%s layernorm16 completes", fmt);
+    std::vector<uint16_t> lgot(rows * cols);
+    MUST(mps_buffer_read(bxb, 0, lgot.data(), lgot.size() * 2, nullptr));
+    std::vector<double> lwant(rows * cols);
+    for (int64_t r = 0; r < rows; r++) {
+      double mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; c++) mean += xx[r * cols + c] + rx[r * cols + c];
+      mean /= cols;
+      for (int64_t c = 0; c < cols; c++) var += std::pow(xx[r * cols + c] + rx[r * cols + c] - mean, 2);
+      var /= cols;
+      for (int64_t c = 0; c < cols; c++)
+        lwant[r * cols + c] = (xx[r * cols + c] + rx[r * cols + c] - mean) / std::sqrt(var + 1e-5) * gx[c] + bx[c];
+    }
+    e = rel_l2_16(lgot, lwant, bf16);
+    CHECK(e < limit, "%s layernorm16: rel L2 %.3e", fmt, e);
+    std::printf("[storage16] %s layernorm16 %.3e\n", fmt, e);
+
+    // softmax16 over the gemm's scores with an fp32 mask that drops the last 5 columns of sequence 1
+    std::vector<float> mask(bo * L, 0.0f);
+    for (int64_t c = L - 5; c < L; c++) mask[1 * L + c] = -10000.0f;
+    mps_buffer* bm = dev(mask.data(), mask.size() * 4);
+    buffers.push_back(bm);
+    mps_arg sa[] = {buf(bs), buf(bm), I(bo), I(bi), I(L), I(L), F(0.5)};
+    MUST(mps_stream_encode_kernel(st, sm, sa, 7, nullptr));
+    CHECK(run(), "%s softmax16 completes", fmt);
+    std::vector<uint16_t> pgot(sgot.size());
+    MUST(mps_buffer_read(bs, 0, pgot.data(), pgot.size() * 2, nullptr));
+    std::vector<double> pwant(sgot.size());
+    for (int64_t rr = 0; rr < bo * bi * L; rr++) {
+      int64_t b = rr / (bi * L);
+      double mx = -1e300, sum = 0;
+      for (int64_t c = 0; c < L; c++) mx = std::max(mx, 0.5 * from16(sgot[rr * L + c], bf16) + mask[b * L + c]);
+      for (int64_t c = 0; c < L; c++) sum += std::exp(0.5 * from16(sgot[rr * L + c], bf16) + mask[b * L + c] - mx);
+      for (int64_t c = 0; c < L; c++)
+        pwant[rr * L + c] = std::exp(0.5 * from16(sgot[rr * L + c], bf16) + mask[b * L + c] - mx) / sum;
+    }
+    e = rel_l2_16(pgot, pwant, bf16);
+    CHECK(e < limit, "%s softmax16: rel L2 %.3e", fmt, e);
+    std::printf("[storage16] %s softmax16 %.3e\n", fmt, e);
+
+    // embedding16, accumulating a second table; an id out of range still fails the commit
+    const int64_t vocab = 50, dim = 32, n = 20;
+    std::vector<double> tx;
+    auto table = stored16(vocab * dim, bf16, tx);
+    std::vector<int32_t> ids(n);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)((i * 7) % vocab);
+    mps_buffer *bt = dev(table.data(), table.size() * 2), *bid = dev(ids.data(), ids.size() * 4);
+    mps_buffer* bo16 = dev(nullptr, n * dim * 2);
+    buffers.insert(buffers.end(), {bt, bid, bo16});
+    mps_arg ea[] = {buf(bid), buf(bt), buf(bo16), I(n), I(dim), I(vocab), I(0)};
+    mps_arg eacc[] = {buf(bid), buf(bt), buf(bo16), I(n), I(dim), I(vocab), I(1)};
+    MUST(mps_stream_encode_kernel(st, em, ea, 7, nullptr));
+    MUST(mps_stream_encode_kernel(st, em, eacc, 7, nullptr));
+    CHECK(run(), "%s embedding16 completes", fmt);
+    std::vector<uint16_t> egot(n * dim);
+    MUST(mps_buffer_read(bo16, 0, egot.data(), egot.size() * 2, nullptr));
+    std::vector<double> ewant(n * dim);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t c = 0; c < dim; c++) ewant[i * dim + c] = 2 * tx[ids[i] * dim + c];
+    e = rel_l2_16(egot, ewant, bf16);
+    CHECK(e == 0.0, "%s embedding16 accumulate is exact (doubling): rel L2 %.3e", fmt, e);
+
+    for (mps_buffer* b : buffers) mps_buffer_release(b, nullptr);
+    MUST(mps_stream_release(st, nullptr));
+    done.wait_for_stop();
+    for (mps_pipeline* p : {g, ln, sm, em}) mps_pipeline_release(p, nullptr);
+    mps_library_release(lib, nullptr);
+    CHECK(wait_live_zero(d) && mps_device_close(d, nullptr) == MPS_OK, "%s storage device closes clean", fmt);
+  }
+  // On an fp32 device the 16-bit kernels are refused by name, with the reason.
+  mps_library* lib = nullptr;
+  MUST(mps_library_compile(g_device, "gemm16", nullptr, &lib, nullptr));
+  mps_pipeline* p = nullptr;
+  mps_error err{};
+  CHECK(mps_pipeline_create(lib, "gemm16", &p, &err) == MPS_ERR_UNSUPPORTED && std::strstr(err.message, "fp16 or bf16"),
+        "gemm16 needs a 16-bit math mode: %s", err.message);
+  mps_library_release(lib, nullptr);
+}
+
 }  // namespace
 
 int main() {
@@ -525,6 +728,7 @@ int main() {
   test_parallel_streams_and_events();
   test_program();
   test_math_modes();
+  test_storage16();
   MUST(mps_library_release(g_library, nullptr));
   CHECK(wait_live_zero(g_device), "every object freed");
   CHECK(mps_device_close(g_device, &err) == MPS_OK, "device closes: %s", err.message);

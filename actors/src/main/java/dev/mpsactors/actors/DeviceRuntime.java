@@ -17,6 +17,7 @@ import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.model.BertEngine;
 import dev.mpsactors.model.HfModelFolder;
 import dev.mpsactors.model.ModelEngine;
+import dev.mpsactors.model.TensorStorage;
 import java.util.HashMap;
 import java.util.Map;
 import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
@@ -152,7 +153,8 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> {
             try {
                 HfModelFolder folder = HfModelFolder.load(m.folder());
-                return (ModelEngine) BertEngine.upload(device, folder.weights());
+                return (ModelEngine) BertEngine.upload(device, folder.weights(),
+                        TensorStorage.forGemmMath(settings.gemmMath()));
             } catch (java.io.IOException e) {
                 throw new java.io.UncheckedIOException(e);
             }

@@ -9,7 +9,8 @@ import java.util.Objects;
  * every stream: one buffer, bound to slot 0 of each {@link BertProgram}. Owner: the model actor, which
  * closes it after its programs' last encode (pending commands keep the buffer alive by themselves).
  *
- * <p>Layout (fp32, each tensor starting on a 64-byte boundary, in this order): word, position and
+ * <p>Layout (values in the {@link TensorStorage}, fp32 or 16-bit; each tensor starting on a 64-byte
+ * boundary, in this order): word, position and
  * token-type embeddings, embedding LayerNorm gamma and beta; per layer: the fused QKV weight [3H, H]
  * (query rows, then key rows, then value rows, so one GEMM with trans_b yields the [tokens, 3H] rows
  * Q ‖ K ‖ V) and its bias [3H], attention output dense [H, H] + bias, its LayerNorm gamma + beta,
@@ -26,13 +27,16 @@ public final class BertDeviceWeights implements AutoCloseable {
     private static final long ALIGN = 64;
 
     private final BertConfig config;
+    private final TensorStorage storage;
     private final DeviceBuffer buffer;
     final long wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings, embLnGamma, embLnBeta;
     final LayerOffsets[] layers;
     final long poolerWeight, poolerBias;
 
-    private BertDeviceWeights(BertConfig config, DeviceBuffer buffer, long[] offsets, LayerOffsets[] layers) {
+    private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, long[] offsets,
+                              LayerOffsets[] layers) {
         this.config = config;
+        this.storage = storage;
         this.buffer = buffer;
         this.wordEmbeddings = offsets[0];
         this.positionEmbeddings = offsets[1];
@@ -44,13 +48,19 @@ public final class BertDeviceWeights implements AutoCloseable {
         this.layers = layers;
     }
 
-    /** Allocates one device buffer and copies every tensor into it (QKV fused here). */
+    /** {@link #upload(NativeDevice, BertWeights, TensorStorage)} in fp32. */
     public static BertDeviceWeights upload(NativeDevice device, BertWeights weights) {
+        return upload(device, weights, TensorStorage.FP32);
+    }
+
+    /** Allocates one device buffer and copies every tensor into it (QKV fused here), stored as {@code storage}. */
+    public static BertDeviceWeights upload(NativeDevice device, BertWeights weights, TensorStorage storage) {
         Objects.requireNonNull(device, "device");
         Objects.requireNonNull(weights, "weights");
+        Objects.requireNonNull(storage, "storage");
         BertConfig c = weights.config();
         long h = c.hiddenSize(), inter = c.intermediateSize();
-        Cursor at = new Cursor();
+        Cursor at = new Cursor(storage.bytes());
         long[] offsets = new long[7];
         offsets[0] = at.take((long) c.vocabSize() * h);
         offsets[1] = at.take((long) c.maxPositionEmbeddings() * h);
@@ -68,44 +78,49 @@ public final class BertDeviceWeights implements AutoCloseable {
 
         DeviceBuffer buffer = device.allocate(at.bytes);
         try {
-            buffer.write(offsets[0], weights.values("embeddings.word_embeddings.weight"));
-            buffer.write(offsets[1], weights.values("embeddings.position_embeddings.weight"));
-            buffer.write(offsets[2], weights.values("embeddings.token_type_embeddings.weight"));
-            buffer.write(offsets[3], weights.values("embeddings.LayerNorm.weight"));
-            buffer.write(offsets[4], weights.values("embeddings.LayerNorm.bias"));
+            storage.write(buffer, offsets[0], weights.values("embeddings.word_embeddings.weight"));
+            storage.write(buffer, offsets[1], weights.values("embeddings.position_embeddings.weight"));
+            storage.write(buffer, offsets[2], weights.values("embeddings.token_type_embeddings.weight"));
+            storage.write(buffer, offsets[3], weights.values("embeddings.LayerNorm.weight"));
+            storage.write(buffer, offsets[4], weights.values("embeddings.LayerNorm.bias"));
             for (int l = 0; l < layers.length; l++) {
                 LayerOffsets o = layers[l];
-                buffer.write(o.qkvWeight(), concat(weights.layer(l, "attention.self.query.weight"),
+                storage.write(buffer, o.qkvWeight(), concat(weights.layer(l, "attention.self.query.weight"),
                         weights.layer(l, "attention.self.key.weight"), weights.layer(l, "attention.self.value.weight")));
-                buffer.write(o.qkvBias(), concat(weights.layer(l, "attention.self.query.bias"),
+                storage.write(buffer, o.qkvBias(), concat(weights.layer(l, "attention.self.query.bias"),
                         weights.layer(l, "attention.self.key.bias"), weights.layer(l, "attention.self.value.bias")));
-                buffer.write(o.attnOutWeight(), weights.layer(l, "attention.output.dense.weight"));
-                buffer.write(o.attnOutBias(), weights.layer(l, "attention.output.dense.bias"));
-                buffer.write(o.attnLnGamma(), weights.layer(l, "attention.output.LayerNorm.weight"));
-                buffer.write(o.attnLnBeta(), weights.layer(l, "attention.output.LayerNorm.bias"));
-                buffer.write(o.interWeight(), weights.layer(l, "intermediate.dense.weight"));
-                buffer.write(o.interBias(), weights.layer(l, "intermediate.dense.bias"));
-                buffer.write(o.outWeight(), weights.layer(l, "output.dense.weight"));
-                buffer.write(o.outBias(), weights.layer(l, "output.dense.bias"));
-                buffer.write(o.outLnGamma(), weights.layer(l, "output.LayerNorm.weight"));
-                buffer.write(o.outLnBeta(), weights.layer(l, "output.LayerNorm.bias"));
+                storage.write(buffer, o.attnOutWeight(), weights.layer(l, "attention.output.dense.weight"));
+                storage.write(buffer, o.attnOutBias(), weights.layer(l, "attention.output.dense.bias"));
+                storage.write(buffer, o.attnLnGamma(), weights.layer(l, "attention.output.LayerNorm.weight"));
+                storage.write(buffer, o.attnLnBeta(), weights.layer(l, "attention.output.LayerNorm.bias"));
+                storage.write(buffer, o.interWeight(), weights.layer(l, "intermediate.dense.weight"));
+                storage.write(buffer, o.interBias(), weights.layer(l, "intermediate.dense.bias"));
+                storage.write(buffer, o.outWeight(), weights.layer(l, "output.dense.weight"));
+                storage.write(buffer, o.outBias(), weights.layer(l, "output.dense.bias"));
+                storage.write(buffer, o.outLnGamma(), weights.layer(l, "output.LayerNorm.weight"));
+                storage.write(buffer, o.outLnBeta(), weights.layer(l, "output.LayerNorm.bias"));
             }
-            buffer.write(offsets[5], weights.values("pooler.dense.weight"));
-            buffer.write(offsets[6], weights.values("pooler.dense.bias"));
+            storage.write(buffer, offsets[5], weights.values("pooler.dense.weight"));
+            storage.write(buffer, offsets[6], weights.values("pooler.dense.bias"));
         } catch (RuntimeException e) {
             buffer.close();
             throw e;
         }
-        return new BertDeviceWeights(c, buffer, offsets, layers);
+        return new BertDeviceWeights(c, storage, buffer, offsets, layers);
     }
 
     /** Hands out aligned byte ranges of a growing layout. */
     private static final class Cursor {
+        private final int valueBytes;
         long bytes;
 
-        long take(long floats) {
+        Cursor(int valueBytes) {
+            this.valueBytes = valueBytes;
+        }
+
+        long take(long values) {
             long at = bytes;
-            bytes += (4 * floats + ALIGN - 1) / ALIGN * ALIGN;
+            bytes += (valueBytes * values + ALIGN - 1) / ALIGN * ALIGN;
             return at;
         }
     }
@@ -126,6 +141,11 @@ public final class BertDeviceWeights implements AutoCloseable {
 
     public BertConfig config() {
         return config;
+    }
+
+    /** How the weights (and so every program's activations and outputs) are stored. */
+    public TensorStorage storage() {
+        return storage;
     }
 
     /** The buffer to bind to slot 0 ({@link BertProgram.Region#WEIGHTS}) of every program compiled from these weights. */

@@ -23,7 +23,12 @@ public final class BertEngine implements ModelEngine {
     }
 
     public static BertEngine upload(NativeDevice device, BertWeights weights) {
-        return new BertEngine(weights.config(), BertDeviceWeights.upload(device, weights));
+        return upload(device, weights, TensorStorage.FP32);
+    }
+
+    /** Weights, activations and outputs stored as {@code storage} (16-bit needs the cuda backend). */
+    public static BertEngine upload(NativeDevice device, BertWeights weights, TensorStorage storage) {
+        return new BertEngine(weights.config(), BertDeviceWeights.upload(device, weights, storage));
     }
 
     @Override
@@ -44,7 +49,7 @@ public final class BertEngine implements ModelEngine {
 
     @Override
     public List<String> requiredFunctions() {
-        return BertProgram.FUNCTIONS;
+        return BertProgram.functions(weights.storage());
     }
 
     @Override
@@ -93,7 +98,7 @@ public final class BertEngine implements ModelEngine {
 
     @Override
     public ShapeProgram compile(Map<String, Pipeline> pipelines, int batch, int seq) {
-        BertProgram program = BertProgram.compile(weights, BertProgram.Pipelines.from(pipelines), batch, seq,
+        BertProgram program = BertProgram.compile(weights, BertProgram.Pipelines.from(pipelines, weights.storage()), batch, seq,
                 BertProgram.Layout.PACKED);
         return new BertShape(program);
     }
@@ -158,7 +163,8 @@ public final class BertEngine implements ModelEngine {
             long base = program.offset(BertProgram.Region.OUTPUT);
             // One native read for the whole sequence (its tokens are contiguous), then split on the Java side.
             float[] flat = new float[length * h];
-            buffer.read(base + 4L * ((long) row * program.seq() * h), flat);
+            program.storage().read(buffer, base + (long) program.storage().bytes() * ((long) row * program.seq() * h),
+                    flat);
             float[][] out = new float[length][];
             for (int t = 0; t < length; t++) {
                 out[t] = java.util.Arrays.copyOfRange(flat, t * h, (t + 1) * h);
@@ -169,9 +175,10 @@ public final class BertEngine implements ModelEngine {
         @Override
         public float[] poolerOutput(DeviceBuffer buffer, int row) {
             int h = config.hiddenSize();
-            long base = program.offset(BertProgram.Region.OUTPUT) + 4L * program.batch() * program.seq() * h;
+            long base = program.offset(BertProgram.Region.OUTPUT)
+                    + (long) program.storage().bytes() * program.batch() * program.seq() * h;
             float[] out = new float[h];
-            buffer.read(base + 4L * row * h, out);
+            program.storage().read(buffer, base + (long) program.storage().bytes() * row * h, out);
             return out;
         }
 

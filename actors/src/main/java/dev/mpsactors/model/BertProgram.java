@@ -51,6 +51,11 @@ public final class BertProgram implements AutoCloseable {
     /** The built-in kernels the program uses (cache keys on the "*" library). */
     public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding");
 
+    /** The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants). */
+    public static List<String> functions(TensorStorage storage) {
+        return FUNCTIONS.stream().map(storage::kernel).toList();
+    }
+
     public enum Region { WEIGHTS, INPUT_IDS, TOKEN_TYPE_IDS, POSITION_IDS, ATTENTION_MASK, SCRATCH, OUTPUT }
 
     public enum Layout { SLOT_PER_REGION, PACKED }
@@ -66,13 +71,18 @@ public final class BertProgram implements AutoCloseable {
 
         /** From pipelines keyed by function name ({@link #FUNCTIONS}). */
         public static Pipelines from(Map<String, Pipeline> byFunction) {
-            for (String f : FUNCTIONS) {
+            return from(byFunction, TensorStorage.FP32);
+        }
+
+        /** From pipelines keyed by function name ({@link #functions(TensorStorage)} of {@code storage}). */
+        public static Pipelines from(Map<String, Pipeline> byFunction, TensorStorage storage) {
+            for (String f : functions(storage)) {
                 if (!byFunction.containsKey(f)) {
                     throw new IllegalArgumentException("BERT needs the pipeline '" + f + "', got " + byFunction.keySet());
                 }
             }
-            return new Pipelines(byFunction.get("gemm"), byFunction.get("layernorm"), byFunction.get("softmax"),
-                    byFunction.get("embedding"));
+            return new Pipelines(byFunction.get(storage.kernel("gemm")), byFunction.get(storage.kernel("layernorm")),
+                    byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")));
         }
 
         /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
@@ -88,6 +98,7 @@ public final class BertProgram implements AutoCloseable {
     private static final long ALIGN = 64;
 
     private final BertConfig config;
+    private final TensorStorage storage;
     private final int batch;
     private final int seq;
     private final Layout layout;
@@ -99,6 +110,7 @@ public final class BertProgram implements AutoCloseable {
 
     private BertProgram(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq, Layout layout) {
         this.config = weights.config();
+        this.storage = weights.storage();
         this.batch = batch;
         this.seq = seq;
         this.layout = layout;
@@ -110,8 +122,9 @@ public final class BertProgram implements AutoCloseable {
         bytesOf.put(Region.TOKEN_TYPE_IDS, 4 * bl);
         bytesOf.put(Region.POSITION_IDS, 4 * bl);
         bytesOf.put(Region.ATTENTION_MASK, 4 * bl);
-        bytesOf.put(Region.SCRATCH, 4 * scratchFloats);
-        bytesOf.put(Region.OUTPUT, 4 * (bl * h + batch * h));
+        int vb = storage.bytes();
+        bytesOf.put(Region.SCRATCH, vb * scratchFloats);
+        bytesOf.put(Region.OUTPUT, vb * (bl * h + batch * h));
         if (layout == Layout.SLOT_PER_REGION) {
             slotBytes = new long[Region.values().length];
             for (Region r : Region.values()) {
@@ -159,8 +172,10 @@ public final class BertProgram implements AutoCloseable {
         return new BertProgram(weights, pipelines, batch, seq, layout);
     }
 
-    private Ref at(Region r, long floats) {
-        return new Ref(slotOf.get(r), offsetOf.get(r) + 4 * floats);
+    /** Element {@code index} of a region: ids and the mask are 32-bit, activations and outputs in the storage. */
+    private Ref at(Region r, long index) {
+        long elementBytes = r == Region.SCRATCH || r == Region.OUTPUT ? storage.bytes() : 4;
+        return new Ref(slotOf.get(r), offsetOf.get(r) + elementBytes * index);
     }
 
     private Ref weight(long byteOffset) {
@@ -196,12 +211,12 @@ public final class BertProgram implements AutoCloseable {
             program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), weight(o.qkvBias()), qkv, 3 * h,
                     bl, h, 3 * h, BuiltinKernels.ACT_NONE));
             // scores[s, head] = Q K^T / sqrt(d): sequences outer, heads inner, both strided inside qkv rows.
-            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(4 * h), 3 * h).t(),
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(storage.bytes() * h), 3 * h).t(),
                     Operand.of(scores, l), null, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, b, heads,
                     new Strides(l * 3 * h, d), new Strides(l * 3 * h, d), new Strides(heads * l * l, l * l)));
             program.kernel(p.softmax(), ProgramArgs.softmax(scores, mask, b, heads, l, l, 1.0));
             // ctx[s, :, head] = P V: each head's [L, d] block lands in its columns of the [BL, H] rows.
-            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(8 * h), 3 * h),
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(2L * storage.bytes() * h), 3 * h),
                     Operand.of(ctx, h), null, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, b, heads,
                     new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
             program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), weight(o.attnOutBias()),
@@ -240,6 +255,10 @@ public final class BertProgram implements AutoCloseable {
 
     public Layout layout() {
         return layout;
+    }
+
+    public TensorStorage storage() {
+        return storage;
     }
 
     public NativeProgram program() {
@@ -423,7 +442,7 @@ public final class BertProgram implements AutoCloseable {
         float[][][] result = new float[batch][seq][h];
         for (int r = 0; r < batch; r++) {
             for (int t = 0; t < seq; t++) {
-                out.read(base + 4L * ((long) (r * seq + t) * h), result[r][t]);
+                storage.read(out, base + (long) storage.bytes() * ((long) (r * seq + t) * h), result[r][t]);
             }
         }
         return result;
@@ -434,10 +453,10 @@ public final class BertProgram implements AutoCloseable {
         requireBinding(slots);
         int h = config.hiddenSize();
         DeviceBuffer out = slots[slot(Region.OUTPUT)];
-        long base = offset(Region.OUTPUT) + 4L * batch * seq * h;
+        long base = offset(Region.OUTPUT) + (long) storage.bytes() * batch * seq * h;
         float[][] result = new float[batch][h];
         for (int r = 0; r < batch; r++) {
-            out.read(base + 4L * r * h, result[r]);
+            storage.read(out, base + (long) storage.bytes() * r * h, result[r]);
         }
         return result;
     }
