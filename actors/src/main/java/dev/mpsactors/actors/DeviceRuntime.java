@@ -154,7 +154,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
             try {
                 HfModelFolder folder = HfModelFolder.load(m.folder());
                 return (ModelEngine) BertEngine.upload(device, folder.weights(),
-                        TensorStorage.forGemmMath(settings.gemmMath()));
+                        TensorStorage.of(settings.model().storage(), settings.gemmMath()));
             } catch (java.io.IOException e) {
                 throw new java.io.UncheckedIOException(e);
             }

@@ -56,8 +56,9 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
      * @param maxDelay    how long the first request of a batch waits for company
      * @param maxInFlight device batches per model at once; 0 = one per stream
      */
+    /** @param storage "auto", "fp32", "fp16" or "bf16": how model tensors are stored on the device */
     public record ModelSettings(int maxBatch, Duration maxDelay, int seqBucket, int programCache, int maxInFlight,
-                                int maxQueued) {}
+                                int maxQueued, String storage) {}
 
     /** Reads and validates {@code mps-actors.*} of a resolved config (with reference.conf as fallback). */
     public static RuntimeSettings fromConfig(Config root) {
@@ -118,7 +119,7 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         }
         ModelSettings model = new ModelSettings(maxBatch, maxDelay, intIn(c, "model.seq-bucket", 1, 4096),
                 intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
-                intIn(c, "model.max-queued", 1, 100_000_000));
+                intIn(c, "model.max-queued", 1, 100_000_000), storage(c, backend, math));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
                 new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math, watchdog);
     }
@@ -132,6 +133,19 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         } catch (ConfigException e) {
             throw invalid(key, e.getMessage());
         }
+    }
+
+    private static String storage(Config c, String backend, GemmMath math) {
+        String v = read(c, "model.storage", c::getString).strip().toLowerCase(Locale.ROOT);
+        if (!Set.of("auto", "fp32", "fp16", "bf16").contains(v)) {
+            throw invalid("model.storage", "must be auto, fp32, fp16 or bf16; got '" + v + "'");
+        }
+        boolean sixteen = v.equals("fp16") || v.equals("bf16");
+        if (sixteen && !(backend.equals("cuda") && math.name().equalsIgnoreCase(v))) {
+            throw invalid("model.storage", "'" + v + "' needs backend cuda with gemm-math " + v + " (backend is "
+                    + backend + ", gemm-math " + math.name().toLowerCase(Locale.ROOT) + ")");
+        }
+        return v;
     }
 
     private static double rate(Config c, String key, boolean enabled) {

@@ -42,6 +42,8 @@ class ConfigurationTest {
         "mps-actors.blas-threads = 0                   | mps-actors.blas-threads",
         "mps-actors.gemm-math = fp8                    | mps-actors.gemm-math",
         "mps-actors.gemm-math = fp16                   | mps-actors.gemm-math",
+        "mps-actors.model.storage = fp8                | mps-actors.model.storage",
+        "mps-actors.model.storage = fp16               | mps-actors.model.storage",
     })
     void invalidValuesAreRefusedNamingTheKey(String setting, String key) {
         InvalidConfigException e = assertThrows(InvalidConfigException.class,
