@@ -18,7 +18,13 @@ public final class NativeDevice implements AutoCloseable {
 
     public static NativeDevice open(DeviceOptions options) {
         Objects.requireNonNull(options, "options");
-        NativeLibraryLoader.ensureLoaded(options.backend());
+        try {
+            NativeLibraryLoader.ensureLoaded(options.backend());
+        } catch (UnsatisfiedLinkError e) {
+            // A missing backend library is a configuration problem of this device, not a broken JVM: an Error
+            // here would make Pekko (and most containers) stop the whole JVM.
+            throw new NativeException(NativeStatus.NOT_FOUND, e.getMessage());
+        }
         return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads(),
                 options.gemmMath().code()));
     }
