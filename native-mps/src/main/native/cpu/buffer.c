@@ -8,15 +8,16 @@
 /* 64 bytes: one cache line and a full AVX-512 vector, so kernels never straddle lines at a buffer start. */
 #define MPS_CPU_BUFFER_ALIGNMENT 64u
 
+/* Host memory: nothing can still be using it once the last reference is gone. */
+static void buffer_free_memory(mps_buffer* buffer) { free(buffer->data); }
+
+#include "common/buffer_owner.inc"
+
 mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: NULL argument");
   *out = NULL;
-  if (bytes == 0) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: size must be > 0 bytes");
-  if (bytes > device->info.max_buffer_bytes) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
-                    "mps_buffer_alloc: %llu bytes requested, the device's limit for one buffer is %llu bytes",
-                    (unsigned long long)bytes, (unsigned long long)device->info.max_buffer_bytes);
-  }
+  mps_status size_ok = check_alloc_size(device, bytes, err);
+  if (size_ok != MPS_OK) return size_ok;
   uint64_t rounded = (bytes + MPS_CPU_BUFFER_ALIGNMENT - 1) / MPS_CPU_BUFFER_ALIGNMENT * MPS_CPU_BUFFER_ALIGNMENT;
   mps_buffer* b = calloc(1, sizeof *b);
   void* data = NULL;
@@ -25,19 +26,9 @@ mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out
     return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: out of host memory for %llu bytes",
                     (unsigned long long)bytes);
   }
-  atomic_init(&b->refs, 1);
-  b->device = device;
   b->data = data;
-  b->bytes = bytes;
-  atomic_fetch_add_explicit(&device->live_buffers, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
+  buffer_publish(device, b, bytes);
   *out = b;
-  return mps_ok(err);
-}
-
-mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err) {
-  if (!buffer || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_size: NULL argument");
-  *out = buffer->bytes;
   return mps_ok(err);
 }
 
@@ -58,25 +49,5 @@ mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst,
   mps_status s = mps_check_host_range("mps_buffer_read", buffer, offset, dst, bytes, err);
   if (s != MPS_OK) return s;
   if (bytes) memcpy(dst, (const char*)buffer->data + offset, (size_t)bytes);
-  return mps_ok(err);
-}
-void mps_cpu_buffer_retain
-(mps_buffer* buffer) {
-  atomic_fetch_add_explicit(&buffer->refs, 1, memory_order_relaxed);
-}
-
-void mps_cpu_buffer_unref(mps_buffer* buffer) {
-  if (atomic_fetch_sub_explicit(&buffer->refs, 1, memory_order_acq_rel) != 1) return;
-  mps_device* device = buffer->device;
-  uint64_t bytes = buffer->bytes;
-  free(buffer->data);
-  free(buffer);
-  atomic_fetch_sub_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&device->live_buffers, 1, memory_order_release);
-}
-
-mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err) {
-  if (!buffer) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_release: buffer is NULL");
-  mps_cpu_buffer_unref(buffer);
   return mps_ok(err);
 }

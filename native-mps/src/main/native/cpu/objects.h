@@ -66,8 +66,8 @@ struct mps_event {
   atomic_uint_fast64_t timestamp_ns;
 };
 
-void mps_cpu_buffer_retain(mps_buffer* buffer);
-void mps_cpu_buffer_unref(mps_buffer* buffer);
+void mps_backend_buffer_retain(mps_buffer* buffer);
+void mps_backend_buffer_unref(mps_buffer* buffer);
 void mps_backend_pipeline_retain(const mps_pipeline* pipeline);
 void mps_backend_pipeline_unref(const mps_pipeline* pipeline);
 void mps_backend_event_retain(mps_event* event);

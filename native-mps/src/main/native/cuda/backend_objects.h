@@ -79,8 +79,8 @@ struct mps_event {
   atomic_uint_fast64_t timestamp_ns;
 };
 
-void mps_cuda_buffer_retain(mps_buffer* buffer);
-void mps_cuda_buffer_unref(mps_buffer* buffer);
+void mps_backend_buffer_retain(mps_buffer* buffer);
+void mps_backend_buffer_unref(mps_buffer* buffer);
 void mps_backend_event_retain(mps_event* event);
 void mps_backend_event_unref(mps_event* event);
 uint64_t mps_cuda_now_ns(void);

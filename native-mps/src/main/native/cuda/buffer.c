@@ -15,15 +15,19 @@
 /* 256 bytes: cudaMalloc's own alignment, and what vectorized kernels and cuBLAS expect at a buffer start. */
 #define MPS_CUDA_BUFFER_ALIGNMENT 256u
 
+/* Back to the pool, ordered on the memory stream: cudaFree would synchronize the whole device. */
+static void buffer_free_memory(mps_buffer* buffer) {
+  cudaSetDevice(buffer->device->ordinal);
+  cudaFreeAsync(buffer->data, buffer->device->memory_stream);
+}
+
+#include "common/buffer_owner.inc"
+
 mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: NULL argument");
   *out = NULL;
-  if (bytes == 0) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: size must be > 0 bytes");
-  if (bytes > device->info.max_buffer_bytes) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
-                    "mps_buffer_alloc: %llu bytes requested, the device's limit for one buffer is %llu bytes",
-                    (unsigned long long)bytes, (unsigned long long)device->info.max_buffer_bytes);
-  }
+  mps_status size_ok = check_alloc_size(device, bytes, err);
+  if (size_ok != MPS_OK) return size_ok;
   uint64_t rounded = (bytes + MPS_CUDA_BUFFER_ALIGNMENT - 1) / MPS_CUDA_BUFFER_ALIGNMENT * MPS_CUDA_BUFFER_ALIGNMENT;
   mps_buffer* b = calloc(1, sizeof *b);
   if (!b) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: out of host memory");
@@ -42,19 +46,9 @@ mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out
     }
     return s;
   }
-  atomic_init(&b->refs, 1);
-  b->device = device;
   b->data = data;
-  b->bytes = bytes;
-  atomic_fetch_add_explicit(&device->live_buffers, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
+  buffer_publish(device, b, bytes);
   *out = b;
-  return mps_ok(err);
-}
-
-mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err) {
-  if (!buffer || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_size: NULL argument");
-  *out = buffer->bytes;
   return mps_ok(err);
 }
 
@@ -86,27 +80,4 @@ mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst,
   if (s != MPS_OK) return s;
   return host_copy("mps_buffer_read", buffer->device, dst, (const char*)buffer->data + offset, bytes,
                    cudaMemcpyDeviceToHost, err);
-}
-void mps_cuda_buffer_retain
-(mps_buffer* buffer) {
-  atomic_fetch_add_explicit(&buffer->refs, 1, memory_order_relaxed);
-}
-
-void mps_cuda_buffer_unref(mps_buffer* buffer) {
-  if (atomic_fetch_sub_explicit(&buffer->refs, 1, memory_order_acq_rel) != 1) return;
-  mps_device* device = buffer->device;
-  uint64_t bytes = buffer->bytes;
-  /* The last command using it has completed (it held a reference), so the memory may go back to the pool
-   * at once; the free is ordered on the memory stream and does not wait. */
-  cudaSetDevice(device->ordinal);
-  cudaFreeAsync(buffer->data, device->memory_stream);
-  free(buffer);
-  atomic_fetch_sub_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&device->live_buffers, 1, memory_order_release);
-}
-
-mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err) {
-  if (!buffer) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_release: buffer is NULL");
-  mps_cuda_buffer_unref(buffer);
-  return mps_ok(err);
 }

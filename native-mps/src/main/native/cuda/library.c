@@ -92,6 +92,7 @@ static mps_status get_kernel(mps_library* lib, const char* name, cudaKernel_t* o
 }
 
 static void library_free(mps_library* lib) {
+  cudaSetDevice(lib->device->ordinal);
   if (lib->module) cudaLibraryUnload(lib->module);
   free(lib->kernels);
   free(lib);
@@ -138,67 +139,19 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
   return mps_ok(err);
 }
 
-static void library_unref(mps_library* lib) {
-  if (atomic_fetch_sub_explicit(&lib->refs, 1, memory_order_acq_rel) != 1) return;
-  mps_device* device = lib->device;
-  cudaSetDevice(device->ordinal);
-  library_free(lib);
-  atomic_fetch_sub_explicit(&device->live_libraries, 1, memory_order_release);
-}
-
-mps_status mps_library_release(mps_library* library, mps_error* err) {
-  if (!library) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_library_release: library is NULL");
-  library_unref(library);
-  return mps_ok(err);
-}
-
-mps_status mps_pipeline_create(mps_library* library, const char* function, mps_pipeline** out, mps_error* err) {
-  if (!library || !function || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_create: NULL argument");
-  *out = NULL;
-  const cpu_kernel* kernel = NULL;
-  mps_status s = mps_find_library_kernel(library->kernels, library->kernel_count, function, &kernel, err);
-  if (s != MPS_OK) return s;
+static mps_status pipeline_allowed(const mps_library* library, const cpu_kernel* kernel, mps_error* err) {
   int32_t math = library->device->math_mode;
   if (kernel->value_bytes == 2 && math != MPS_MATH_FP16 && math != MPS_MATH_BF16) {
     return mps_fail(err, MPS_ERR_UNSUPPORTED,
                     "%s stores tensors in 16 bits, fp16 or bf16 after the device's GEMM math, which is %s here; "
                     "open the device with gemm-math fp16 or bf16", kernel->name, math == MPS_MATH_TF32 ? "tf32" : "fp32");
   }
-  mps_pipeline* p = calloc(1, sizeof *p);
-  if (!p) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_pipeline_create: out of host memory");
-  atomic_init(&p->refs, 1);
-  atomic_fetch_add_explicit(&library->refs, 1, memory_order_relaxed);
-  p->library = library;
-  p->kernel = kernel;
-  p->kernel_index = mps_cuda_kernel_index(kernel);
-  p->function = library->functions[p->kernel_index];
-  atomic_fetch_add_explicit(&library->device->live_pipelines, 1, memory_order_relaxed);
-  *out = p;
-  return mps_ok(err);
+  return MPS_OK;
 }
 
-mps_status mps_pipeline_arg_count(const mps_pipeline* pipeline, uint32_t* out, mps_error* err) {
-  if (!pipeline || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_arg_count: NULL argument");
-  *out = pipeline->kernel->nargs;
-  return mps_ok(err);
+static void pipeline_bind(mps_pipeline* p) {
+  p->kernel_index = mps_cuda_kernel_index(p->kernel);
+  p->function = p->library->functions[p->kernel_index];
 }
 
-void mps_backend_pipeline_retain(const mps_pipeline* pipeline) {
-  atomic_fetch_add_explicit(&((mps_pipeline*)pipeline)->refs, 1, memory_order_relaxed);
-}
-
-void mps_backend_pipeline_unref(const mps_pipeline* pipeline) {
-  mps_pipeline* p = (mps_pipeline*)pipeline;
-  if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
-  mps_library* lib = p->library;
-  mps_device* device = lib->device;
-  free(p);
-  atomic_fetch_sub_explicit(&device->live_pipelines, 1, memory_order_release);
-  library_unref(lib);
-}
-
-mps_status mps_pipeline_release(mps_pipeline* pipeline, mps_error* err) {
-  if (!pipeline) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_pipeline_release: pipeline is NULL");
-  mps_backend_pipeline_unref(pipeline);
-  return mps_ok(err);
-}
+#include "common/library_owner.inc"

@@ -138,7 +138,7 @@ static void settle_event(command* c) {
 }
 
 static void command_free(command* c) {
-  for (uint32_t i = 0; i < c->nretained; i++) mps_cuda_buffer_unref(c->retained[i]);
+  for (uint32_t i = 0; i < c->nretained; i++) mps_backend_buffer_unref(c->retained[i]);
   if (c->pipeline) mps_backend_pipeline_unref(c->pipeline);
   if (c->event) {
     settle_event(c);
@@ -433,28 +433,10 @@ mps_status mps_stream_create(mps_device* device, const mps_stream_callbacks* cal
   return mps_ok(err);
 }
 
-static mps_status open_command(mps_stream* s, command_kind kind, command** out, mps_error* err) {
-  if (!s->open) {
-    s->open = calloc(1, sizeof *s->open);
-    if (!s->open) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command buffer");
-    atomic_fetch_add_explicit(&s->device->live_command_buffers, 1, memory_order_relaxed);
-  }
-  command* c = calloc(1, sizeof *c);
-  if (!c) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command");
-  c->kind = kind;
-  *out = c;
-  return MPS_OK;
-}
-
-static void append_command(mps_stream* s, command* c) {
-  if (s->open->tail) s->open->tail->next = c;
-  else s->open->head = c;
-  s->open->tail = c;
-  s->open->count++;
-}
+#include "common/stream_owner.inc"
 
 static void retain_into(command* c, mps_buffer* b) {
-  mps_cuda_buffer_retain(b);
+  mps_backend_buffer_retain(b);
   c->retained[c->nretained++] = b;
 }
 
@@ -505,4 +487,3 @@ static mps_status encode_transfer(mps_stream* stream, mps_transfer_direction dir
   return mps_ok(err);
 }
 
-#include "common/stream_owner.inc"

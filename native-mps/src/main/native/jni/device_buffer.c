@@ -42,11 +42,30 @@ static void transfer(JNIEnv* env, jlong handle, jlong offset, void* host, jlong 
   mps_jni_check(env, s, &err);
 }
 
-/* Arrays: copied through a temporary so no JNI critical region spans a device copy. */
+/* The bytes [offset, offset + bytes) of a host-visible buffer (cpu, Apple's unified memory), so an array
+ * region is copied straight in or out; NULL with no exception pending when the memory is not host visible. */
+static char* host_visible(JNIEnv* env, jlong handle, jlong offset, jlong bytes) {
+  mps_buffer* buffer = MPS_PTR(mps_buffer, handle);
+  void* base = NULL;
+  if (mps_buffer_host_pointer(buffer, &base, NULL) != MPS_OK) return NULL;
+  uint64_t size = 0;
+  mps_buffer_size(buffer, &size, NULL);
+  if (offset < 0 || bytes < 0 || (uint64_t)offset > size || (uint64_t)bytes > size - (uint64_t)offset) {
+    mps_jni_throw(env, "java/lang/IndexOutOfBoundsException", "host copy range is outside the buffer");
+    return NULL;
+  }
+  return (char*)base + offset;
+}
+
+/* Arrays: one copy into or out of host-visible memory; otherwise through a temporary, so that no JNI
+ * critical region spans a device copy. */
 static void transfer_array(JNIEnv* env, jlong buffer, jlong offset, jarray array, int is_float, int to_device) {
+  if (mps_jni_null_handle(env, buffer, "buffer")) return;
   jsize n = (*env)->GetArrayLength(env, array);
   size_t bytes = (size_t)n * 4u; /* jfloat and jint are both 4 bytes */
-  void* tmp = malloc(bytes ? bytes : 1);
+  char* direct = host_visible(env, buffer, offset, (jlong)bytes);
+  if ((*env)->ExceptionCheck(env)) return;
+  void* tmp = direct ? direct : malloc(bytes ? bytes : 1);
   if (!tmp) {
     mps_jni_throw(env, "java/lang/OutOfMemoryError", "host staging for a buffer copy");
     return;
@@ -57,9 +76,9 @@ static void transfer_array(JNIEnv* env, jlong buffer, jlong offset, jarray array
     } else {
       (*env)->GetIntArrayRegion(env, (jintArray)array, 0, n, tmp);
     }
-    transfer(env, buffer, offset, tmp, (jlong)bytes, 1);
+    if (!direct) transfer(env, buffer, offset, tmp, (jlong)bytes, 1);
   } else {
-    transfer(env, buffer, offset, tmp, (jlong)bytes, 0);
+    if (!direct) transfer(env, buffer, offset, tmp, (jlong)bytes, 0);
     if (!(*env)->ExceptionCheck(env)) {
       if (is_float) {
         (*env)->SetFloatArrayRegion(env, (jfloatArray)array, 0, n, tmp);
@@ -68,7 +87,7 @@ static void transfer_array(JNIEnv* env, jlong buffer, jlong offset, jarray array
       }
     }
   }
-  free(tmp);
+  if (!direct) free(tmp);
 }
 
 JNIEXPORT void JNICALL Java_dev_mpsactors_nativemps_DeviceBuffer_writeFloats0(JNIEnv* env, jclass cls, jlong buffer,

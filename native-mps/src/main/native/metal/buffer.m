@@ -16,16 +16,16 @@
 #include "metal/backend_objects.h"
 #include "metal/bridge.h"
 
+/* Releasing an MTLBuffer does not wait for anything. */
+static void buffer_free_memory(mps_buffer* buffer) { mps_metal_drop(buffer->mtl_buffer); }
+
+#include "common/buffer_owner.inc"
+
 mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out, mps_error* err) {
   if (!device || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: NULL argument");
   *out = NULL;
-  if (bytes == 0) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_alloc: size must be > 0 bytes");
-  if (bytes > device->info.max_buffer_bytes) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
-                    "mps_buffer_alloc: %llu bytes requested, the device's limit for one buffer is %llu bytes "
-                    "(maxBufferLength)",
-                    (unsigned long long)bytes, (unsigned long long)device->info.max_buffer_bytes);
-  }
+  mps_status size_ok = check_alloc_size(device, bytes, err);
+  if (size_ok != MPS_OK) return size_ok;
   mps_buffer* b = calloc(1, sizeof *b);
   if (!b) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: out of host memory");
   @autoreleasepool {
@@ -38,21 +38,11 @@ mps_status mps_buffer_alloc(mps_device* device, uint64_t bytes, mps_buffer** out
       return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_buffer_alloc: the GPU could not provide %llu bytes",
                       (unsigned long long)bytes);
     }
-    atomic_init(&b->refs, 1);
-    b->device = device;
-    b->bytes = bytes;
     b->data = buffer.contents;
     b->mtl_buffer = mps_metal_own(buffer);
   }
-  atomic_fetch_add_explicit(&device->live_buffers, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
+  buffer_publish(device, b, bytes);
   *out = b;
-  return mps_ok(err);
-}
-
-mps_status mps_buffer_size(const mps_buffer* buffer, uint64_t* out, mps_error* err) {
-  if (!buffer || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_size: NULL argument");
-  *out = buffer->bytes;
   return mps_ok(err);
 }
 
@@ -76,24 +66,3 @@ mps_status mps_buffer_read(const mps_buffer* buffer, uint64_t offset, void* dst,
   return mps_ok(err);
 }
 
-void mps_metal_buffer_retain(mps_buffer* buffer) {
-  atomic_fetch_add_explicit(&buffer->refs, 1, memory_order_relaxed);
-}
-
-void mps_metal_buffer_unref(mps_buffer* buffer) {
-  if (atomic_fetch_sub_explicit(&buffer->refs, 1, memory_order_acq_rel) != 1) return;
-  mps_device* device = buffer->device;
-  uint64_t bytes = buffer->bytes;
-  /* The last command using it has completed (it held a reference), so the memory may go at once; releasing
-   * an MTLBuffer does not wait for anything. */
-  mps_metal_drop(buffer->mtl_buffer);
-  free(buffer);
-  atomic_fetch_sub_explicit(&device->live_buffer_bytes, (int_fast64_t)bytes, memory_order_relaxed);
-  atomic_fetch_sub_explicit(&device->live_buffers, 1, memory_order_release);
-}
-
-mps_status mps_buffer_release(mps_buffer* buffer, mps_error* err) {
-  if (!buffer) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_buffer_release: buffer is NULL");
-  mps_metal_buffer_unref(buffer);
-  return mps_ok(err);
-}

@@ -160,10 +160,10 @@ static void settle_event(command* c) {
 
 static void command_free(command* c) {
   for (uint32_t i = 0; i < c->nargs; i++) {
-    if (c->buffers[i]) mps_metal_buffer_unref(c->buffers[i]);
+    if (c->buffers[i]) mps_backend_buffer_unref(c->buffers[i]);
   }
-  if (c->src) mps_metal_buffer_unref(c->src);
-  if (c->dst) mps_metal_buffer_unref(c->dst);
+  if (c->src) mps_backend_buffer_unref(c->src);
+  if (c->dst) mps_backend_buffer_unref(c->dst);
   if (c->pipeline) mps_backend_pipeline_unref(c->pipeline);
   if (c->event) {
     settle_event(c);
@@ -651,25 +651,9 @@ mps_status mps_stream_create(mps_device* device, const mps_stream_callbacks* cal
   return mps_ok(err);
 }
 
-static mps_status open_command(mps_stream* s, command_kind kind, command** out, mps_error* err) {
-  if (!s->open) {
-    s->open = calloc(1, sizeof *s->open);
-    if (!s->open) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command buffer");
-    atomic_fetch_add_explicit(&s->device->live_command_buffers, 1, memory_order_relaxed);
-  }
-  command* c = calloc(1, sizeof *c);
-  if (!c) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "out of host memory for a command");
-  c->kind = kind;
-  *out = c;
-  return MPS_OK;
-}
-
-static void append_command(mps_stream* s, command* c) {
-  if (s->open->tail) s->open->tail->next = c;
-  else s->open->head = c;
-  s->open->tail = c;
-  s->open->count++;
-}
+/* Event records start unassigned to a segment (the launch thread assigns it). */
+#define MPS_INIT_EVENT_COMMAND(c) ((c)->segment = -1)
+#include "common/stream_owner.inc"
 
 static mps_status resolve_args(const cpu_kernel* k, const mps_device* device, const mps_arg* args, uint32_t nargs,
                                command* c, mps_error* err) {
@@ -708,7 +692,7 @@ mps_status mps_stream_encode_kernel(mps_stream* stream, const mps_pipeline* pipe
   c->pipeline = pipeline;
   for (uint32_t i = 0; i < nargs; i++) {
     if (args[i].kind != MPS_ARG_BUFFER) continue;
-    mps_metal_buffer_retain(args[i].buffer);
+    mps_backend_buffer_retain(args[i].buffer);
     c->buffers[i] = args[i].buffer;
   }
   append_command(stream, c);
@@ -725,8 +709,8 @@ static mps_status encode_transfer(mps_stream* stream, mps_transfer_direction dir
   command* c = NULL;
   mps_status s = open_command(stream, kind, &c, err);
   if (s != MPS_OK) return s;
-  if (src) mps_metal_buffer_retain(src);
-  if (dst) mps_metal_buffer_retain(dst);
+  if (src) mps_backend_buffer_retain(src);
+  if (dst) mps_backend_buffer_retain(dst);
   c->src = src;
   c->src_offset = src_offset;
   c->host_src = host_src;
@@ -738,6 +722,3 @@ static mps_status encode_transfer(mps_stream* stream, mps_transfer_direction dir
   return mps_ok(err);
 }
 
-/* Event records start unassigned to a segment (the launch thread assigns it). */
-#define MPS_INIT_EVENT_COMMAND(c) ((c)->segment = -1)
-#include "common/stream_owner.inc"

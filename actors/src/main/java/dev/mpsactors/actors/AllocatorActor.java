@@ -94,7 +94,6 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     private final Lineage lineage;
     /** Leases with an id up to this one were handed out by a predecessor. */
     private final long leaseIdAtStart;
-    private final boolean faultInjection;
     private final FaultInjector faults;
     private final FaultInjector.Owner draws;
     private final Duration askTimeout;
@@ -130,7 +129,7 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     public static Behavior<Command> create(NativeDevice device, AllocatorSettings settings, boolean faultInjection,
                                            Duration askTimeout) {
         return create(device, settings, faultInjection
-                ? new FaultInjector(new dev.mpsactors.runtime.RuntimeSettings.FaultSettings(true, 0, 0, 0, 1))
+                ? FaultInjector.crashesOnly()
                 : FaultInjector.off(), askTimeout);
     }
 
@@ -158,7 +157,6 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
         this.lineage = lineage;
         this.leaseIdAtStart = lineage.lastLeaseId;
         this.faults = faults;
-        this.faultInjection = faults.enabled();
         this.draws = faults.owner("allocator#" + lineage.lastLeaseId);
         this.askTimeout = askTimeout;
         this.limitBytes = limitBytes;
@@ -464,7 +462,7 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onInjectCrash(InjectCrash m) {
-        if (!faultInjection) {
+        if (!faults.enabled()) {
             getContext().getLog().warn("allocator ignored InjectCrash: mps-actors.fault-injection.enabled is off");
             return this;
         }

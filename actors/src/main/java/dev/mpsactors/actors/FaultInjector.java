@@ -26,6 +26,11 @@ public final class FaultInjector {
         return new FaultInjector(FaultSettings.OFF);
     }
 
+    /** InjectCrash honoured, no rate-driven faults (tests that crash owners by message). */
+    public static FaultInjector crashesOnly() {
+        return new FaultInjector(new FaultSettings(true, 0, 0, 0, 1));
+    }
+
     public boolean enabled() {
         return settings.enabled();
     }

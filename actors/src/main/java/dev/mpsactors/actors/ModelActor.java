@@ -476,34 +476,36 @@ public final class ModelActor extends AbstractBehavior<Command> {
     }
 
     /**
-     * On the outputs executor: reads each request's rows and replies, exactly once per request. A failure to
-     * read fails that request and every later one of the batch here, so nobody else has to answer them.
+     * On the outputs executor: reads the batch's outputs (one native read) and replies, exactly once per
+     * request; if the read fails, every request of the batch is failed here, so nobody else has to answer.
      */
     private BatchDelivered deliver(Batch batch) {
         int row = 0, ok = 0, bad = 0;
         String failure = null;
+        ModelEngine.Outputs outputs = null;
+        try {
+            outputs = batch.program.readOutputs(batch.memory.buffer());
+        } catch (IllegalStateException e) {
+            // The batch holds its memory until this task reports back, so a closed buffer means the runtime
+            // is stopping and its allocator closed every lease.
+            failure = "model " + name + " stopped before the batch's outputs were read (" + e.getMessage() + ")";
+        } catch (RuntimeException e) {
+            failure = "could not read the batch's outputs: " + e;
+        }
         for (Pending p : batch.requests) {
-            if (failure == null) {
-                try {
-                    float[][][] hidden = new float[p.sequences()][][];
-                    float[][] pooled = new float[p.sequences()][];
-                    for (int s = 0; s < p.sequences(); s++, row++) {
-                        hidden[s] = batch.program.lastHiddenState(batch.memory.buffer(), row, p.length());
-                        pooled[s] = batch.program.poolerOutput(batch.memory.buffer(), row);
-                    }
-                    p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
-                    ok++;
-                    continue;
-                } catch (IllegalStateException e) {
-                    // The batch holds its memory until this task reports back, so a closed buffer means the
-                    // runtime is stopping and its allocator closed every lease.
-                    failure = "model " + name + " stopped before the batch's outputs were read (" + e.getMessage() + ")";
-                } catch (RuntimeException e) {
-                    failure = "could not read the batch's outputs: " + e;
-                }
+            if (failure != null) {
+                p.request().replyTo().tell(new InferFailure(p.request().requestId(), failure));
+                bad++;
+                continue;
             }
-            p.request().replyTo().tell(new InferFailure(p.request().requestId(), failure));
-            bad++;
+            float[][][] hidden = new float[p.sequences()][][];
+            float[][] pooled = new float[p.sequences()][];
+            for (int s = 0; s < p.sequences(); s++, row++) {
+                hidden[s] = outputs.lastHiddenState(row, p.length());
+                pooled[s] = outputs.poolerOutput(row);
+            }
+            p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
+            ok++;
         }
         return new BatchDelivered(batch, ok, bad);
     }

@@ -101,7 +101,6 @@ public final class StreamActor extends AbstractBehavior<Command> {
     private final ActorRef<AllocatorProtocol.Command> allocator;
     private final StashBuffer<Command> stash;
     private final Duration askTimeout;
-    private final boolean faultInjection;
     private final FaultInjector faults;
     private final FaultInjector.Owner draws;
     private final Duration watchdog;
@@ -138,7 +137,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
     public static Behavior<Command> create(int id, NativeDevice device, ActorRef<AllocatorProtocol.Command> allocator,
                                            int stashCapacity, Duration askTimeout, boolean faultInjection) {
         return create(id, device, allocator, stashCapacity, askTimeout, faultInjection
-                ? new FaultInjector(new dev.mpsactors.runtime.RuntimeSettings.FaultSettings(true, 0, 0, 0, 1))
+                ? FaultInjector.crashesOnly()
                 : FaultInjector.off(), Duration.ZERO);
     }
 
@@ -167,7 +166,6 @@ public final class StreamActor extends AbstractBehavior<Command> {
         this.allocator = allocator;
         this.stash = stash;
         this.askTimeout = askTimeout;
-        this.faultInjection = faults.enabled();
         this.faults = faults;
         this.watchdog = watchdog;
         this.lineage = lineage;
@@ -461,7 +459,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onInjectCrash(InjectCrash m) {
-        if (!faultInjection) {
+        if (!faults.enabled()) {
             getContext().getLog().warn("{} ignored InjectCrash: mps-actors.fault-injection.enabled is off", handle);
             return this;
         }

@@ -157,29 +157,30 @@ public final class BertEngine implements ModelEngine {
             return new StreamWork.ProgramCall(program.program(), slots(buffer));
         }
 
+        /** The OUTPUT region holds last_hidden_state [batch][seq][h] and then pooler_output [batch][h]: one read. */
         @Override
-        public float[][] lastHiddenState(DeviceBuffer buffer, int row, int length) {
-            int h = config.hiddenSize();
-            long base = program.offset(BertProgram.Region.OUTPUT);
-            // One native read for the whole sequence (its tokens are contiguous), then split on the Java side.
-            float[] flat = new float[length * h];
-            program.storage().read(buffer, base + (long) program.storage().bytes() * ((long) row * program.seq() * h),
-                    flat);
-            float[][] out = new float[length][];
-            for (int t = 0; t < length; t++) {
-                out[t] = java.util.Arrays.copyOfRange(flat, t * h, (t + 1) * h);
-            }
-            return out;
-        }
+        public Outputs readOutputs(DeviceBuffer buffer) {
+            int h = config.hiddenSize(), seq = program.seq();
+            long hiddenValues = (long) program.batch() * seq * h;
+            float[] all = new float[Math.toIntExact(hiddenValues + (long) program.batch() * h)];
+            program.storage().read(buffer, program.offset(BertProgram.Region.OUTPUT), all);
+            return new Outputs() {
+                @Override
+                public float[][] lastHiddenState(int row, int length) {
+                    float[][] out = new float[length][];
+                    for (int t = 0; t < length; t++) {
+                        int from = (row * seq + t) * h;
+                        out[t] = java.util.Arrays.copyOfRange(all, from, from + h);
+                    }
+                    return out;
+                }
 
-        @Override
-        public float[] poolerOutput(DeviceBuffer buffer, int row) {
-            int h = config.hiddenSize();
-            long base = program.offset(BertProgram.Region.OUTPUT)
-                    + (long) program.storage().bytes() * program.batch() * program.seq() * h;
-            float[] out = new float[h];
-            program.storage().read(buffer, base + (long) program.storage().bytes() * row * h, out);
-            return out;
+                @Override
+                public float[] poolerOutput(int row) {
+                    int from = Math.toIntExact(hiddenValues + (long) row * h);
+                    return java.util.Arrays.copyOfRange(all, from, from + h);
+                }
+            };
         }
 
         @Override

@@ -28,6 +28,14 @@ public interface ModelEngine extends AutoCloseable {
     ShapeProgram compile(java.util.Map<String, Pipeline> pipelines, int batch, int seq);
 
     /** One batch shape's program: one device buffer holds its inputs, scratch and outputs. */
+    /** A finished batch's outputs on the host, split per row. */
+    interface Outputs {
+        /** Row {@code row}'s last hidden state, cut back to {@code length} tokens. */
+        float[][] lastHiddenState(int row, int length);
+
+        float[] poolerOutput(int row);
+    }
+
     interface ShapeProgram extends AutoCloseable {
         int batch();
 
@@ -44,10 +52,8 @@ public interface ModelEngine extends AutoCloseable {
         /** The stream work that runs the whole forward pass over {@code buffer}: one native call. */
         StreamWork work(DeviceBuffer buffer);
 
-        /** Reads the outputs of row {@code row}, cut back to {@code length} tokens. */
-        float[][] lastHiddenState(DeviceBuffer buffer, int row, int length);
-
-        float[] poolerOutput(DeviceBuffer buffer, int row);
+        /** Reads every row's outputs at once (one native read per batch), after the work's point completed. */
+        Outputs readOutputs(DeviceBuffer buffer);
 
         @Override
         void close();
