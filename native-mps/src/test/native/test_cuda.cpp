@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "pool_reference.h"
 #include "test_support.h"
 
 using namespace mps_test;
@@ -247,6 +248,80 @@ void test_layernorm_softmax_elementwise() {
   std::printf("[numerics] tanh %.3e  gelu+add %.3e  bias_add %.3e\n", et, es, eb);
   for (mps_buffer* b : {bx, br, bg, bb, by, bs, bm, bu, bt, bv, bsum, bbias, bxr}) mps_buffer_release(b, nullptr);
   for (mps_pipeline* p : {ln, sm, pg, pt, pb, pa}) mps_pipeline_release(p, nullptr);
+}
+
+// Rows longer than the warp kernels hold in registers (1024 values) take their re-reading path.
+void test_wide_rows() {
+  Stream st;
+  const int64_t rows = 5, cols = 1500;
+  auto x = random_vec(rows * cols, 9.0f, 11.0f), g = random_vec(cols, 0.5f, 1.5f), be = random_vec(cols);
+  mps_buffer *bx = device_buffer(st, x.data(), x.size() * 4), *bg = device_buffer(st, g.data(), g.size() * 4);
+  mps_buffer *bb = device_buffer(st, be.data(), be.size() * 4);
+  mps_arg la[] = {buf(bx), NONE(), buf(bg), buf(bb), buf(bx), I(rows), I(cols), F(1e-5)};
+  mps_pipeline* ln = pipeline("layernorm");
+  MUST(mps_stream_encode_kernel(st.s, ln, la, 8, nullptr));
+  auto y = download(st, bx, x.size());
+  std::vector<double> want(x.size());
+  for (int64_t r = 0; r < rows; r++) {
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < cols; c++) mean += x[r * cols + c];
+    mean /= cols;
+    for (int64_t c = 0; c < cols; c++) var += ((double)x[r * cols + c] - mean) * ((double)x[r * cols + c] - mean);
+    var /= cols;
+    for (int64_t c = 0; c < cols; c++) want[r * cols + c] = (x[r * cols + c] - mean) / std::sqrt(var + 1e-5) * g[c] + be[c];
+  }
+  double e = rel_l2(y, want);
+  CHECK(e < 1e-5, "layernorm over rows of %lld (in place) rel L2 %.3e", (long long)cols, e);
+  // softmax over 1100 columns, the second sequence's every position masked with -inf: zeros, not NaN
+  const int64_t B = 2, H = 3, R = 2, C = 1100;
+  auto s = random_vec(B * H * R * C, -6.0f, 6.0f);
+  std::vector<float> mask(B * C, 0.0f);
+  for (int64_t c = 0; c < C; c++) mask[C + c] = -INFINITY;
+  for (int64_t c = 0; c < 100; c++) mask[c] = -3.4028234663852886e38f;
+  mps_buffer *bs = device_buffer(st, s.data(), s.size() * 4), *bm = device_buffer(st, mask.data(), mask.size() * 4);
+  mps_arg sa[] = {buf(bs), buf(bm), I(B), I(H), I(R), I(C), F(0.5)};
+  mps_pipeline* sm = pipeline("softmax");
+  MUST(mps_stream_encode_kernel(st.s, sm, sa, 7, nullptr));
+  auto sg = download(st, bs, s.size());
+  std::vector<double> sw(s.size(), 0.0);
+  for (int64_t row = 0; row < H * R; row++) {  // sequence 0; sequence 1 attends to nothing
+    double mx = -1e300, sum = 0;
+    for (int64_t c = 0; c < C; c++) mx = std::max(mx, 0.5 * s[row * C + c] + mask[c]);
+    for (int64_t c = 0; c < C; c++) sum += std::exp(0.5 * s[row * C + c] + mask[c] - mx);
+    for (int64_t c = 0; c < C; c++) sw[row * C + c] = std::exp(0.5 * s[row * C + c] + mask[c] - mx) / sum;
+  }
+  bool zeros = true;
+  for (size_t i = H * R * C; i < sg.size(); i++) zeros = zeros && sg[i] == 0.0f;
+  e = rel_l2(sg, sw);
+  CHECK(e < 1e-5 && zeros, "softmax over rows of %lld rel L2 %.3e, fully -inf-masked rows zero: %d", (long long)C, e,
+        (int)zeros);
+  for (mps_buffer* b : {bx, bg, bb, bs, bm}) mps_buffer_release(b, nullptr);
+  for (mps_pipeline* p : {ln, sm}) mps_pipeline_release(p, nullptr);
+}
+
+// Sentence embeddings over a ragged batch (padding at the end, inside, a sequence of padding only).
+void test_pool() {
+  Stream st;
+  const int64_t batch = 5, seq = 37, hidden = 300;
+  auto x = random_vec(batch * seq * hidden, -2.0f, 2.0f);
+  std::vector<double> xd(x.begin(), x.end());
+  std::vector<float> mask = ragged_mask(batch, seq);
+  mps_buffer *bx = device_buffer(st, x.data(), x.size() * 4), *bm = device_buffer(st, mask.data(), mask.size() * 4);
+  mps_buffer* by = device_buffer(st, nullptr, batch * hidden * 4);
+  mps_pipeline* p = pipeline("pool");
+  const char* modes[] = {"cls", "mean", "max", "mean_sqrt_len"};
+  for (int mode = 0; mode < 4; mode++) {
+    for (int normalize = 0; normalize < 2; normalize++) {
+      mps_arg pa[] = {buf(bx), buf(bm), buf(by), I(batch), I(seq), I(hidden), I(mode), I(normalize)};
+      MUST(mps_stream_encode_kernel(st.s, p, pa, 8, nullptr));
+      auto y = download(st, by, batch * hidden);
+      double e = rel_l2(y, pool_ref(xd, mask, batch, seq, hidden, mode, normalize));
+      CHECK(e < 1e-6, "pool %s normalize=%d over a ragged batch: rel L2 %.3e", modes[mode], normalize, e);
+      std::printf("[numerics] pool %s normalize=%d %.3e\n", modes[mode], normalize, e);
+    }
+  }
+  for (mps_buffer* b : {bx, bm, by}) mps_buffer_release(b, nullptr);
+  mps_pipeline_release(p, nullptr);
 }
 
 void test_embedding() {
@@ -566,8 +641,9 @@ void test_storage16() {
     mps_device* d = nullptr;
     MUST(mps_device_open(&options, &d, nullptr));
     mps_library* lib = nullptr;
-    MUST(mps_library_compile(d, "gemm16 layernorm16 softmax16 embedding16", nullptr, &lib, nullptr));
-    mps_pipeline *g = nullptr, *ln = nullptr, *sm = nullptr, *em = nullptr;
+    MUST(mps_library_compile(d, "gemm16 layernorm16 softmax16 embedding16 pool16", nullptr, &lib, nullptr));
+    mps_pipeline *g = nullptr, *ln = nullptr, *sm = nullptr, *em = nullptr, *pl = nullptr;
+    MUST(mps_pipeline_create(lib, "pool16", &pl, nullptr));
     MUST(mps_pipeline_create(lib, "gemm16", &g, nullptr));
     MUST(mps_pipeline_create(lib, "layernorm16", &ln, nullptr));
     MUST(mps_pipeline_create(lib, "softmax16", &sm, nullptr));
@@ -690,10 +766,29 @@ void test_storage16() {
     e = rel_l2_16(egot, ewant, bf16);
     CHECK(e == 0.0, "%s embedding16 accumulate is exact (doubling): rel L2 %.3e", fmt, e);
 
+    // pool16: mean (normalized) and max over a ragged batch, 16-bit in and out, fp32 mask
+    const int64_t pb = 4, ps = 29, ph = 200;
+    std::vector<double> px;
+    auto hidden16 = stored16(pb * ps * ph, bf16, px, -2.0f, 2.0f);
+    std::vector<float> pmask = ragged_mask(pb, ps);
+    mps_buffer *bph = dev(hidden16.data(), hidden16.size() * 2), *bpm = dev(pmask.data(), pmask.size() * 4);
+    mps_buffer* bpy = dev(nullptr, pb * ph * 2);
+    buffers.insert(buffers.end(), {bph, bpm, bpy});
+    for (int mode : {1, 2}) {
+      mps_arg pa[] = {buf(bph), buf(bpm), buf(bpy), I(pb), I(ps), I(ph), I(mode), I(mode == 1)};
+      MUST(mps_stream_encode_kernel(st, pl, pa, 8, nullptr));
+      CHECK(run(), "%s pool16 completes", fmt);
+      std::vector<uint16_t> pgot16(pb * ph);
+      MUST(mps_buffer_read(bpy, 0, pgot16.data(), pgot16.size() * 2, nullptr));
+      e = rel_l2_16(pgot16, pool_ref(px, pmask, pb, ps, ph, mode, mode == 1), bf16);
+      CHECK(e < limit, "%s pool16 %s: rel L2 %.3e", fmt, mode == 1 ? "mean normalized" : "max", e);
+      std::printf("[storage16] %s pool16 mode %d %.3e\n", fmt, mode, e);
+    }
+
     for (mps_buffer* b : buffers) mps_buffer_release(b, nullptr);
     MUST(mps_stream_release(st, nullptr));
     done.wait_for_stop();
-    for (mps_pipeline* p : {g, ln, sm, em}) mps_pipeline_release(p, nullptr);
+    for (mps_pipeline* p : {g, ln, sm, em, pl}) mps_pipeline_release(p, nullptr);
     mps_library_release(lib, nullptr);
     CHECK(wait_live_zero(d) && mps_device_close(d, nullptr) == MPS_OK, "%s storage device closes clean", fmt);
   }
@@ -722,6 +817,8 @@ int main() {
   test_gemm(0, 1, 2, 3, 2, 1.0, 0.0);
   test_gemm(1, 1, 1, 1, 4, -1.0, 0.25);
   test_layernorm_softmax_elementwise();
+  test_wide_rows();
+  test_pool();
   test_embedding();
   test_validation();
   test_cross_stream_wait_and_release();

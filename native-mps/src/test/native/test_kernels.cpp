@@ -1,6 +1,7 @@
 // Native tests of the cpu backend's fp32 kernels (cpu/kernels.h): accuracy against float64 scalar
 // references, the table's validate/execute path, encode-time rejections, and concurrent execution from
 // several threads (run under TSan too). One line per check; exits non-zero if any check fails.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdarg>
@@ -18,6 +19,7 @@
 #include "cpu/error.h"
 #include "cpu/kernels.h"
 #include "cpu/kernels_math.h"
+#include "pool_reference.h"
 
 namespace {
 
@@ -762,13 +764,13 @@ void test_validate() {
 
 void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
-                         "gemm16", "layernorm16", "softmax16", "embedding16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7};
-  bool ok = cpu_kernel_count() == 12 && cpu_kernel_at(12) == nullptr && cpu_kernel_find("nope") == nullptr &&
+                         "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8};
+  bool ok = cpu_kernel_count() == 14 && cpu_kernel_at(14) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 12; i++) {
+  for (size_t i = 0; i < 14; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
-    bool sixteen = i >= 8;  // 16-bit storage: validated here, executed by a GPU backend only
+    bool sixteen = (i >= 8 && i < 12) || i == 13;  // 16-bit storage: validated here, executed by a GPU backend only
     ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
          (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
          k->nargs <= MPS_MAX_KERNEL_ARGS;
@@ -776,8 +778,9 @@ void test_table() {
   }
   ok = ok && cpu_kernel_find("gemm")->optional_buffers == (1u << 3) &&
        cpu_kernel_find("layernorm")->optional_buffers == (1u << 1) &&
-       cpu_kernel_find("softmax")->optional_buffers == (1u << 1);
-  check(ok, "table lists 12 kernels with the contract's argument counts and optional buffers");
+       cpu_kernel_find("softmax")->optional_buffers == (1u << 1) &&
+       cpu_kernel_find("pool")->optional_buffers == (1u << 1);
+  check(ok, "table lists 14 kernels with the contract's argument counts and optional buffers");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
   cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},
@@ -871,6 +874,48 @@ void test_threads() {
 
 }  // namespace
 
+// ------------------------------------------------------------------------------------------------
+// pool: sentence embeddings over ragged sequences (padding at the end, inside, and a row of padding only)
+// ------------------------------------------------------------------------------------------------
+
+void test_pool() {
+  const int64_t batch = 4, seq = 9, hidden = 37;
+  std::vector<float> x = random_vec(batch * seq * hidden, -3.0f, 3.0f);
+  std::vector<double> xd(x.begin(), x.end());
+  std::vector<float> mask = mps_test::ragged_mask(batch, seq);
+  const char* modes[] = {"cls", "mean", "max", "mean_sqrt_len"};
+  for (int mode = 0; mode < 4; mode++) {
+    for (int normalize = 0; normalize < 2; normalize++) {
+      std::vector<float> y(batch * hidden, 123.0f);
+      std::vector<double> ref = mps_test::pool_ref(xd, mask, batch, seq, hidden, mode, normalize);
+      cpu_arg args[] = {buf(x), buf(mask), buf(y), ival(batch), ival(seq), ival(hidden), ival(mode), ival(normalize)};
+      mps_error err{};
+      mps_status s = run_table("pool", args, &err);
+      double e = rel_l2(y.data(), ref.data(), y.size());
+      bool empty_row_zero = mode == 0 || std::all_of(y.begin() + 3 * hidden, y.end(), [](float v) { return v == 0.0f; });
+      record("pool", e);
+      check(s == MPS_OK && e < kTol && empty_row_zero, "pool mode=%s normalize=%d over ragged rows rel_l2=%.3g %s",
+            modes[mode], normalize, e, err.message);
+    }
+  }
+  // Without a mask every position is a token: mean over all 9.
+  std::vector<float> y(batch * hidden), ones(batch * seq, 0.0f);
+  cpu_arg args[] = {buf(x), none(), buf(y), ival(batch), ival(seq), ival(hidden), ival(1), ival(0)};
+  mps_error err{};
+  mps_status s = run_table("pool", args, &err);
+  std::vector<double> ref = mps_test::pool_ref(xd, ones, batch, seq, hidden, 1, 0);
+  double e = rel_l2(y.data(), ref.data(), y.size());
+  check(s == MPS_OK && e < kTol, "pool mean without a mask covers every position rel_l2=%.3g", e);
+  cpu_arg bad[] = {buf(x), buf(mask), buf(y), ival(batch), ival(seq), ival(hidden), ival(4), ival(0)};
+  s = run_table("pool", bad, &err);
+  check(s == MPS_ERR_INVALID_ARGUMENT && std::strstr(err.message, "pool: mode is 4 but must be in [0, 3]"),
+        "pool rejects mode 4: %s", err.message);
+  cpu_arg small[] = {buf(x), buf(mask), buf(y.data(), 40), ival(batch), ival(seq), ival(hidden), ival(1), ival(0)};
+  s = run_table("pool", small, &err);
+  check(s == MPS_ERR_INVALID_ARGUMENT && std::strstr(err.message, "pool: buffer y holds 40 bytes but needs 592"),
+        "pool rejects a short y: %s", err.message);
+}
+
 int main() {
   test_table();
   test_gemm_grid();
@@ -884,6 +929,7 @@ int main() {
   test_approximation_errors();
   test_bias_add_and_add();
   test_embedding();
+  test_pool();
   test_validate();
   test_threads();
   for (auto& kv : g_worst) std::printf("ACCURACY %s worst rel_l2=%.3g\n", kv.first.c_str(), kv.second);

@@ -34,10 +34,17 @@
  *  embedding  ids:B table:B out:B n_ids:I dim:I vocab:I accumulate:I
  *             ids are int32; out[i, :] = (accumulate ? out[i, :] : 0) + table[ids[i], :];
  *             an id outside [0, vocab) fails the kernel naming the id and its position.
+ *  pool       x:B mask:B? y:B batch:I seq:I hidden:I mode:I normalize:I
+ *             x is [batch, seq, hidden], y [batch, hidden]; one sentence embedding per sequence over its
+ *             tokens, the positions whose additive attention mask mask[b, t] is 0 (padding carries a
+ *             negative value; no mask: every position): mode 0 cls (position 0), 1 mean, 2 max (per
+ *             column), 3 mean_sqrt_len (sum / sqrt(tokens)). A sequence without tokens pools to zeros
+ *             (cls excepted). normalize 1: y /= max(||y||_2, 1e-12) per sequence.
  *
  * 16-bit storage: gemm16, layernorm16, softmax16 and embedding16 take the same arguments with every float
  * tensor stored in 16 bits (IEEE fp16, or bf16 when the device's GEMM math is bf16) and computed in fp32;
  * ids stay int32 and softmax16's mask stays fp32. They have no cpu implementation (execute is NULL).
+ * pool16 likewise (x and y 16-bit, the mask fp32).
  */
 #ifndef MPS_CPU_KERNELS_H
 #define MPS_CPU_KERNELS_H
@@ -90,6 +97,8 @@ void mps_cpu_gelu(const float* x, float* y, int64_t n);
 void mps_cpu_tanh(const float* x, float* y, int64_t n);
 void mps_cpu_bias_add(const float* x, const float* bias, float* y, int64_t rows, int64_t cols);
 void mps_cpu_add(const float* a, const float* b, float* y, int64_t n);
+void mps_cpu_pool(const float* x, const float* mask, float* y, int64_t batch, int64_t seq, int64_t hidden, int mode,
+                  int normalize);
 /* Returns -1 on success, else the position of the first id outside [0, vocab). */
 int64_t mps_cpu_embedding(const int32_t* ids, const float* table, float* out, int64_t n_ids, int64_t dim,
                           int64_t vocab, int accumulate);

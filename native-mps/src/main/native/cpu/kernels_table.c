@@ -21,7 +21,9 @@
 enum {
   K_GEMM, K_LAYERNORM, K_SOFTMAX, K_GELU, K_TANH, K_BIAS_ADD, K_ADD, K_EMBEDDING,
   /* 16-bit storage (fp16 or bf16, the device's GEMM math decides): same arguments, no cpu implementation */
-  K_GEMM16, K_LAYERNORM16, K_SOFTMAX16, K_EMBEDDING16, K_COUNT
+  K_GEMM16, K_LAYERNORM16, K_SOFTMAX16, K_EMBEDDING16,
+  /* Sentence-embedding pooling: pool runs everywhere, pool16 where 16-bit storage runs */
+  K_POOL, K_POOL16, K_COUNT
 };
 
 /* Defined at the end; validators use its names and kinds for their messages. */
@@ -421,6 +423,53 @@ static mps_status embedding_execute(const cpu_arg* a, mps_error* err) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
+ * pool
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE, P_NARGS };
+static const char* const POOL_NAMES[P_NARGS] = {"x", "mask", "y", "batch", "seq", "hidden", "mode", "normalize"};
+static const int32_t POOL_KINDS[P_NARGS] = {B, B, B, I, I, I, I, I};
+
+static mps_status pool_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, P_BATCH, 1, INT64_MAX, err));
+  TRY(need_range(k, a, P_SEQ, 1, INT64_MAX, err));
+  TRY(need_range(k, a, P_HIDDEN, 1, INT64_MAX, err));
+  TRY(need_range(k, a, P_MODE, 0, 3, err));
+  TRY(need_range(k, a, P_NORMALIZE, 0, 1, err));
+  int64_t x_total, y_total, mask_total;
+  if (!checked_product(&x_total, (const int64_t[]){a[P_BATCH].i, a[P_SEQ].i, a[P_HIDDEN].i}, 3)) {
+    return overflow(k, "batch * seq * hidden", err);
+  }
+  if (!checked_product(&y_total, (const int64_t[]){a[P_BATCH].i, a[P_HIDDEN].i}, 2)) {
+    return overflow(k, "batch * hidden", err);
+  }
+  if (!checked_product(&mask_total, (const int64_t[]){a[P_BATCH].i, a[P_SEQ].i}, 2)) {
+    return overflow(k, "batch * seq", err);
+  }
+  TRY(need_elems(k, a, P_X, x_total, vbytes(k), err));
+  TRY(need_elems(k, a, P_Y, y_total, vbytes(k), err));
+  int64_t y_bytes = y_total * vbytes(k);
+  TRY(check_overlap(k, a, P_Y, y_bytes, P_X, x_total * vbytes(k), 0, err));
+  if (a[P_MASK].kind == MPS_ARG_BUFFER) {
+    TRY(need_elems(k, a, P_MASK, mask_total, sizeof(float), err));
+    TRY(check_overlap(k, a, P_Y, y_bytes, P_MASK, mask_total * (int64_t)sizeof(float), 0, err));
+  }
+  return mps_ok(err);
+}
+
+static mps_status pool_validate(const cpu_arg* a, mps_error* err) { return pool_check(&KERNELS[K_POOL], a, err); }
+static mps_status pool16_validate(const cpu_arg* a, mps_error* err) { return pool_check(&KERNELS[K_POOL16], a, err); }
+
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
+static mps_status pool_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_pool((const float*)a[P_X].ptr, a[P_MASK].kind == MPS_ARG_BUFFER ? (const float*)a[P_MASK].ptr : NULL,
+               (float*)a[P_Y].ptr, a[P_BATCH].i, a[P_SEQ].i, a[P_HIDDEN].i, (int)a[P_MODE].i, (int)a[P_NORMALIZE].i);
+  return mps_ok(err);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
@@ -448,6 +497,8 @@ static const cpu_kernel KERNELS[K_COUNT] = {
                        NULL, 2},
     [K_SOFTMAX16] = {"softmax16", S_NARGS, SOFTMAX_NAMES, SOFTMAX_KINDS, 1u << S_MASK, softmax16_validate, NULL, 2},
     [K_EMBEDDING16] = {"embedding16", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding16_validate, NULL, 2},
+    [K_POOL] = {"pool", P_NARGS, POOL_NAMES, POOL_KINDS, 1u << P_MASK, pool_validate, EXEC(pool_execute)},
+    [K_POOL16] = {"pool16", P_NARGS, POOL_NAMES, POOL_KINDS, 1u << P_MASK, pool16_validate, NULL, 2},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

@@ -7,6 +7,7 @@
 // of mps_embedding (an id out of range), which the stream's completion thread reads after the commit.
 
 #define MPS_WARP 32
+#define MPS_NEG_INF (-__int_as_float(0x7f800000))
 
 __device__ __forceinline__ float mps_warp_sum(float v) {
   for (int offset = MPS_WARP / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -40,53 +41,6 @@ __device__ float mps_block_max(float v, float* scratch) {
 }
 
 __device__ __forceinline__ float mps_gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-
-// One block per row; two passes over the row (mean, then centred variance) keep fp32 accurate for
-// rows whose mean is large against their spread.
-extern "C" __global__ void mps_layernorm(const float* x, const float* residual, const float* gamma,
-                                         const float* beta, float* y, long long rows, long long cols, float eps) {
-  __shared__ float scratch[MPS_WARP];
-  long long row = blockIdx.x;
-  if (row >= rows) return;
-  const float* xr = x + row * cols;
-  const float* rr = residual ? residual + row * cols : nullptr;
-  float* yr = y + row * cols;
-  float sum = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) sum += xr[c] + (rr ? rr[c] : 0.0f);
-  float mean = mps_block_sum(sum, scratch) / (float)cols;
-  float sq = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    float d = xr[c] + (rr ? rr[c] : 0.0f) - mean;
-    sq += d * d;
-  }
-  float inv = rsqrtf(mps_block_sum(sq, scratch) / (float)cols + eps);
-  // Every thread has read its elements before any writes: y may alias x, and each element is read and
-  // written by the same thread.
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    float h = xr[c] + (rr ? rr[c] : 0.0f);
-    yr[c] = (h - mean) * inv * gamma[c] + beta[c];
-  }
-}
-
-// x is [batch, heads, rows, cols]; one block per (batch, head, row).
-extern "C" __global__ void mps_softmax(float* x, const float* mask, long long batch, long long heads,
-                                       long long rows, long long cols, float scale) {
-  __shared__ float scratch[MPS_WARP];
-  long long r = blockIdx.x;
-  if (r >= batch * heads * rows) return;
-  long long b = r / (heads * rows);
-  float* xr = x + r * cols;
-  const float* mr = mask ? mask + b * cols : nullptr;
-  float m = -3.402823466e38f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) m = fmaxf(m, scale * xr[c] + (mr ? mr[c] : 0.0f));
-  m = mps_block_max(m, scratch);
-  float sum = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) sum += expf(scale * xr[c] + (mr ? mr[c] : 0.0f) - m);
-  float inv = 1.0f / mps_block_sum(sum, scratch);
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    xr[c] = expf(scale * xr[c] + (mr ? mr[c] : 0.0f) - m) * inv;
-  }
-}
 
 extern "C" __global__ void mps_gelu(const float* x, float* y, long long n) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
@@ -131,26 +85,6 @@ extern "C" __global__ void mps_embedding(const int* ids, const float* table, flo
     }
     float v = table[(long long)id * dim + col];
     out[i] = accumulate ? out[i] + v : v;
-  }
-}
-
-// cuBLAS computes alpha * op(A) op(B) + beta * C; this adds the bias and applies the activation over the
-// same strided layout the gemm contract describes (two batch levels, leading dimension ldc).
-extern "C" __global__ void mps_gemm_epilogue(float* c, const float* bias, long long m, long long n, long long ldc,
-                                             int activation, long long batch_outer, long long stride_outer,
-                                             long long batch_inner, long long stride_inner) {
-  long long total = batch_outer * batch_inner * m * n;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long col = i % n, rest = i / n;
-    long long row = rest % m;
-    rest /= m;
-    long long inner = rest % batch_inner, outer = rest / batch_inner;
-    float* p = c + outer * stride_outer + inner * stride_inner + row * ldc + col;
-    float v = *p + (bias ? bias[col] : 0.0f);
-    if (activation == 1) v = mps_gelu_erf(v);
-    else if (activation == 2) v = tanhf(v);
-    *p = v;
   }
 }
 
@@ -202,53 +136,6 @@ __device__ __forceinline__ void mps_store16(unsigned short* p, long long i, floa
   p[i] = h;
 }
 
-extern "C" __global__ void mps_layernorm16(const unsigned short* x, const unsigned short* residual,
-                                           const unsigned short* gamma, const unsigned short* beta,
-                                           unsigned short* y, long long rows, long long cols, float eps, int bf16) {
-  __shared__ float scratch[MPS_WARP];
-  long long row = blockIdx.x;
-  if (row >= rows) return;
-  long long base = row * cols;
-  float sum = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    sum += mps_load16(x, base + c, bf16) + (residual ? mps_load16(residual, base + c, bf16) : 0.0f);
-  }
-  float mean = mps_block_sum(sum, scratch) / (float)cols;
-  float sq = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    float d = mps_load16(x, base + c, bf16) + (residual ? mps_load16(residual, base + c, bf16) : 0.0f) - mean;
-    sq += d * d;
-  }
-  float inv = rsqrtf(mps_block_sum(sq, scratch) / (float)cols + eps);
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    float h = mps_load16(x, base + c, bf16) + (residual ? mps_load16(residual, base + c, bf16) : 0.0f);
-    mps_store16(y, base + c, (h - mean) * inv * mps_load16(gamma, c, bf16) + mps_load16(beta, c, bf16), bf16);
-  }
-}
-
-extern "C" __global__ void mps_softmax16(unsigned short* x, const float* mask, long long batch, long long heads,
-                                         long long rows, long long cols, float scale, int bf16) {
-  __shared__ float scratch[MPS_WARP];
-  long long r = blockIdx.x;
-  if (r >= batch * heads * rows) return;
-  long long b = r / (heads * rows);
-  long long base = r * cols;
-  const float* mr = mask ? mask + b * cols : nullptr;
-  float m = -3.402823466e38f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    m = fmaxf(m, scale * mps_load16(x, base + c, bf16) + (mr ? mr[c] : 0.0f));
-  }
-  m = mps_block_max(m, scratch);
-  float sum = 0.0f;
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    sum += expf(scale * mps_load16(x, base + c, bf16) + (mr ? mr[c] : 0.0f) - m);
-  }
-  float inv = 1.0f / mps_block_sum(sum, scratch);
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) {
-    mps_store16(x, base + c, expf(scale * mps_load16(x, base + c, bf16) + (mr ? mr[c] : 0.0f) - m) * inv, bf16);
-  }
-}
-
 extern "C" __global__ void mps_embedding16(const int* ids, const unsigned short* table, unsigned short* out,
                                            long long n_ids, long long dim, long long vocab, int accumulate,
                                            long long* failure, int bf16) {
@@ -269,21 +156,211 @@ extern "C" __global__ void mps_embedding16(const int* ids, const unsigned short*
   }
 }
 
-extern "C" __global__ void mps_gemm_epilogue16(unsigned short* c, const unsigned short* bias, long long m, long long n,
-                                               long long ldc, int activation, long long batch_outer,
-                                               long long stride_outer, long long batch_inner, long long stride_inner,
-                                               int bf16) {
-  long long total = batch_outer * batch_inner * m * n;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long col = i % n, rest = i / n;
-    long long row = rest % m;
-    rest /= m;
-    long long inner = rest % batch_inner, outer = rest / batch_inner;
-    long long at = outer * stride_outer + inner * stride_inner + row * ldc + col;
-    float v = mps_load16(c, at, bf16) + (bias ? mps_load16(bias, col, bf16) : 0.0f);
-    if (activation == 1) v = mps_gelu_erf(v);
-    else if (activation == 2) v = tanhf(v);
-    mps_store16(c, at, v, bf16);
+// ---- Row kernels shared by both storages ----------------------------------------------------------
+// Written once over the stored type T (float, or unsigned short holding fp16/bf16 bits): mps_ld widens,
+// mps_st rounds. `bf16` only matters for 16-bit storage.
+
+__device__ __forceinline__ float mps_ld(const float* p, long long i, int) { return p[i]; }
+__device__ __forceinline__ float mps_ld(const unsigned short* p, long long i, int bf16) { return mps_load16(p, i, bf16); }
+__device__ __forceinline__ void mps_st(float* p, long long i, float v, int) { p[i] = v; }
+__device__ __forceinline__ void mps_st(unsigned short* p, long long i, float v, int bf16) { mps_store16(p, i, v, bf16); }
+
+// Rows of up to 32 x MPS_ROW_REGS values are held in registers (one read, one write); longer rows are
+// re-read from memory (L1/L2) pass by pass.
+#define MPS_ROW_REGS 32
+#define MPS_ROWS_PER_BLOCK 4
+
+// One warp per row, MPS_ROWS_PER_BLOCK rows per block; two passes over the row held in registers (mean,
+// then centred variance) keep fp32 accurate for rows whose mean is large against their spread. y may
+// alias x: every lane reads its own elements before it writes them.
+template <typename T>
+__device__ void mps_layernorm_rows(const T* x, const T* residual, const T* gamma, const T* beta, T* y, long long rows,
+                                   long long cols, float eps, int bf16) {
+  int lane = threadIdx.x % MPS_WARP;
+  long long row = (long long)blockIdx.x * (blockDim.x / MPS_WARP) + threadIdx.x / MPS_WARP;
+  if (row >= rows) return;  // whole warps leave together
+  long long base = row * cols;
+  float inv_cols = 1.0f / (float)cols;
+  if (cols <= MPS_WARP * MPS_ROW_REGS) {
+    float v[MPS_ROW_REGS];
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      v[i] = 0.0f;
+      if (c < cols) {
+        v[i] = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+        sum += v[i];
+      }
+    }
+    float mean = mps_warp_sum(sum) * inv_cols;
+    float sq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      if (c < cols) sq += (v[i] - mean) * (v[i] - mean);
+    }
+    float inv = rsqrtf(mps_warp_sum(sq) * inv_cols + eps);
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      if (c < cols) mps_st(y, base + c, (v[i] - mean) * inv * mps_ld(gamma, c, bf16) + mps_ld(beta, c, bf16), bf16);
+    }
+    return;
+  }
+  float sum = 0.0f;
+  for (long long c = lane; c < cols; c += MPS_WARP) {
+    sum += mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+  }
+  float mean = mps_warp_sum(sum) * inv_cols;
+  float sq = 0.0f;
+  for (long long c = lane; c < cols; c += MPS_WARP) {
+    float d = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f) - mean;
+    sq += d * d;
+  }
+  float inv = rsqrtf(mps_warp_sum(sq) * inv_cols + eps);
+  __syncwarp();
+  for (long long c = lane; c < cols; c += MPS_WARP) {
+    float h = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+    mps_st(y, base + c, (h - mean) * inv * mps_ld(gamma, c, bf16) + mps_ld(beta, c, bf16), bf16);
   }
 }
+
+// x is [batch, heads, rows, cols]; one warp per (batch, head, row). A row whose every position is masked
+// with -inf attends to nothing: zeros (as on cpu), not NaN.
+template <typename T>
+__device__ void mps_softmax_rows(T* x, const float* mask, long long batch, long long heads, long long rows,
+                                 long long cols, float scale, int bf16) {
+  int lane = threadIdx.x % MPS_WARP;
+  long long r = (long long)blockIdx.x * (blockDim.x / MPS_WARP) + threadIdx.x / MPS_WARP;
+  if (r >= batch * heads * rows) return;
+  long long b = r / (heads * rows);
+  long long base = r * cols;
+  const float* mr = mask ? mask + b * cols : nullptr;
+  if (cols <= MPS_WARP * MPS_ROW_REGS) {
+    float v[MPS_ROW_REGS];
+    float m = MPS_NEG_INF;
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      v[i] = MPS_NEG_INF;
+      if (c < cols) {
+        v[i] = scale * mps_ld(x, base + c, bf16) + (mr ? mr[c] : 0.0f);
+        m = fmaxf(m, v[i]);
+      }
+    }
+    m = mps_warp_max(m);
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      if (c < cols) {
+        v[i] = m == MPS_NEG_INF ? 0.0f : expf(v[i] - m);
+        sum += v[i];
+      }
+    }
+    sum = mps_warp_sum(sum);
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+    for (int i = 0; i < MPS_ROW_REGS; i++) {
+      long long c = lane + (long long)MPS_WARP * i;
+      if (c < cols) mps_st(x, base + c, v[i] * inv, bf16);
+    }
+    return;
+  }
+  float m = MPS_NEG_INF;
+  for (long long c = lane; c < cols; c += MPS_WARP) m = fmaxf(m, scale * mps_ld(x, base + c, bf16) + (mr ? mr[c] : 0.0f));
+  m = mps_warp_max(m);
+  float sum = 0.0f;
+  if (m != MPS_NEG_INF) {
+    for (long long c = lane; c < cols; c += MPS_WARP) sum += expf(scale * mps_ld(x, base + c, bf16) + (mr ? mr[c] : 0.0f) - m);
+  }
+  sum = mps_warp_sum(sum);
+  float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  __syncwarp();
+  for (long long c = lane; c < cols; c += MPS_WARP) {
+    float e = m == MPS_NEG_INF ? 0.0f : expf(scale * mps_ld(x, base + c, bf16) + (mr ? mr[c] : 0.0f) - m);
+    mps_st(x, base + c, e * inv, bf16);
+  }
+}
+
+// cuBLAS computes alpha * op(A) op(B) + beta * C; this adds the bias and applies the activation over the
+// strided layout the gemm contract describes (two batch levels, leading dimension ldc). Rows run along
+// gridDim.y (the row's matrix position is worked out once per row), columns along x, coalesced.
+template <typename T>
+__device__ void mps_epilogue_rows(T* c, const T* bias, long long m, long long n, long long ldc, int activation,
+                                  long long batch_outer, long long stride_outer, long long batch_inner,
+                                  long long stride_inner, int bf16) {
+  long long total_rows = batch_outer * batch_inner * m;
+  for (long long r = blockIdx.y; r < total_rows; r += gridDim.y) {
+    long long row = r % m, rest = r / m;
+    long long inner = rest % batch_inner, outer = rest / batch_inner;
+    T* p = c + outer * stride_outer + inner * stride_inner + row * ldc;
+    for (long long col = (long long)blockIdx.x * blockDim.x + threadIdx.x; col < n; col += (long long)gridDim.x * blockDim.x) {
+      float v = mps_ld(p, col, bf16) + (bias ? mps_ld(bias, col, bf16) : 0.0f);
+      if (activation == 1) v = mps_gelu_erf(v);
+      else if (activation == 2) v = tanhf(v);
+      mps_st(p, col, v, bf16);
+    }
+  }
+}
+
+// One block per sequence, threads over the hidden columns (coalesced across the block), tokens counted
+// from the additive mask (0 = token). Normalization takes a first pass for the norm, so 16-bit storage
+// rounds once.
+template <typename T>
+__device__ void mps_pool_rows(const T* x, const float* mask, T* y, long long batch, long long seq, long long hidden,
+                              int mode, int normalize, int bf16) {
+  __shared__ float scratch[MPS_WARP];
+  long long b = blockIdx.x;
+  if (b >= batch) return;
+  const T* xb = x + b * seq * hidden;
+  const float* mb = mask ? mask + b * seq : nullptr;
+  long long tokens = 0;
+  for (long long t = 0; t < seq; t++) tokens += (!mb || mb[t] == 0.0f) ? 1 : 0;
+  float scale = mode == 1 ? 1.0f / (float)tokens : mode == 3 ? rsqrtf((float)tokens) : 1.0f;
+  float inv_norm = 1.0f;
+  for (int pass = normalize ? 0 : 1; pass < 2; pass++) {
+    float sq = 0.0f;
+    for (long long c = threadIdx.x; c < hidden; c += blockDim.x) {
+      float v = 0.0f;
+      if (mode == 0) {
+        v = mps_ld(xb, c, bf16);
+      } else if (tokens > 0) {
+        float acc = mode == 2 ? MPS_NEG_INF : 0.0f;
+        for (long long t = 0; t < seq; t++) {
+          if (mb && mb[t] != 0.0f) continue;
+          float e = mps_ld(xb, t * hidden + c, bf16);
+          acc = mode == 2 ? fmaxf(acc, e) : acc + e;
+        }
+        v = acc * scale;
+      }
+      if (pass == 0) sq += v * v;
+      else mps_st(y, b * hidden + c, v * inv_norm, bf16);
+    }
+    if (pass == 0) inv_norm = 1.0f / fmaxf(sqrtf(mps_block_sum(sq, scratch)), 1e-12f);
+  }
+}
+
+#define MPS_ROW_KERNELS(SUFFIX, T, BF16_PARAM, BF16)                                                              \
+  extern "C" __global__ void mps_layernorm##SUFFIX(const T* x, const T* residual, const T* gamma, const T* beta,   \
+                                                   T* y, long long rows, long long cols, float eps BF16_PARAM) {   \
+    mps_layernorm_rows(x, residual, gamma, beta, y, rows, cols, eps, BF16);                                      \
+  }                                                                                                              \
+  extern "C" __global__ void mps_softmax##SUFFIX(T* x, const float* mask, long long batch, long long heads,        \
+                                                 long long rows, long long cols, float scale BF16_PARAM) {       \
+    mps_softmax_rows(x, mask, batch, heads, rows, cols, scale, BF16);                                            \
+  }                                                                                                              \
+  extern "C" __global__ void mps_gemm_epilogue##SUFFIX(T* c, const T* bias, long long m, long long n, long long ldc, \
+                                                       int activation, long long batch_outer, long long stride_outer, \
+                                                       long long batch_inner, long long stride_inner BF16_PARAM) {   \
+    mps_epilogue_rows(c, bias, m, n, ldc, activation, batch_outer, stride_outer, batch_inner, stride_inner, BF16);  \
+  }                                                                                                              \
+  extern "C" __global__ void mps_pool##SUFFIX(const T* x, const float* mask, T* y, long long batch, long long seq,  \
+                                              long long hidden, int mode, int normalize BF16_PARAM) {             \
+    mps_pool_rows(x, mask, y, batch, seq, hidden, mode, normalize, BF16);                                        \
+  }
+
+#define MPS_COMMA ,
+MPS_ROW_KERNELS(, float, , 0)
+MPS_ROW_KERNELS(16, unsigned short, MPS_COMMA int bf16, bf16)

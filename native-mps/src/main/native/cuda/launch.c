@@ -16,8 +16,11 @@ enum { U_X, U_Y, U_N };
 enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
+enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
 
 #define MPS_ELEMENTWISE_THREADS 256
+#define MPS_ROWS_PER_BLOCK 4 /* warp-per-row kernels (layernorm, softmax): as in kernels.cu */
+#define MPS_GRID_Y_MAX 65535
 
 static const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
@@ -44,17 +47,15 @@ static unsigned elementwise_blocks(const mps_device* device, long long n) {
   return blocks < 1 ? 1u : (unsigned)blocks;
 }
 
-/* A block for one row of `cols`: a multiple of 32, at most `max`. */
-static unsigned row_threads(long long cols, unsigned max) {
-  long long t = (cols + 31) / 32 * 32;
-  if (t > max) t = max;
-  return t < 32 ? 32u : (unsigned)t;
+/* Blocks for warp-per-row kernels over `rows` rows (validated: rows fit the grid). */
+static unsigned row_blocks(long long rows) {
+  return (unsigned)((rows + MPS_ROWS_PER_BLOCK - 1) / MPS_ROWS_PER_BLOCK);
 }
 
-static mps_status launch(const void* fn, const char* name, unsigned blocks, unsigned threads, void** params,
-                         cudaStream_t stream, mps_error* err) {
-  if (blocks == 0) return MPS_OK; /* empty work: nothing to launch */
-  dim3 grid = {blocks, 1, 1}, block = {threads, 1, 1};
+static mps_status launch2(const void* fn, const char* name, dim3 grid, unsigned threads, void** params,
+                          cudaStream_t stream, mps_error* err) {
+  if (grid.x == 0 || grid.y == 0) return MPS_OK; /* empty work: nothing to launch */
+  dim3 block = {threads, 1, 1};
   cudaError_t e = cudaLaunchKernel(fn, grid, block, params, 0, stream);
   if (e != cudaSuccess) {
     char what[96];
@@ -62,6 +63,12 @@ static mps_status launch(const void* fn, const char* name, unsigned blocks, unsi
     return mps_cuda_fail(err, e, what);
   }
   return MPS_OK;
+}
+
+static mps_status launch(const void* fn, const char* name, unsigned blocks, unsigned threads, void** params,
+                         cudaStream_t stream, mps_error* err) {
+  dim3 grid = {blocks, 1, 1};
+  return launch2(fn, name, grid, threads, params, stream, err);
 }
 
 /* fp32 and tf32 multiply the fp32 operands directly. fp16 and bf16 first round both operands to 16 bits
@@ -73,7 +80,9 @@ static cublasComputeType_t compute_type(int32_t math_mode) {
     case MPS_MATH_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
     case MPS_MATH_FP16:
     case MPS_MATH_BF16: return CUBLAS_COMPUTE_32F;
-    default: return CUBLAS_COMPUTE_32F_PEDANTIC;
+    /* The handle keeps CUBLAS_DEFAULT_MATH, which never lowers fp32's precision (no TF32); PEDANTIC would also
+     * rule out cuBLAS's faster fp32 algorithms. */
+    default: return CUBLAS_COMPUTE_32F;
   }
 }
 
@@ -199,14 +208,18 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   int activation = (int)a[G_ACT].i;
   if (!bias && activation == 0) return MPS_OK;
   long long ldc = a[G_LDC].i;
+  /* Columns along x, the bo x bi x m rows along y (grid-stride beyond the grid's y limit). */
+  long long rows = bo * bi * m, col_blocks = (n + MPS_ELEMENTWISE_THREADS - 1) / MPS_ELEMENTWISE_THREADS;
+  dim3 grid = {(unsigned)(col_blocks > 1024 ? 1024 : col_blocks), (unsigned)(rows > MPS_GRID_Y_MAX ? MPS_GRID_Y_MAX : rows),
+               1};
   if (stored16) {
     void* params16[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i, &bf16};
-    return launch((const void*)p->library->gemm_epilogue16, "gemm16 epilogue",
-                  elementwise_blocks(ctx->device, bo * bi * m * n), MPS_ELEMENTWISE_THREADS, params16, ctx->stream, err);
+    return launch2((const void*)p->library->gemm_epilogue16, "gemm16 epilogue", grid, MPS_ELEMENTWISE_THREADS, params16,
+                   ctx->stream, err);
   }
   void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i};
-  return launch((const void*)p->library->gemm_epilogue, "gemm epilogue", elementwise_blocks(ctx->device, bo * bi * m * n),
-                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+  return launch2((const void*)p->library->gemm_epilogue, "gemm epilogue", grid, MPS_ELEMENTWISE_THREADS, params,
+                 ctx->stream, err);
 }
 
 mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx,
@@ -225,7 +238,7 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       long long rows = a[L_ROWS].i, cols = a[L_COLS].i;
       float eps = (float)a[L_EPS].f;
       void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps, &bf16};
-      return launch(fn, name, (unsigned)rows, row_threads(cols, 256), params, ctx->stream, err);
+      return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
     case MPS_CUDA_K_SOFTMAX:
     case MPS_CUDA_K_SOFTMAX16: {
@@ -233,7 +246,7 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       long long batch = a[S_BATCH].i, heads = a[S_HEADS].i, rows = a[S_ROWS].i, cols = a[S_COLS].i;
       float scale = (float)a[S_SCALE].f;
       void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale, &bf16};
-      return launch(fn, name, (unsigned)(batch * heads * rows), row_threads(cols, 128), params, ctx->stream, err);
+      return launch(fn, name, row_blocks(batch * heads * rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
     case MPS_CUDA_K_GELU:
     case MPS_CUDA_K_TANH: {
@@ -264,6 +277,14 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void* params[] = {&ids, &table, &out, &n_ids, &dim, &vocab, &accumulate, &failure, &bf16};
       long long n = n_ids * dim;
       return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_POOL:
+    case MPS_CUDA_K_POOL16: {
+      void *x = a[P_X].ptr, *mask = ptr_or_null(&a[P_MASK]), *y = a[P_Y].ptr;
+      long long batch = a[P_BATCH].i, seq = a[P_SEQ].i, hidden = a[P_HIDDEN].i;
+      int mode = (int)a[P_MODE].i, normalize = (int)a[P_NORMALIZE].i;
+      void* params[] = {&x, &mask, &y, &batch, &seq, &hidden, &mode, &normalize, &bf16};
+      return launch(fn, name, (unsigned)batch, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
     }
     default:
       return mps_fail(err, MPS_ERR_NOT_FOUND, "cuda: kernel %s has no launcher", name);

@@ -23,6 +23,7 @@ using namespace metal;
 struct mps_layernorm_params { long rows; long cols; float eps; int has_residual; };
 struct mps_softmax_params { long batch; long heads; long rows; long cols; float scale; int has_mask; };
 struct mps_count_params { long n; };
+struct mps_pool_params { long batch; long seq; long hidden; int mode; int normalize; int has_mask; int unused; };
 struct mps_matrix_params { long rows; long cols; };
 struct mps_embedding_params { long n_ids; long dim; long vocab; int accumulate; int unused; };
 struct mps_epilogue_params {
@@ -277,6 +278,49 @@ kernel void mps_gemm_tiled(device const float* a [[buffer(0)]], device const flo
           *at = mps_activation(v, p.activation);
         }
       }
+    }
+  }
+}
+
+// ---- sentence-embedding pooling ------------------------------------------------------------------------
+
+// One threadgroup per sequence (grid-stride over sequences), threads over the hidden columns. A token is a
+// position whose additive mask is 0; mode 0 cls, 1 mean, 2 max, 3 mean_sqrt_len; a sequence without tokens
+// pools to zeros. normalize: a first pass computes the norm, the second writes y / max(norm, 1e-12).
+kernel void mps_pool(device const float* x [[buffer(0)]], device const float* mask [[buffer(1)]],
+                     device float* y [[buffer(2)]], constant mps_pool_params& p [[buffer(3)]],
+                     uint tid [[thread_index_in_threadgroup]], uint threads [[threads_per_threadgroup]],
+                     uint group [[threadgroup_position_in_grid]], uint groups [[threadgroups_per_grid]],
+                     uint lane [[thread_index_in_simdgroup]], uint sg [[simdgroup_index_in_threadgroup]],
+                     uint sgs [[simdgroups_per_threadgroup]]) {
+  threadgroup float scratch[32];
+  const ulong seq = (ulong)p.seq, hidden = (ulong)p.hidden;
+  for (ulong b = group; b < (ulong)p.batch; b += groups) {
+    device const float* xb = x + b * seq * hidden;
+    device const float* mb = mask + b * seq;
+    ulong tokens = 0;
+    for (ulong t = 0; t < seq; t++) tokens += (!p.has_mask || mb[t] == 0.0f) ? 1 : 0;
+    float scale = p.mode == 1 ? 1.0f / (float)tokens : p.mode == 3 ? 1.0f / precise::sqrt((float)tokens) : 1.0f;
+    float inv_norm = 1.0f;
+    for (int pass = p.normalize ? 0 : 1; pass < 2; pass++) {
+      float sq = 0.0f;
+      for (ulong c = tid; c < hidden; c += threads) {
+        float v = 0.0f;
+        if (p.mode == 0) {
+          v = xb[c];
+        } else if (tokens > 0) {
+          float acc = p.mode == 2 ? -INFINITY : 0.0f;
+          for (ulong t = 0; t < seq; t++) {
+            if (p.has_mask && mb[t] != 0.0f) continue;
+            float e = xb[t * hidden + c];
+            acc = p.mode == 2 ? max(acc, e) : acc + e;
+          }
+          v = acc * scale;
+        }
+        if (pass == 0) sq += v * v;
+        else y[b * hidden + c] = v * inv_norm;
+      }
+      if (pass == 0) inv_norm = 1.0f / max(precise::sqrt(mps_group_sum(sq, scratch, lane, sg, sgs)), 1e-12f);
     }
   }
 }

@@ -20,6 +20,7 @@ enum { U_X, U_Y, U_N };
 enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
+enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
 
 /* ---- parameter blocks: the structs of kernels.metal, field for field ------------------------------------ */
 
@@ -39,6 +40,7 @@ typedef struct gemm_params {
   float alpha, beta;
   int32_t trans_a, trans_b, activation, has_bias;
 } gemm_params;
+typedef struct pool_params { int64_t batch, seq, hidden; int32_t mode, normalize, has_mask, unused; } pool_params;
 typedef struct copy_params { uint64_t src_offset, dst_offset, bytes; } copy_params; /* device.m's COPY_SOURCE */
 
 _Static_assert(sizeof(layernorm_params) == 24, "mps_layernorm_params in kernels.metal");
@@ -48,6 +50,7 @@ _Static_assert(sizeof(matrix_params) == 16, "mps_matrix_params in kernels.metal"
 _Static_assert(sizeof(embedding_params) == 32, "mps_embedding_params in kernels.metal");
 _Static_assert(sizeof(epilogue_params) == 64, "mps_epilogue_params in kernels.metal");
 _Static_assert(sizeof(gemm_params) == 136, "mps_gemm_params in kernels.metal");
+_Static_assert(sizeof(pool_params) == 40, "mps_pool_params in kernels.metal");
 _Static_assert(sizeof(copy_params) == 24, "mps_copy_params in device.m");
 
 /* ---- encoders ---------------------------------------------------------------------------------------- */
@@ -434,6 +437,17 @@ static mps_status embedding(const mps_metal_call* call, const mps_metal_launch_c
   return MPS_OK;
 }
 
+static void pool(const mps_metal_call* call, const mps_metal_launch_context* ctx, id<MTLComputePipelineState> state) {
+  const cpu_arg* a = call->args;
+  id<MTLComputeCommandEncoder> enc = start(ctx, state);
+  pool_params p = {a[P_BATCH].i, a[P_SEQ].i, a[P_HIDDEN].i, (int32_t)a[P_MODE].i, (int32_t)a[P_NORMALIZE].i, 0, 0};
+  bind(enc, call, P_X, 0);
+  p.has_mask = bind_optional(enc, call, P_MASK, P_X, 1);
+  bind(enc, call, P_Y, 2);
+  [enc setBytes:&p length:sizeof p atIndex:3];
+  dispatch_rows(enc, state, (uint64_t)p.batch, (uint64_t)p.hidden, 256);
+}
+
 mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_context* ctx, mps_error* err) {
   const mps_pipeline* p = call->pipeline;
   id<MTLComputePipelineState> state = MPS_METAL(id<MTLComputePipelineState>, p->state);
@@ -446,6 +460,7 @@ mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_c
     case MPS_METAL_K_ADD: elementwise(call, ctx, state, 3); return MPS_OK;
     case MPS_METAL_K_BIAS_ADD: bias_add(call, ctx, state); return MPS_OK;
     case MPS_METAL_K_EMBEDDING: return embedding(call, ctx, state, err);
+    case MPS_METAL_K_POOL: pool(call, ctx, state); return MPS_OK;
     default: return mps_fail(err, MPS_ERR_NOT_FOUND, "metal: kernel %s has no launcher", p->kernel->name);
   }
 }

@@ -86,6 +86,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
         final List<Pending> requests;
         final int rows;
         final int seq;
+        /** The sentence embedding the batch pools (null: none). */
+        final InferenceProtocol.Embedding embedding;
         ShapeProgram program;
         AllocatorProtocol.BufferLease memory;
         StreamPoolProtocol.StreamLease stream;
@@ -93,10 +95,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
         boolean freeAfterPoint;
         CompletableFuture<BatchDelivered> delivery;
 
-        Batch(List<Pending> requests, int rows, int seq) {
+        Batch(List<Pending> requests, int rows, int seq, InferenceProtocol.Embedding embedding) {
             this.requests = requests;
             this.rows = rows;
             this.seq = seq;
+            this.embedding = embedding;
         }
     }
 
@@ -202,6 +205,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onInfer(Infer m) {
         requests++;
         String problem = engine.validate(m.inputs());
+        if (problem == null) {
+            problem = engine.validateOutputs(m.outputs());
+        }
         if (problem != null) {
             fail(m, problem);
             return this;
@@ -223,7 +229,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
         InferenceInputs in = m.inputs();
         int length = in.inputIds()[0].length;
-        int bucket = Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength());
+        // A bucket holds one padded length and one pooled embedding (requests for other outputs share it).
+        int bucket = bucketKey(Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength()),
+                m.outputs().embedding());
         held++;
         buckets.computeIfAbsent(bucket, b -> new ArrayDeque<>())
                 .add(new Pending(m, in.inputIds().length, length, System.nanoTime()));
@@ -301,6 +309,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             if (seq == null) {
                 return;
             }
+            // seq is the bucket's key: padded length and embedding together (bucketKey)
             ArrayDeque<Pending> queue = buckets.get(seq);
             long waited = System.nanoTime() - queue.peek().arrivedNanos();
             long delay = settings.maxDelay().toNanos();
@@ -334,7 +343,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             if (members.isEmpty()) {
                 continue; // every request taken had expired
             }
-            Batch batch = new Batch(members, rows, seq);
+            Batch batch = new Batch(members, rows, seq / EMBEDDING_KINDS, embeddingOf(seq % EMBEDDING_KINDS));
             running.add(batch);
             launch(batch);
         }
@@ -356,7 +365,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private void launch(Batch batch) {
         try {
-            batch.program = program(batch.rows, batch.seq);
+            batch.program = program(batch.rows, batch.seq, batch.embedding);
         } catch (RuntimeException e) {
             finish(batch, "could not compile the model for batch " + batch.rows + " x " + batch.seq + ": " + e.getMessage());
             return;
@@ -483,8 +492,14 @@ public final class ModelActor extends AbstractBehavior<Command> {
         int row = 0, ok = 0, bad = 0;
         String failure = null;
         ModelEngine.Outputs outputs = null;
+        boolean hidden = false, pooler = false, embedding = false;
+        for (Pending p : batch.requests) {
+            hidden |= p.request().outputs().lastHiddenState();
+            pooler |= p.request().outputs().poolerOutput();
+            embedding |= p.request().outputs().embedding() != null;
+        }
         try {
-            outputs = batch.program.readOutputs(batch.memory.buffer());
+            outputs = batch.program.readOutputs(batch.memory.buffer(), hidden, pooler, embedding);
         } catch (IllegalStateException e) {
             // The batch holds its memory until this task reports back, so a closed buffer means the runtime
             // is stopping and its allocator closed every lease.
@@ -498,13 +513,22 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 bad++;
                 continue;
             }
-            float[][][] hidden = new float[p.sequences()][][];
-            float[][] pooled = new float[p.sequences()][];
+            InferenceProtocol.OutputSpec wants = p.request().outputs();
+            float[][][] states = wants.lastHiddenState() ? new float[p.sequences()][][] : null;
+            float[][] pooled = wants.poolerOutput() ? new float[p.sequences()][] : null;
+            float[][] embedded = wants.embedding() != null ? new float[p.sequences()][] : null;
             for (int s = 0; s < p.sequences(); s++, row++) {
-                hidden[s] = outputs.lastHiddenState(row, p.length());
-                pooled[s] = outputs.poolerOutput(row);
+                if (states != null) {
+                    states[s] = outputs.lastHiddenState(row, p.length());
+                }
+                if (pooled != null) {
+                    pooled[s] = outputs.poolerOutput(row);
+                }
+                if (embedded != null) {
+                    embedded[s] = outputs.embedding(row);
+                }
             }
-            p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
+            p.request().replyTo().tell(new InferResult(p.request().requestId(), states, pooled, embedded));
             ok++;
         }
         return new BatchDelivered(batch, ok, bad);
@@ -554,11 +578,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
     }
 
-    private ShapeProgram program(int rows, int seq) {
-        long key = ((long) rows << 32) | seq;
+    private ShapeProgram program(int rows, int seq, InferenceProtocol.Embedding embedding) {
+        long key = ((long) rows << 32) | bucketKey(seq, embedding);
         ShapeProgram p = programs.get(key);
         if (p == null) {
-            p = engine.compile(pipelines, rows, seq);
+            p = engine.compile(pipelines, rows, seq, embedding);
             programs.put(key, p);
         }
         return p;
@@ -666,6 +690,19 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return f.reason();
         }
         return failure == null ? String.valueOf(reply) : failure.toString();
+    }
+
+    /** Embedding variants: none, then each pooling plain and normalized. */
+    private static final int EMBEDDING_KINDS = 1 + 2 * InferenceProtocol.Pooling.values().length;
+
+    private static int bucketKey(int seq, InferenceProtocol.Embedding embedding) {
+        int kind = embedding == null ? 0 : 1 + 2 * embedding.pooling().ordinal() + (embedding.normalize() ? 1 : 0);
+        return seq * EMBEDDING_KINDS + kind;
+    }
+
+    private static InferenceProtocol.Embedding embeddingOf(int kind) {
+        return kind == 0 ? null : new InferenceProtocol.Embedding(InferenceProtocol.Pooling.values()[(kind - 1) / 2],
+                (kind - 1) % 2 == 1);
     }
 
     private static int roundUp(int value, int multiple) {

@@ -31,6 +31,7 @@ public final class BertDeviceWeights implements AutoCloseable {
     private final DeviceBuffer buffer;
     final long wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings, embLnGamma, embLnBeta;
     final LayerOffsets[] layers;
+    /** -1 when the checkpoint has no pooler. */
     final long poolerWeight, poolerBias;
 
     private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, long[] offsets,
@@ -73,8 +74,9 @@ public final class BertDeviceWeights implements AutoCloseable {
                     at.take(h), at.take(inter * h), at.take(inter), at.take(h * inter), at.take(h), at.take(h),
                     at.take(h));
         }
-        offsets[5] = at.take(h * h);
-        offsets[6] = at.take(h);
+        boolean pooler = weights.hasPooler();
+        offsets[5] = pooler ? at.take(h * h) : -1;
+        offsets[6] = pooler ? at.take(h) : -1;
 
         DeviceBuffer buffer = device.allocate(at.bytes);
         try {
@@ -100,8 +102,10 @@ public final class BertDeviceWeights implements AutoCloseable {
                 storage.write(buffer, o.outLnGamma(), weights.layer(l, "output.LayerNorm.weight"));
                 storage.write(buffer, o.outLnBeta(), weights.layer(l, "output.LayerNorm.bias"));
             }
-            storage.write(buffer, offsets[5], weights.values("pooler.dense.weight"));
-            storage.write(buffer, offsets[6], weights.values("pooler.dense.bias"));
+            if (pooler) {
+                storage.write(buffer, offsets[5], weights.values(BertWeights.POOLER_WEIGHT));
+                storage.write(buffer, offsets[6], weights.values(BertWeights.POOLER_BIAS));
+            }
         } catch (RuntimeException e) {
             buffer.close();
             throw e;
@@ -155,6 +159,11 @@ public final class BertDeviceWeights implements AutoCloseable {
 
     public long bytes() {
         return buffer.size();
+    }
+
+    /** Whether the pooler was uploaded (the checkpoint has it): pooler_output needs it. */
+    public boolean hasPooler() {
+        return poolerWeight >= 0;
     }
 
     public boolean isClosed() {

@@ -3,7 +3,9 @@ package dev.mpsactors.model;
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.NativeDevice;
 import dev.mpsactors.nativemps.Pipeline;
+import dev.mpsactors.protocol.InferenceProtocol.Embedding;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.InferenceProtocol.OutputSpec;
 import dev.mpsactors.protocol.StreamWork;
 import java.util.List;
 import java.util.Map;
@@ -97,9 +99,18 @@ public final class BertEngine implements ModelEngine {
     }
 
     @Override
-    public ShapeProgram compile(Map<String, Pipeline> pipelines, int batch, int seq) {
+    public String validateOutputs(OutputSpec outputs) {
+        if (outputs.poolerOutput() && !weights.hasPooler()) {
+            return "pooler_output is not offered: the checkpoint has no pooler (pooler.dense.weight and "
+                    + "pooler.dense.bias are absent); ask for last_hidden_state or an embedding";
+        }
+        return null;
+    }
+
+    @Override
+    public ShapeProgram compile(Map<String, Pipeline> pipelines, int batch, int seq, Embedding embedding) {
         BertProgram program = BertProgram.compile(weights, BertProgram.Pipelines.from(pipelines, weights.storage()), batch, seq,
-                BertProgram.Layout.PACKED);
+                BertProgram.Layout.PACKED, embedding);
         return new BertShape(program);
     }
 
@@ -157,28 +168,42 @@ public final class BertEngine implements ModelEngine {
             return new StreamWork.ProgramCall(program.program(), slots(buffer));
         }
 
-        /** The OUTPUT region holds last_hidden_state [batch][seq][h] and then pooler_output [batch][h]: one read. */
+        /** The OUTPUT region holds last_hidden_state [batch][seq][h], then pooler_output and the embedding [batch][h]. */
         @Override
-        public Outputs readOutputs(DeviceBuffer buffer) {
-            int h = config.hiddenSize(), seq = program.seq();
-            long hiddenValues = (long) program.batch() * seq * h;
-            float[] all = new float[Math.toIntExact(hiddenValues + (long) program.batch() * h)];
-            program.storage().read(buffer, program.offset(BertProgram.Region.OUTPUT), all);
+        public Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding) {
+            int h = config.hiddenSize(), seq = program.seq(), rows = program.batch();
+            long base = program.offset(BertProgram.Region.OUTPUT);
+            float[] hidden = lastHiddenState ? new float[Math.toIntExact((long) rows * seq * h)] : null;
+            float[] pooled = poolerOutput ? new float[rows * h] : null;
+            float[] embedded = embedding ? new float[rows * h] : null;
+            if (hidden != null) {
+                program.storage().read(buffer, base, hidden);
+            }
+            if (pooled != null) {
+                program.storage().read(buffer, base + program.outputOffset(BertProgram.Output.POOLER_OUTPUT), pooled);
+            }
+            if (embedded != null) {
+                program.storage().read(buffer, base + program.outputOffset(BertProgram.Output.EMBEDDING), embedded);
+            }
             return new Outputs() {
                 @Override
                 public float[][] lastHiddenState(int row, int length) {
                     float[][] out = new float[length][];
                     for (int t = 0; t < length; t++) {
                         int from = (row * seq + t) * h;
-                        out[t] = java.util.Arrays.copyOfRange(all, from, from + h);
+                        out[t] = java.util.Arrays.copyOfRange(hidden, from, from + h);
                     }
                     return out;
                 }
 
                 @Override
                 public float[] poolerOutput(int row) {
-                    int from = Math.toIntExact(hiddenValues + (long) row * h);
-                    return java.util.Arrays.copyOfRange(all, from, from + h);
+                    return java.util.Arrays.copyOfRange(pooled, row * h, row * h + h);
+                }
+
+                @Override
+                public float[] embedding(int row) {
+                    return java.util.Arrays.copyOfRange(embedded, row * h, row * h + h);
                 }
             };
         }

@@ -35,8 +35,9 @@ public final class BertFolderGenerator {
      * @param shards        1 writes {@code model.safetensors}; K >= 2 writes an index and K shards
      * @param bertPrefix    whether tensor names carry the {@code bert.} prefix
      * @param extraTensors  whether to add tensors a checkpoint carries but the encoder ignores
+     * @param pooler        whether to write the pooler (sentence-embedding checkpoints often have none)
      */
-    public record Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors) {
+    public record Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors, boolean pooler) {
         public Options {
             if (dtype != Dtype.F32 && dtype != Dtype.F16 && dtype != Dtype.BF16) {
                 throw new IllegalArgumentException("dtype must be F32, F16 or BF16, got " + dtype);
@@ -46,24 +47,32 @@ public final class BertFolderGenerator {
             }
         }
 
+        public Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors) {
+            this(dtype, shards, bertPrefix, extraTensors, true);
+        }
+
         public static Options defaults() {
-            return new Options(Dtype.F32, 1, true, true);
+            return new Options(Dtype.F32, 1, true, true, true);
+        }
+
+        public Options withPooler(boolean p) {
+            return new Options(dtype, shards, bertPrefix, extraTensors, p);
         }
 
         public Options withDtype(Dtype d) {
-            return new Options(d, shards, bertPrefix, extraTensors);
+            return new Options(d, shards, bertPrefix, extraTensors, pooler);
         }
 
         public Options withShards(int k) {
-            return new Options(dtype, k, bertPrefix, extraTensors);
+            return new Options(dtype, k, bertPrefix, extraTensors, pooler);
         }
 
         public Options withBertPrefix(boolean p) {
-            return new Options(dtype, shards, p, extraTensors);
+            return new Options(dtype, shards, p, extraTensors, pooler);
         }
 
         public Options withExtraTensors(boolean e) {
-            return new Options(dtype, shards, bertPrefix, e);
+            return new Options(dtype, shards, bertPrefix, e, pooler);
         }
     }
 
@@ -87,6 +96,9 @@ public final class BertFolderGenerator {
         Random random = new Random(seed);
         Map<String, BertWeights.Tensor> weights = new LinkedHashMap<>();
         for (Map.Entry<String, int[]> e : BertWeights.expectedShapes(config).entrySet()) {
+            if (!options.pooler() && e.getKey().startsWith("pooler.")) {
+                continue;
+            }
             weights.put(e.getKey(), new BertWeights.Tensor(e.getValue(),
                     init(e.getKey(), e.getValue(), random, options.dtype())));
         }
@@ -229,7 +241,7 @@ public final class BertFolderGenerator {
 
     private static final String USAGE = "usage: BertFolderGenerator OUT_DIR [--hidden H] [--layers N] [--heads A]"
             + " [--intermediate I] [--vocab V] [--max-pos P] [--type-vocab T] [--seed S] [--dtype f32|f16|bf16]"
-            + " [--shards K] [--no-prefix]";
+            + " [--shards K] [--no-prefix] [--no-pooler]";
 
     /** Command line: see {@link #USAGE}. Exits 2 on a usage error. */
     public static void main(String[] args) throws IOException {
@@ -248,10 +260,12 @@ public final class BertFolderGenerator {
         opts.put("--seed", "1");
         opts.put("--dtype", "f32");
         opts.put("--shards", "1");
-        boolean prefix = true;
+        boolean prefix = true, pooler = true;
         for (int i = 1; i < args.length; i++) {
             if (args[i].equals("--no-prefix")) {
                 prefix = false;
+            } else if (args[i].equals("--no-pooler")) {
+                pooler = false;
             } else if (opts.containsKey(args[i]) && i + 1 < args.length) {
                 opts.put(args[i], args[++i]);
             } else {
@@ -268,7 +282,7 @@ public final class BertFolderGenerator {
                 case "bf16" -> Dtype.BF16;
                 default -> throw new IllegalArgumentException("--dtype must be f32, f16 or bf16");
             };
-            Options options = new Options(dtype, intOpt(opts, "--shards"), prefix, true);
+            Options options = new Options(dtype, intOpt(opts, "--shards"), prefix, true, pooler);
             long seed = Long.parseLong(opts.get("--seed"));
             BertWeights w = write(out, config, seed, options);
             long params = 0;

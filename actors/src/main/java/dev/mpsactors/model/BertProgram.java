@@ -11,6 +11,7 @@ import dev.mpsactors.nativemps.Pipeline;
 import dev.mpsactors.nativemps.ProgramArgs;
 import dev.mpsactors.nativemps.ProgramArgs.Operand;
 import dev.mpsactors.nativemps.ProgramArgs.Ref;
+import dev.mpsactors.protocol.InferenceProtocol;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
@@ -32,7 +33,9 @@ import java.util.Objects;
  *       scores [B, nh, L, L] at 4·BL·H; ctx [BL, H] after the scores; ffn [BL, I] at BL·H, overlapping
  *       qkv/scores/ctx, which are dead once the attention output is computed;
  *   <li>{@code OUTPUT}: last_hidden_state [B, L, H] at 0 (it is also the running hidden state, updated
- *       in place layer by layer, so no final copy), then pooler_output [B, H] at BL·H floats.
+ *       in place layer by layer, so no final copy), then pooler_output [B, H] when the checkpoint has a
+ *       pooler, then the pooled sentence embedding [B, H] when the program computes one
+ *       ({@link #outputOffset(Output)}).
  * </ul>
  * <b>Layouts.</b> {@link Layout#SLOT_PER_REGION}: slot i holds region i (ordinal order) at offset 0, one
  * buffer each. {@link Layout#PACKED}: slot 0 = weights, slot 1 = one request buffer holding the other
@@ -42,14 +45,14 @@ import java.util.Objects;
  * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
  * [BL, H]; tmp = LayerNorm(ctx·Woᵀ + bo + x); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue);
  * x = LayerNorm(ffn·W2ᵀ + b2 + tmp). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
- * token with lda = L·H.
+ * token with lda = L·H. Embedding: the {@code pool} kernel over last_hidden_state, masked by the attention mask.
  */
 public final class BertProgram implements AutoCloseable {
     /** HF's additive mask value: torch.finfo(torch.float32).min. */
     public static final float MASKED = -3.4028234663852886e38f;
 
     /** The built-in kernels the program uses (cache keys on the "*" library). */
-    public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding");
+    public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding", "pool");
 
     /** The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants). */
     public static List<String> functions(TensorStorage storage) {
@@ -60,13 +63,24 @@ public final class BertProgram implements AutoCloseable {
 
     public enum Layout { SLOT_PER_REGION, PACKED }
 
+    /** The parts of the OUTPUT region. */
+    public enum Output { LAST_HIDDEN_STATE, POOLER_OUTPUT, EMBEDDING }
+
     /** The pipelines a program runs; the program retains them natively, so callers may close theirs. */
-    public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding) {
+    public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool) {
         public Pipelines {
             Objects.requireNonNull(gemm, "gemm");
             Objects.requireNonNull(layerNorm, "layerNorm");
             Objects.requireNonNull(softmax, "softmax");
             Objects.requireNonNull(embedding, "embedding");
+            Objects.requireNonNull(pool, "pool");
+        }
+
+        /** Closes the caller's handles (a compiled program keeps its own). */
+        public void close() {
+            for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool)) {
+                p.close();
+            }
         }
 
         /** From pipelines keyed by function name ({@link #FUNCTIONS}). */
@@ -82,13 +96,14 @@ public final class BertProgram implements AutoCloseable {
                 }
             }
             return new Pipelines(byFunction.get(storage.kernel("gemm")), byFunction.get(storage.kernel("layernorm")),
-                    byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")));
+                    byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")),
+                    byFunction.get(storage.kernel("pool")));
         }
 
         /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
         public static Pipelines from(KernelLibrary library) {
             return new Pipelines(library.pipeline("gemm"), library.pipeline("layernorm"), library.pipeline("softmax"),
-                    library.pipeline("embedding"));
+                    library.pipeline("embedding"), library.pipeline("pool"));
         }
     }
 
@@ -106,14 +121,18 @@ public final class BertProgram implements AutoCloseable {
     private final Map<Region, Long> offsetOf = new EnumMap<>(Region.class);
     private final Map<Region, Long> bytesOf = new EnumMap<>(Region.class);
     private final long[] slotBytes;
+    private final InferenceProtocol.Embedding embedding;
+    private final Map<Output, Long> outputOffsets = new EnumMap<>(Output.class);
     private final NativeProgram program;
 
-    private BertProgram(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq, Layout layout) {
+    private BertProgram(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq, Layout layout,
+                        InferenceProtocol.Embedding embedding) {
         this.config = weights.config();
         this.storage = weights.storage();
         this.batch = batch;
         this.seq = seq;
         this.layout = layout;
+        this.embedding = embedding;
         long bl = (long) batch * seq, h = config.hiddenSize(), inter = config.intermediateSize();
         long heads = config.numAttentionHeads();
         long scratchFloats = bl * h + Math.max(3 * bl * h + (long) batch * heads * seq * seq + bl * h, bl * inter);
@@ -124,7 +143,17 @@ public final class BertProgram implements AutoCloseable {
         bytesOf.put(Region.ATTENTION_MASK, 4 * bl);
         int vb = storage.bytes();
         bytesOf.put(Region.SCRATCH, vb * scratchFloats);
-        bytesOf.put(Region.OUTPUT, vb * (bl * h + batch * h));
+        long outputValues = bl * h;
+        outputOffsets.put(Output.LAST_HIDDEN_STATE, 0L);
+        if (weights.hasPooler()) {
+            outputOffsets.put(Output.POOLER_OUTPUT, vb * outputValues);
+            outputValues += batch * h;
+        }
+        if (embedding != null) {
+            outputOffsets.put(Output.EMBEDDING, vb * outputValues);
+            outputValues += batch * h;
+        }
+        bytesOf.put(Region.OUTPUT, vb * outputValues);
         if (layout == Layout.SLOT_PER_REGION) {
             slotBytes = new long[Region.values().length];
             for (Region r : Region.values()) {
@@ -155,6 +184,12 @@ public final class BertProgram implements AutoCloseable {
 
     public static BertProgram compile(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq,
                                       Layout layout) {
+        return compile(weights, pipelines, batch, seq, layout, null);
+    }
+
+    /** A program that also pools the sentence embedding {@code embedding} (null: none) on the device. */
+    public static BertProgram compile(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq,
+                                      Layout layout, InferenceProtocol.Embedding embedding) {
         Objects.requireNonNull(weights, "weights");
         Objects.requireNonNull(pipelines, "pipelines");
         Objects.requireNonNull(layout, "layout");
@@ -169,7 +204,7 @@ public final class BertProgram implements AutoCloseable {
             throw new IllegalArgumentException("seq must be in [1, max_position_embeddings = "
                     + c.maxPositionEmbeddings() + "], got " + seq);
         }
-        return new BertProgram(weights, pipelines, batch, seq, layout);
+        return new BertProgram(weights, pipelines, batch, seq, layout, embedding);
     }
 
     /** Element {@code index} of a region: ids and the mask are 32-bit, activations and outputs in the storage. */
@@ -188,7 +223,6 @@ public final class BertProgram implements AutoCloseable {
         long heads = c.numAttentionHeads(), d = c.headDim();
         double eps = c.layerNormEps();
         Ref x = at(Region.OUTPUT, 0);
-        Ref pooled = at(Region.OUTPUT, bl * h);
         Ref tmp = at(Region.SCRATCH, 0);
         Ref qkv = at(Region.SCRATCH, bl * h);
         Ref scores = at(Region.SCRATCH, 4 * bl * h);
@@ -230,11 +264,41 @@ public final class BertProgram implements AutoCloseable {
             program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, tmp, weight(o.outLnGamma()), weight(o.outLnBeta()),
                     x, bl, h, eps));
         }
-        // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.
-        program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
-                Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
-                Strides.NONE, Strides.NONE, Strides.NONE));
+        if (w.hasPooler()) {
+            // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.
+            Ref pooled = outputRef(Output.POOLER_OUTPUT);
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
+                    Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
+                    Strides.NONE, Strides.NONE, Strides.NONE));
+        }
+        if (embedding != null) {
+            program.kernel(p.pool(), ProgramArgs.pool(x, mask, outputRef(Output.EMBEDDING), b, l, h,
+                    embedding.pooling().ordinal(), embedding.normalize()));
+        }
         return program.build();
+    }
+
+    private Ref outputRef(Output part) {
+        return new Ref(slotOf.get(Region.OUTPUT), offsetOf.get(Region.OUTPUT) + outputOffsets.get(part));
+    }
+
+    /** Whether the program computes {@code part} (the pooler needs the checkpoint's, the embedding a pooling). */
+    public boolean has(Output part) {
+        return outputOffsets.containsKey(part);
+    }
+
+    /** Byte offset of {@code part} inside the OUTPUT region. */
+    public long outputOffset(Output part) {
+        Long at = outputOffsets.get(part);
+        if (at == null) {
+            throw new IllegalStateException("this program does not compute " + part.name().toLowerCase(java.util.Locale.ROOT));
+        }
+        return at;
+    }
+
+    /** The sentence embedding the program pools, or null. */
+    public InferenceProtocol.Embedding embedding() {
+        return embedding;
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -450,10 +514,19 @@ public final class BertProgram implements AutoCloseable {
 
     /** pooler_output [batch][hidden]. */
     public float[][] readPoolerOutput(DeviceBuffer[] slots) {
+        return readRows(slots, Output.POOLER_OUTPUT);
+    }
+
+    /** The pooled sentence embedding [batch][hidden] (a program compiled with one). */
+    public float[][] readEmbedding(DeviceBuffer[] slots) {
+        return readRows(slots, Output.EMBEDDING);
+    }
+
+    private float[][] readRows(DeviceBuffer[] slots, Output part) {
         requireBinding(slots);
         int h = config.hiddenSize();
         DeviceBuffer out = slots[slot(Region.OUTPUT)];
-        long base = offset(Region.OUTPUT) + (long) storage.bytes() * batch * seq * h;
+        long base = offset(Region.OUTPUT) + outputOffset(part);
         float[][] result = new float[batch][h];
         for (int r = 0; r < batch; r++) {
             storage.read(out, base + (long) storage.bytes() * r * h, result[r]);

@@ -34,11 +34,18 @@ public final class BertWeights {
         this.tensors = tensors;
     }
 
-    /** Checks that every tensor the config needs is present with the expected shape. */
+    /**
+     * Checks that every tensor the config needs is present with the expected shape. The pooler is optional
+     * (sentence-embedding checkpoints often ship without it): both of its tensors, or neither.
+     */
     public static BertWeights of(BertConfig config, Map<String, Tensor> tensors) {
         Map<String, Tensor> copy = new LinkedHashMap<>(tensors);
+        boolean pooler = copy.containsKey(POOLER_WEIGHT) || copy.containsKey(POOLER_BIAS);
         for (Map.Entry<String, int[]> e : expectedShapes(config).entrySet()) {
             Tensor t = copy.get(e.getKey());
+            if (t == null && !pooler && (e.getKey().equals(POOLER_WEIGHT) || e.getKey().equals(POOLER_BIAS))) {
+                continue;
+            }
             if (t == null) {
                 throw new ModelFormatException("missing tensor " + e.getKey() + " (expected shape "
                         + Arrays.toString(e.getValue()) + ")");
@@ -53,6 +60,11 @@ public final class BertWeights {
 
     public BertConfig config() {
         return config;
+    }
+
+    /** Whether the checkpoint has the pooler (pooler.dense.weight and .bias), which pooler_output needs. */
+    public boolean hasPooler() {
+        return tensors.containsKey(POOLER_WEIGHT);
     }
 
     public Tensor tensor(String name) {
@@ -71,6 +83,9 @@ public final class BertWeights {
     public float[] layer(int i, String suffix) {
         return values("encoder.layer." + i + "." + suffix);
     }
+
+    static final String POOLER_WEIGHT = "pooler.dense.weight";
+    static final String POOLER_BIAS = "pooler.dense.bias";
 
     /** Every tensor a BERT encoder with pooler needs, with its shape. */
     public static Map<String, int[]> expectedShapes(BertConfig c) {
@@ -98,8 +113,8 @@ public final class BertWeights {
             m.put(p + "output.LayerNorm.weight", new int[] {h});
             m.put(p + "output.LayerNorm.bias", new int[] {h});
         }
-        m.put("pooler.dense.weight", new int[] {h, h});
-        m.put("pooler.dense.bias", new int[] {h});
+        m.put(POOLER_WEIGHT, new int[] {h, h});
+        m.put(POOLER_BIAS, new int[] {h});
         return m;
     }
 }

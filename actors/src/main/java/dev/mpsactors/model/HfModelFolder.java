@@ -201,6 +201,11 @@ public final class HfModelFolder {
                     addSource(sources, expected, f, e.getKey());
                 }
             }
+            // A checkpoint without a pooler (both tensors absent) loads; pooler_output is then not offered.
+            if (!sources.containsKey(BertWeights.POOLER_WEIGHT) && !sources.containsKey(BertWeights.POOLER_BIAS)) {
+                expected.remove(BertWeights.POOLER_WEIGHT);
+                expected.remove(BertWeights.POOLER_BIAS);
+            }
             for (Map.Entry<String, int[]> e : expected.entrySet()) {
                 Source s = sources.get(e.getKey());
                 String where = files.size() == 1 ? files.get(0).toString() : dir.resolve(INDEX_FILE).toString();

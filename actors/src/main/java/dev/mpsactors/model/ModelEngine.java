@@ -2,7 +2,9 @@ package dev.mpsactors.model;
 
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.Pipeline;
+import dev.mpsactors.protocol.InferenceProtocol.Embedding;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.InferenceProtocol.OutputSpec;
 import dev.mpsactors.protocol.StreamWork;
 import java.util.List;
 
@@ -24,16 +26,23 @@ public interface ModelEngine extends AutoCloseable {
     /** The pipelines (kernel-cache keys on the "*" library) the engine needs before it can compile. */
     List<String> requiredFunctions();
 
-    /** A compiled program for {@code batch} sequences of {@code seq} tokens, given the pipelines by function name. */
-    ShapeProgram compile(java.util.Map<String, Pipeline> pipelines, int batch, int seq);
+    /** Null when the model can produce {@code outputs}, else why not (e.g. a checkpoint without a pooler). */
+    String validateOutputs(OutputSpec outputs);
 
-    /** One batch shape's program: one device buffer holds its inputs, scratch and outputs. */
-    /** A finished batch's outputs on the host, split per row. */
+    /**
+     * A compiled program for {@code batch} sequences of {@code seq} tokens, given the pipelines by function
+     * name, that also pools {@code embedding} on the device (null: no embedding).
+     */
+    ShapeProgram compile(java.util.Map<String, Pipeline> pipelines, int batch, int seq, Embedding embedding);
+
+    /** A finished batch's outputs on the host, split per row; only the parts that were read. */
     interface Outputs {
         /** Row {@code row}'s last hidden state, cut back to {@code length} tokens. */
         float[][] lastHiddenState(int row, int length);
 
         float[] poolerOutput(int row);
+
+        float[] embedding(int row);
     }
 
     interface ShapeProgram extends AutoCloseable {
@@ -52,8 +61,11 @@ public interface ModelEngine extends AutoCloseable {
         /** The stream work that runs the whole forward pass over {@code buffer}: one native call. */
         StreamWork work(DeviceBuffer buffer);
 
-        /** Reads every row's outputs at once (one native read per batch), after the work's point completed. */
-        Outputs readOutputs(DeviceBuffer buffer);
+        /**
+         * Reads the asked parts of every row's outputs (one native read per part and batch), after the work's
+         * point completed; nothing else crosses from the device.
+         */
+        Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding);
 
         @Override
         void close();

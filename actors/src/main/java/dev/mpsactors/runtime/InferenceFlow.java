@@ -32,7 +32,7 @@ public final class InferenceFlow {
         return Flow.<InferenceRequest>create().mapAsync(parallelism, request ->
                 AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
                                 replyTo -> InferenceProtocol.Infer.within(request.requestId(), request.inputs(), replyTo,
-                                        timeout),
+                                        timeout, request.outputs()),
                                 timeout, scheduler)
                         .exceptionally(e -> new InferFailure(request.requestId(),
                                 "no reply from the model within " + timeout + ": " + e)));

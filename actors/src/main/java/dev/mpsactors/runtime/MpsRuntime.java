@@ -275,8 +275,16 @@ public final class MpsRuntime implements AutoCloseable {
     public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
                                                                String requestId,
                                                                InferenceProtocol.InferenceInputs inputs) {
+        return infer(model, requestId, inputs, InferenceProtocol.OutputSpec.HF_DEFAULT);
+    }
+
+    /** {@link #infer(ActorRef, String, InferenceProtocol.InferenceInputs)} for the outputs {@code outputs}. */
+    public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
+                                                               String requestId,
+                                                               InferenceProtocol.InferenceInputs inputs,
+                                                               InferenceProtocol.OutputSpec outputs) {
         return ask(model, (ActorRef<InferenceProtocol.InferReply> r) ->
-                InferenceProtocol.Infer.within(requestId, inputs, r, askTimeout))
+                InferenceProtocol.Infer.within(requestId, inputs, r, askTimeout, outputs))
                 .thenApply(reply -> {
                     if (reply instanceof InferenceProtocol.InferFailure f) {
                         throw new MpsRuntimeException(f.reason());

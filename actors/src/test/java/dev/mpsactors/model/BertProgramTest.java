@@ -46,10 +46,7 @@ class BertProgramTest {
 
     @AfterAll
     static void close() throws InterruptedException {
-        pipelines.gemm().close();
-        pipelines.layerNorm().close();
-        pipelines.softmax().close();
-        pipelines.embedding().close();
+        pipelines.close();
         library.close();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         LiveObjects live = device.liveObjects();

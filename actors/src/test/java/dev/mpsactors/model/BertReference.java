@@ -43,13 +43,54 @@ final class BertReference {
                 x = layer(w, l, x, maskAdd);
             }
             hidden[b] = x;
-            double[] p = linear(x[0], w.values("pooler.dense.weight"), w.values("pooler.dense.bias"));
-            for (int k = 0; k < h; k++) {
-                p[k] = Math.tanh(p[k]);
+            if (w.hasPooler()) {
+                double[] p = linear(x[0], w.values("pooler.dense.weight"), w.values("pooler.dense.bias"));
+                for (int k = 0; k < h; k++) {
+                    p[k] = Math.tanh(p[k]);
+                }
+                pooled[b] = p;
             }
-            pooled[b] = p;
         }
         return new Output(hidden, pooled);
+    }
+
+    /**
+     * The sentence embedding of one sequence's hidden states over its tokens (mask 1; null: all), as
+     * sentence-transformers pools: cls = position 0, mean, max, mean_sqrt_len = sum / sqrt(tokens); a sequence
+     * without tokens gives zeros; normalized: divided by max(L2 norm, 1e-12).
+     */
+    static double[] pool(double[][] hidden, int[] mask, String mode, boolean normalize) {
+        int h = hidden[0].length, tokens = 0;
+        double[] y = new double[h];
+        if (mode.equals("cls")) {
+            y = hidden[0].clone();
+        } else {
+            java.util.Arrays.fill(y, mode.equals("max") ? Double.NEGATIVE_INFINITY : 0.0);
+            for (int t = 0; t < hidden.length; t++) {
+                if (mask != null && mask[t] == 0) {
+                    continue;
+                }
+                tokens++;
+                for (int k = 0; k < h; k++) {
+                    y[k] = mode.equals("max") ? Math.max(y[k], hidden[t][k]) : y[k] + hidden[t][k];
+                }
+            }
+            for (int k = 0; k < h; k++) {
+                y[k] = tokens == 0 ? 0.0 : mode.equals("mean") ? y[k] / tokens
+                        : mode.equals("mean_sqrt_len") ? y[k] / Math.sqrt(tokens) : y[k];
+            }
+        }
+        if (normalize) {
+            double sq = 0;
+            for (double v : y) {
+                sq += v * v;
+            }
+            double norm = Math.max(Math.sqrt(sq), 1e-12);
+            for (int k = 0; k < h; k++) {
+                y[k] /= norm;
+            }
+        }
+        return y;
     }
 
     private static double[][] layer(BertWeights w, int l, double[][] x, double[] maskAdd) {

@@ -186,6 +186,112 @@ class ModelServingTest {
         }
     }
 
+    /** Padding inside the sequences (a random quarter of positions after the first) and at their ends. */
+    static InferenceInputs withHoles(Random random, int sequences, int length) {
+        int[][] ids = new int[sequences][length];
+        int[][] mask = new int[sequences][length];
+        for (int s = 0; s < sequences; s++) {
+            int real = 1 + random.nextInt(length);
+            for (int t = 0; t < length; t++) {
+                ids[s][t] = random.nextInt(CONFIG.vocabSize());
+                mask[s][t] = t == 0 || (t < real && random.nextInt(4) != 0) ? 1 : 0;
+            }
+        }
+        return new InferenceInputs(ids, mask, null);
+    }
+
+    /** Relative L2 of a pooled embedding against the float64 reference pooled from the reference's hidden states. */
+    static double embeddingError(BertWeights w, InferenceInputs in, float[][] got, InferenceProtocol.Embedding e) {
+        BertReference.Output ref = BertReference.forward(w, in.inputIds(), in.attentionMask(), in.tokenTypeIds());
+        double num = 0, den = 0;
+        for (int s = 0; s < in.inputIds().length; s++) {
+            double[] want = BertReference.pool(ref.lastHiddenState()[s], in.attentionMask()[s],
+                    e.pooling().name().toLowerCase(java.util.Locale.ROOT), e.normalize());
+            assertEquals(want.length, got[s].length, "embedding width");
+            for (int k = 0; k < want.length; k++) {
+                num += (got[s][k] - want[k]) * (got[s][k] - want[k]);
+                den += want[k] * want[k];
+            }
+        }
+        return Math.sqrt(num / den);
+    }
+
+    @Test
+    void eachRequestGetsTheOutputsItAsksForAndPooledEmbeddingsMatchTheFloat64Reference() {
+        Random random = new Random(21);
+        TestProbe<InferReply> probe = kit.createTestProbe();
+        Map<String, InferenceInputs> inputs = new HashMap<>();
+        Map<String, InferenceProtocol.OutputSpec> asked = new HashMap<>();
+        int n = 0;
+        for (InferenceProtocol.Pooling pooling : InferenceProtocol.Pooling.values()) {
+            for (boolean normalize : new boolean[] {false, true}) {
+                for (int i = 0; i < 3; i++, n++) {
+                    InferenceInputs in = withHoles(random, 1 + random.nextInt(3), 2 + random.nextInt(18));
+                    InferenceProtocol.Embedding e = new InferenceProtocol.Embedding(pooling, normalize);
+                    // embedding alone, with last_hidden_state, and with everything: all in the same buckets
+                    InferenceProtocol.OutputSpec spec = i == 0 ? new InferenceProtocol.OutputSpec(false, false, e)
+                            : i == 1 ? new InferenceProtocol.OutputSpec(true, false, e)
+                            : new InferenceProtocol.OutputSpec(true, true, e);
+                    inputs.put("e" + n, in);
+                    asked.put("e" + n, spec);
+                    model.tell(new InferenceProtocol.Infer("e" + n, in, probe.getRef(), null, spec));
+                }
+            }
+        }
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            InferReply reply = probe.receiveMessage(BOUND);
+            InferResult r = assertInstanceOf(InferResult.class, reply, reply.requestId());
+            InferenceProtocol.OutputSpec spec = asked.remove(r.requestId());
+            InferenceInputs in = inputs.get(r.requestId());
+            assertEquals(spec.lastHiddenState(), r.lastHiddenState() != null, r.requestId() + " last_hidden_state");
+            assertEquals(spec.poolerOutput(), r.poolerOutput() != null, r.requestId() + " pooler_output");
+            if (spec.poolerOutput()) {
+                assertMatchesReference(in, r);
+            }
+            double e = embeddingError(weights, in, r.embedding(), spec.embedding());
+            assertTrue(e < 1e-4, r.requestId() + " " + spec + " relative L2 " + e);
+            worst = Math.max(worst, e);
+        }
+        assertTrue(asked.isEmpty(), "one reply per request, left: " + asked.keySet());
+        probe.expectNoMessage(Duration.ofMillis(200));
+        System.out.printf("pooled embeddings: %d requests over every pooling, worst relative L2 vs float64 %.2e%n", n,
+                worst);
+    }
+
+    @Test
+    void aCheckpointWithoutPoolerServesEverythingButPoolerOutput() throws Exception {
+        Path dir = Files.createTempDirectory("no-pooler-");
+        BertWeights bare = BertFolderGenerator.write(dir, CONFIG, 9,
+                BertFolderGenerator.Options.defaults().withPooler(false));
+        ActorRef<InferenceProtocol.Command> m = runtime.loadModel("no-pooler", dir).toCompletableFuture()
+                .get(60, TimeUnit.SECONDS);
+        InferenceInputs in = withHoles(new Random(4), 2, 11);
+        InferenceProtocol.Embedding mean = new InferenceProtocol.Embedding(InferenceProtocol.Pooling.MEAN, true);
+        TestProbe<InferReply> probe = kit.createTestProbe();
+        m.tell(new InferenceProtocol.Infer("default", in, probe.getRef()));
+        InferFailure f = assertInstanceOf(InferFailure.class, probe.receiveMessage(BOUND));
+        assertTrue(f.reason().contains("pooler_output is not offered"), f.reason());
+        m.tell(new InferenceProtocol.Infer("embedding", in, probe.getRef(), null,
+                new InferenceProtocol.OutputSpec(true, false, mean)));
+        InferResult r = assertInstanceOf(InferResult.class, probe.receiveMessage(BOUND));
+        assertEquals(null, r.poolerOutput());
+        double e = embeddingError(bare, in, r.embedding(), mean);
+        assertTrue(e < 1e-4, "embedding relative L2 " + e);
+        BertReference.Output ref = BertReference.forward(bare, in.inputIds(), in.attentionMask(), null);
+        double num = 0, den = 0;
+        for (int s = 0; s < 2; s++) {
+            for (int t = 0; t < 11; t++) {
+                for (int k = 0; k < CONFIG.hiddenSize(); k++) {
+                    double d = r.lastHiddenState()[s][t][k] - ref.lastHiddenState()[s][t][k];
+                    num += d * d;
+                    den += ref.lastHiddenState()[s][t][k] * ref.lastHiddenState()[s][t][k];
+                }
+            }
+        }
+        assertTrue(Math.sqrt(num / den) < 1e-4, "last_hidden_state relative L2 " + Math.sqrt(num / den));
+    }
+
     /** Way in 1: another actor asks the model and hands the reply on. */
     @Test
     void anotherActorAsksTheModel() {

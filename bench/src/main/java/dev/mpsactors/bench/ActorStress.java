@@ -34,6 +34,9 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
  * from the allocator actor.
  */
 final class ActorStress {
+    /** Distinct inputs each client cycles through in the mixed-length workload. */
+    private static final int MIXED_REQUESTS_PER_CLIENT = 64;
+
     private final String name;
     private final String description;
     private final Config config;
@@ -86,10 +89,24 @@ final class ActorStress {
                                                           StressModel model) {
         List<Consumer<ActorRef<Object>>> senders = new ArrayList<>();
         for (int c = 0; c < clients; c++) {
-            InferenceInputs inputs = model.randomInputs(new Random(c), options.batchPerRequest(), options.seq());
+            // With --lengths each client cycles through requests of lengths drawn uniformly (made up front, so
+            // the loop measures the runtime, not input generation); otherwise every request has --seq tokens.
+            Random random = new Random(c);
+            StressOptions.Lengths lengths = options.lengths();
+            InferenceInputs[] inputs = new InferenceInputs[lengths == null ? 1 : MIXED_REQUESTS_PER_CLIENT];
+            for (int i = 0; i < inputs.length; i++) {
+                int seq = lengths == null ? options.seq()
+                        : lengths.min() + random.nextInt(lengths.max() - lengths.min() + 1);
+                inputs[i] = model.randomInputs(random, options.batchPerRequest(), seq);
+            }
             String prefix = name + "-" + c + "-";
             long[] n = {0};
-            senders.add(self -> modelRef.tell(new InferenceProtocol.Infer(prefix + n[0]++, inputs, self.narrow())));
+            InferenceProtocol.OutputSpec outputs = options.outputs();
+            senders.add(self -> {
+                long k = n[0]++;
+                modelRef.tell(new InferenceProtocol.Infer(prefix + k, inputs[(int) (k % inputs.length)], self.narrow(),
+                        null, outputs));
+            });
         }
         return senders;
     }

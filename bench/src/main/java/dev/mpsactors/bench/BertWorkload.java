@@ -108,10 +108,7 @@ final class BertWorkload implements StressWorkload {
     public void close() {
         kernels.close();
         program.close();
-        pipelines.gemm().close();
-        pipelines.layerNorm().close();
-        pipelines.softmax().close();
-        pipelines.embedding().close();
+        pipelines.close();
         library.close();
         weights.close();
     }

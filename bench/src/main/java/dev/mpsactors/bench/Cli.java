@@ -34,10 +34,11 @@ public final class Cli {
     private static final String USAGE = """
             usage: mps-actors <command> [options]
             """ + StressOptions.USAGE + """
-              run --model DIR --input IN.json --output OUT.json [--backend cpu]
+              run --model DIR --input IN.json --output OUT.json [--backend cpu] [--outputs LIST]
                     run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
                     "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
-                    "pooler_output": [[..]]}
+                    "pooler_output": [[..]]}, or what --outputs names: last_hidden_state, pooler_output,
+                    embedding[:cls|mean|max|mean_sqrt_len][:normalized] (written as "embedding": [[..]])
               info [--backend cpu]      the backend, the device and the effective configuration
               native-workload [...]     the multi-stream native workload (--help for its options)
               generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
@@ -93,9 +94,17 @@ public final class Cli {
     private static void run(Deque<String> args) throws Exception {
         Path model = null, input = null, output = null;
         String backend = null;
+        InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             switch (flag) {
+                case "--outputs" -> {
+                    try {
+                        outputs = InferenceProtocol.OutputSpec.parse(value(flag, args));
+                    } catch (IllegalArgumentException e) {
+                        throw new UsageException("--outputs: " + e.getMessage());
+                    }
+                }
                 case "--model" -> model = Path.of(value(flag, args));
                 case "--input" -> input = Path.of(value(flag, args));
                 case "--output" -> output = Path.of(value(flag, args));
@@ -112,7 +121,7 @@ public final class Cli {
         InferenceInputs inputs = readInputs(input);
         try (MpsRuntime rt = MpsRuntime.start(config(backend))) {
             ActorRef<InferenceProtocol.Command> m = await(rt.loadModel("cli", model));
-            InferResult result = await(rt.infer(m, "cli-1", inputs));
+            InferResult result = await(rt.infer(m, "cli-1", inputs, outputs));
             writeOutputs(output, result);
         }
     }
@@ -202,8 +211,15 @@ public final class Cli {
     static void writeOutputs(Path file, InferResult result) throws IOException {
         ObjectMapper mapper = new ObjectMapper();
         ObjectNode root = mapper.createObjectNode();
-        root.set("last_hidden_state", mapper.valueToTree(result.lastHiddenState()));
-        root.set("pooler_output", mapper.valueToTree(result.poolerOutput()));
+        if (result.lastHiddenState() != null) {
+            root.set("last_hidden_state", mapper.valueToTree(result.lastHiddenState()));
+        }
+        if (result.poolerOutput() != null) {
+            root.set("pooler_output", mapper.valueToTree(result.poolerOutput()));
+        }
+        if (result.embedding() != null) {
+            root.set("embedding", mapper.valueToTree(result.embedding()));
+        }
         mapper.writeValue(file.toFile(), root);
     }
 

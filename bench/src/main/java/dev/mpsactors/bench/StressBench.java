@@ -40,6 +40,8 @@ final class StressBench {
         try {
             out.println("model: " + (model.generated() ? "generated BERT " : "") + model.describe() + " in "
                     + model.folder());
+            out.println("requests ask for: " + options.outputs() + (options.lengths() == null ? ""
+                    : "; lengths uniform in " + options.lengths() + " tokens"));
             Config actorsConfig = config(options.streams() > 0 ? options.streams() : 0, 0);
             RuntimeSettings settings = RuntimeSettings.fromConfig(actorsConfig);
             List<StressReport.Point> points = new ArrayList<>();

@@ -45,6 +45,14 @@ record StressModel(Path folder, BertConfig config, boolean generated) {
             return 2.0 * o.seq() * config.hiddenSize() * config.hiddenSize();
         }
         double pooler = 2.0 * config.hiddenSize() * config.hiddenSize();
+        if (o.lengths() != null) {
+            // the expectation over the uniform lengths: the real tokens' work, not the padding's
+            double sum = 0;
+            for (int l = o.lengths().min(); l <= o.lengths().max(); l++) {
+                sum += shape(l).flopsPerRequest();
+            }
+            return (sum / (o.lengths().max() - o.lengths().min() + 1) + pooler) * o.batchPerRequest();
+        }
         return (shape(o.seq()).flopsPerRequest() + pooler) * o.batchPerRequest();
     }
 

@@ -1,5 +1,6 @@
 package dev.mpsactors.bench;
 
+import dev.mpsactors.protocol.InferenceProtocol;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Deque;
@@ -12,7 +13,15 @@ import java.util.Set;
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
-                     int clusterNodes) {
+                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths) {
+
+    /** Sequence lengths drawn uniformly from [min, max] per request (the mixed-length workload). */
+    record Lengths(int min, int max) {
+        @Override
+        public String toString() {
+            return min + ".." + max;
+        }
+    }
 
     enum Mix { BERT, LAYERNORM }
 
@@ -22,7 +31,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
               stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
-                     [--gemm-seconds T] [--cluster-nodes N]
+                     [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
@@ -30,6 +39,9 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     a reply was lost. --mix layernorm: K LayerNorms + one GEMM per request (default K 24).
                     --cluster-nodes N: the mps-actors run goes to N Pekko Cluster nodes on 127.0.0.1 in this JVM
                     (one replica of the model per node, requests through ClusterInference) instead of one runtime.
+                    --outputs: what each request asks for, e.g. embedding:mean:normalized (default
+                    last_hidden_state,pooler_output). --lengths 8..128: each request's length drawn uniformly
+                    (actor runs only: pair it with --compare serial or none).
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
@@ -44,6 +56,8 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         long requests = 0;
         int clusterNodes = 0;
         Mix mix = Mix.BERT;
+        InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
+        Lengths lengths = null;
         Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.allOf(Baseline.class);
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
@@ -68,6 +82,14 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 case "--json" -> json = Path.of(value(flag, args));
                 case "--plot" -> plot = Path.of(value(flag, args));
                 case "--gemm-seconds" -> gemmSeconds = number(flag, value(flag, args), true);
+                case "--outputs" -> {
+                    try {
+                        outputs = InferenceProtocol.OutputSpec.parse(value(flag, args));
+                    } catch (IllegalArgumentException e) {
+                        throw new Cli.UsageException("--outputs: " + e.getMessage());
+                    }
+                }
+                case "--lengths" -> lengths = lengths(flag, value(flag, args));
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -80,8 +102,28 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         if (clusterNodes > 0 && mix == Mix.LAYERNORM) {
             throw new Cli.UsageException("--cluster-nodes serves a model: it does not take --mix layernorm");
         }
+        if (lengths != null && (mix == Mix.LAYERNORM || clusterNodes > 0
+                || compare.contains(Baseline.RAW) || compare.contains(Baseline.LOCKED))) {
+            throw new Cli.UsageException("--lengths drives the model actor's runs (mps-actors, serial): it does not "
+                    + "take --mix layernorm, --cluster-nodes or the raw/locked baselines (--compare serial or none)");
+        }
+        if (lengths != null) {
+            seq = lengths.max(); // the longest a request gets: memory and shapes are sized for it
+        }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds, clusterNodes);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths);
+    }
+
+    private static Lengths lengths(String flag, String v) {
+        String[] parts = v.split("\\.\\.");
+        if (parts.length != 2) {
+            throw new Cli.UsageException(flag + " takes MIN..MAX, e.g. 8..128, got '" + v + "'");
+        }
+        int min = positive(flag, parts[0].trim()), max = positive(flag, parts[1].trim());
+        if (min > max) {
+            throw new Cli.UsageException(flag + ": " + min + " is above " + max);
+        }
+        return new Lengths(min, max);
     }
 
     private static Mix mix(String v) {

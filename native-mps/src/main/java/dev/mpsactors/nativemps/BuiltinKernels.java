@@ -11,6 +11,12 @@ public final class BuiltinKernels {
     public static final int ACT_GELU = 1;
     public static final int ACT_TANH = 2;
 
+    /** Pooling modes of the {@code pool} kernel: the first position, mean, max, sum / sqrt(tokens). */
+    public static final int POOL_CLS = 0;
+    public static final int POOL_MEAN = 1;
+    public static final int POOL_MAX = 2;
+    public static final int POOL_MEAN_SQRT_LEN = 3;
+
     private BuiltinKernels() {}
 
     /** A matrix operand: buffer, byte offset, leading dimension, and whether it is used transposed. */

@@ -131,6 +131,16 @@ public final class ProgramArgs {
         return new ProgramArgs().slot(x).optional(mask).i(batch).i(heads).i(rows).i(cols).f(scale);
     }
 
+    /**
+     * y[b] = the sentence embedding of x[b] ([batch, seq, hidden]) over the positions whose additive mask is 0
+     * (mask may be null: every position): {@code mode} one of {@link BuiltinKernels#POOL_CLS} ..
+     * {@link BuiltinKernels#POOL_MEAN_SQRT_LEN}, L2-normalized when {@code normalize}.
+     */
+    public static ProgramArgs pool(Ref x, Ref mask, Ref y, long batch, long seq, long hidden, int mode,
+                                   boolean normalize) {
+        return new ProgramArgs().slot(x).optional(mask).slot(y).i(batch).i(seq).i(hidden).i(mode).i(normalize ? 1 : 0);
+    }
+
     public static ProgramArgs add(Ref a, Ref b, Ref y, long n) {
         return new ProgramArgs().slot(a).slot(b).slot(y).i(n);
     }

@@ -27,6 +27,112 @@ public final class InferenceProtocol {
         }
     }
 
+    /** How a sentence embedding is pooled from last_hidden_state over a sequence's tokens (attention mask 1). */
+    public enum Pooling {
+        /** The first position (the [CLS] token). */
+        CLS,
+        /** The mean over the tokens. */
+        MEAN,
+        /** The per-dimension maximum over the tokens. */
+        MAX,
+        /** The sum over the tokens divided by the square root of their number. */
+        MEAN_SQRT_LEN;
+
+        /** By its name in any case: "cls", "mean", "max", "mean_sqrt_len". */
+        public static Pooling of(String name) {
+            for (Pooling p : values()) {
+                if (p.name().equalsIgnoreCase(name)) {
+                    return p;
+                }
+            }
+            throw new IllegalArgumentException("unknown pooling '" + name + "' (cls, mean, max or mean_sqrt_len)");
+        }
+    }
+
+    /** A pooled sentence embedding, L2-normalized when {@code normalize}. */
+    public record Embedding(Pooling pooling, boolean normalize) {
+        public Embedding {
+            Objects.requireNonNull(pooling, "pooling");
+        }
+
+        @Override
+        public String toString() {
+            return "embedding:" + pooling.name().toLowerCase(java.util.Locale.ROOT) + (normalize ? ":normalized" : "");
+        }
+    }
+
+    /**
+     * The outputs a request asks for; only these are computed into the reply and copied from the device.
+     * {@link #HF_DEFAULT} is what Hugging Face's {@code BertModel} returns: last_hidden_state and pooler_output.
+     *
+     * @param embedding null: no pooled embedding
+     */
+    public record OutputSpec(boolean lastHiddenState, boolean poolerOutput, Embedding embedding) {
+        public static final OutputSpec HF_DEFAULT = new OutputSpec(true, true, null);
+
+        public OutputSpec {
+            if (!lastHiddenState && !poolerOutput && embedding == null) {
+                throw new IllegalArgumentException("a request must ask for at least one output");
+            }
+        }
+
+        /** Only the pooled embedding. */
+        public static OutputSpec embedding(Pooling pooling, boolean normalize) {
+            return new OutputSpec(false, false, new Embedding(pooling, normalize));
+        }
+
+        /**
+         * A comma-separated list of {@code last_hidden_state}, {@code pooler_output} and
+         * {@code embedding[:cls|mean|max|mean_sqrt_len][:normalized]} (pooling mean by default), or
+         * {@code default} for {@link #HF_DEFAULT}.
+         */
+        public static OutputSpec parse(String text) {
+            Objects.requireNonNull(text, "text");
+            if (text.isBlank() || text.strip().equalsIgnoreCase("default")) {
+                return HF_DEFAULT;
+            }
+            boolean hidden = false, pooler = false;
+            Embedding embedding = null;
+            for (String item : text.split(",")) {
+                String[] parts = item.strip().toLowerCase(java.util.Locale.ROOT).split(":");
+                switch (parts[0]) {
+                    case "last_hidden_state" -> hidden = true;
+                    case "pooler_output" -> pooler = true;
+                    case "embedding" -> {
+                        Pooling pooling = Pooling.MEAN;
+                        boolean normalize = false;
+                        for (int i = 1; i < parts.length; i++) {
+                            if (parts[i].equals("normalized")) {
+                                normalize = true;
+                            } else {
+                                pooling = Pooling.of(parts[i]);
+                            }
+                        }
+                        embedding = new Embedding(pooling, normalize);
+                    }
+                    default -> throw new IllegalArgumentException("unknown output '" + item.strip()
+                            + "' (last_hidden_state, pooler_output, embedding[:cls|mean|max|mean_sqrt_len][:normalized])");
+                }
+            }
+            return new OutputSpec(hidden, pooler, embedding);
+        }
+
+        @Override
+        public String toString() {
+            java.util.List<String> parts = new java.util.ArrayList<>();
+            if (lastHiddenState) {
+                parts.add("last_hidden_state");
+            }
+            if (poolerOutput) {
+                parts.add("pooler_output");
+            }
+            if (embedding != null) {
+                parts.add(embedding.toString());
+            }
+            return String.join(",", parts);
+        }
+    }
+
     public sealed interface Command permits Infer, GetModelStats, Internal {}
 
     /** Messages private to the model actor's implementation. */
@@ -36,23 +142,35 @@ public final class InferenceProtocol {
      * @param deadline when the caller stops waiting (null: never). A request still queued at its deadline is
      *                 answered with an {@link InferFailure} and never reaches the device; one already running
      *                 completes normally (its result may arrive after the caller gave up).
+     * @param outputs  what the reply carries (null: {@link OutputSpec#HF_DEFAULT})
      */
-    public record Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline)
-            implements Command {
+    public record Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline,
+                        OutputSpec outputs) implements Command {
         public Infer {
             Objects.requireNonNull(requestId, "requestId");
             Objects.requireNonNull(inputs, "inputs");
             Objects.requireNonNull(replyTo, "replyTo");
+            outputs = outputs == null ? OutputSpec.HF_DEFAULT : outputs;
+        }
+
+        public Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline) {
+            this(requestId, inputs, replyTo, deadline, null);
         }
 
         public Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo) {
-            this(requestId, inputs, replyTo, null);
+            this(requestId, inputs, replyTo, null, null);
         }
 
         /** A request the caller waits for at most {@code timeout} from now. */
         public static Infer within(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo,
                                    java.time.Duration timeout) {
-            return new Infer(requestId, inputs, replyTo, Instant.now().plus(timeout));
+            return within(requestId, inputs, replyTo, timeout, null);
+        }
+
+        /** A request for {@code outputs} that the caller waits for at most {@code timeout} from now. */
+        public static Infer within(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo,
+                                   java.time.Duration timeout, OutputSpec outputs) {
+            return new Infer(requestId, inputs, replyTo, Instant.now().plus(timeout), outputs);
         }
     }
 
@@ -67,11 +185,18 @@ public final class InferenceProtocol {
     public record Overloaded(String requestId, String reason) implements InferReply {}
 
     /**
+     * Each output is null unless the request asked for it ({@link Infer#outputs()}).
+     *
      * @param lastHiddenState [batch][seq][hidden]
      * @param poolerOutput    [batch][hidden]
+     * @param embedding       [batch][hidden], the pooled sentence embedding
      */
-    public record InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput)
-            implements InferReply {}
+    public record InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput,
+                              float[][] embedding) implements InferReply {
+        public InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput) {
+            this(requestId, lastHiddenState, poolerOutput, null);
+        }
+    }
 
     public record InferFailure(String requestId, String reason) implements InferReply {}
 
