@@ -499,10 +499,12 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 continue;
             }
             float[][][] hidden = new float[p.sequences()][][];
-            float[][] pooled = new float[p.sequences()][];
+            float[][] pooled = outputs.hasPoolerOutput() ? new float[p.sequences()][] : null;
             for (int s = 0; s < p.sequences(); s++, row++) {
                 hidden[s] = outputs.lastHiddenState(row, p.length());
-                pooled[s] = outputs.poolerOutput(row);
+                if (pooled != null) {
+                    pooled[s] = outputs.poolerOutput(row);
+                }
             }
             p.request().replyTo().tell(new InferResult(p.request().requestId(), hidden, pooled));
             ok++;

@@ -15,7 +15,7 @@ import java.util.Objects;
  * (query rows, then key rows, then value rows, so one GEMM with trans_b yields the [tokens, 3H] rows
  * Q ‖ K ‖ V) and its bias [3H], attention output dense [H, H] + bias, its LayerNorm gamma + beta,
  * intermediate dense [I, H] + bias, output dense [H, I] + bias, its LayerNorm gamma + beta; then the
- * pooler dense [H, H] + bias. Linear weights keep PyTorch's [out, in] layout.
+ * pooler dense [H, H] + bias when the checkpoint has a pooler. Linear weights keep PyTorch's [out, in] layout.
  */
 public final class BertDeviceWeights implements AutoCloseable {
     /** Byte offsets of one layer's tensors in the weights buffer. */
@@ -31,6 +31,7 @@ public final class BertDeviceWeights implements AutoCloseable {
     private final DeviceBuffer buffer;
     final long wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings, embLnGamma, embLnBeta;
     final LayerOffsets[] layers;
+    /** -1 when the checkpoint has no pooler. */
     final long poolerWeight, poolerBias;
 
     private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, long[] offsets,
@@ -73,8 +74,9 @@ public final class BertDeviceWeights implements AutoCloseable {
                     at.take(h), at.take(inter * h), at.take(inter), at.take(h * inter), at.take(h), at.take(h),
                     at.take(h));
         }
-        offsets[5] = at.take(h * h);
-        offsets[6] = at.take(h);
+        boolean pooler = weights.hasPooler();
+        offsets[5] = pooler ? at.take(h * h) : -1;
+        offsets[6] = pooler ? at.take(h) : -1;
 
         DeviceBuffer buffer = device.allocate(at.bytes);
         try {
@@ -100,8 +102,10 @@ public final class BertDeviceWeights implements AutoCloseable {
                 storage.write(buffer, o.outLnGamma(), weights.layer(l, "output.LayerNorm.weight"));
                 storage.write(buffer, o.outLnBeta(), weights.layer(l, "output.LayerNorm.bias"));
             }
-            storage.write(buffer, offsets[5], weights.values("pooler.dense.weight"));
-            storage.write(buffer, offsets[6], weights.values("pooler.dense.bias"));
+            if (pooler) {
+                storage.write(buffer, offsets[5], weights.values("pooler.dense.weight"));
+                storage.write(buffer, offsets[6], weights.values("pooler.dense.bias"));
+            }
         } catch (RuntimeException e) {
             buffer.close();
             throw e;
@@ -141,6 +145,11 @@ public final class BertDeviceWeights implements AutoCloseable {
 
     public BertConfig config() {
         return config;
+    }
+
+    /** Whether the weights hold the pooler, so programs compute pooler_output. */
+    public boolean hasPooler() {
+        return poolerWeight >= 0;
     }
 
     /** How the weights (and so every program's activations and outputs) are stored. */

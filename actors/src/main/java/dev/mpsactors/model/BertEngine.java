@@ -157,12 +157,16 @@ public final class BertEngine implements ModelEngine {
             return new StreamWork.ProgramCall(program.program(), slots(buffer));
         }
 
-        /** The OUTPUT region holds last_hidden_state [batch][seq][h] and then pooler_output [batch][h]: one read. */
+        /**
+         * The OUTPUT region holds last_hidden_state [batch][seq][h] and then, when the model has a pooler,
+         * pooler_output [batch][h]: one read.
+         */
         @Override
         public Outputs readOutputs(DeviceBuffer buffer) {
             int h = config.hiddenSize(), seq = program.seq();
             long hiddenValues = (long) program.batch() * seq * h;
-            float[] all = new float[Math.toIntExact(hiddenValues + (long) program.batch() * h)];
+            boolean pooler = program.hasPooler();
+            float[] all = new float[Math.toIntExact(hiddenValues + (pooler ? (long) program.batch() * h : 0))];
             program.storage().read(buffer, program.offset(BertProgram.Region.OUTPUT), all);
             return new Outputs() {
                 @Override
@@ -176,7 +180,13 @@ public final class BertEngine implements ModelEngine {
                 }
 
                 @Override
+                public boolean hasPoolerOutput() {
+                    return pooler;
+                }
+
+                @Override
                 public float[] poolerOutput(int row) {
+                    program.requirePooler();
                     int from = Math.toIntExact(hiddenValues + (long) row * h);
                     return java.util.Arrays.copyOfRange(all, from, from + h);
                 }

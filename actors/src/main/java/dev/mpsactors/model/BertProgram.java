@@ -101,6 +101,7 @@ public final class BertProgram implements AutoCloseable {
     private final TensorStorage storage;
     private final int batch;
     private final int seq;
+    private final boolean pooler;
     private final Layout layout;
     private final Map<Region, Integer> slotOf = new EnumMap<>(Region.class);
     private final Map<Region, Long> offsetOf = new EnumMap<>(Region.class);
@@ -113,6 +114,7 @@ public final class BertProgram implements AutoCloseable {
         this.storage = weights.storage();
         this.batch = batch;
         this.seq = seq;
+        this.pooler = weights.hasPooler();
         this.layout = layout;
         long bl = (long) batch * seq, h = config.hiddenSize(), inter = config.intermediateSize();
         long heads = config.numAttentionHeads();
@@ -124,7 +126,7 @@ public final class BertProgram implements AutoCloseable {
         bytesOf.put(Region.ATTENTION_MASK, 4 * bl);
         int vb = storage.bytes();
         bytesOf.put(Region.SCRATCH, vb * scratchFloats);
-        bytesOf.put(Region.OUTPUT, vb * (bl * h + batch * h));
+        bytesOf.put(Region.OUTPUT, vb * (bl * h + (pooler ? batch * h : 0)));
         if (layout == Layout.SLOT_PER_REGION) {
             slotBytes = new long[Region.values().length];
             for (Region r : Region.values()) {
@@ -230,10 +232,12 @@ public final class BertProgram implements AutoCloseable {
             program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, tmp, weight(o.outLnGamma()), weight(o.outLnBeta()),
                     x, bl, h, eps));
         }
-        // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.
-        program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
-                Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
-                Strides.NONE, Strides.NONE, Strides.NONE));
+        if (w.hasPooler()) {
+            // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.
+            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
+                    Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
+                    Strides.NONE, Strides.NONE, Strides.NONE));
+        }
         return program.build();
     }
 
@@ -448,9 +452,15 @@ public final class BertProgram implements AutoCloseable {
         return result;
     }
 
-    /** pooler_output [batch][hidden]. */
+    /** Whether the program computes pooler_output (the checkpoint has a pooler). */
+    public boolean hasPooler() {
+        return pooler;
+    }
+
+    /** pooler_output [batch][hidden]; refused when the model has no pooler. */
     public float[][] readPoolerOutput(DeviceBuffer[] slots) {
         requireBinding(slots);
+        requirePooler();
         int h = config.hiddenSize();
         DeviceBuffer out = slots[slot(Region.OUTPUT)];
         long base = offset(Region.OUTPUT) + (long) storage.bytes() * batch * seq * h;
@@ -459,6 +469,14 @@ public final class BertProgram implements AutoCloseable {
             storage.read(out, base + (long) storage.bytes() * r * h, result[r]);
         }
         return result;
+    }
+
+    /** The error a caller gets asking a model without pooler for pooler_output. */
+    void requirePooler() {
+        if (!hasPooler()) {
+            throw new UnsupportedOperationException("this model has no pooler (its checkpoint holds no "
+                    + "pooler.dense.weight/bias): pooler_output is not offered; use last_hidden_state");
+        }
     }
 
     private void requireBinding(DeviceBuffer[] slots) {

@@ -34,11 +34,21 @@ public final class BertWeights {
         this.tensors = tensors;
     }
 
-    /** Checks that every tensor the config needs is present with the expected shape. */
+    /** The pooler's tensors: a checkpoint has both (pooler_output offered) or neither. */
+    public static final List<String> POOLER_TENSORS = List.of("pooler.dense.weight", "pooler.dense.bias");
+
+    /**
+     * Checks that every tensor the config needs is present with the expected shape; the pooler's two tensors
+     * may both be absent (an encoder exported without its pooler).
+     */
     public static BertWeights of(BertConfig config, Map<String, Tensor> tensors) {
         Map<String, Tensor> copy = new LinkedHashMap<>(tensors);
+        boolean pooler = requirePoolerPair(tensors.keySet(), "");
         for (Map.Entry<String, int[]> e : expectedShapes(config).entrySet()) {
             Tensor t = copy.get(e.getKey());
+            if (t == null && !pooler && POOLER_TENSORS.contains(e.getKey())) {
+                continue;
+            }
             if (t == null) {
                 throw new ModelFormatException("missing tensor " + e.getKey() + " (expected shape "
                         + Arrays.toString(e.getValue()) + ")");
@@ -51,8 +61,26 @@ public final class BertWeights {
         return new BertWeights(config, copy);
     }
 
+    /**
+     * Whether {@code names} hold the pooler; refuses one pooler tensor without the other, naming
+     * {@code where} (a file, or "" for tensors given in memory).
+     */
+    public static boolean requirePoolerPair(java.util.Set<String> names, String where) {
+        boolean weight = names.contains(POOLER_TENSORS.get(0)), bias = names.contains(POOLER_TENSORS.get(1));
+        if (weight != bias) {
+            throw new ModelFormatException(where + "missing tensor " + (weight ? POOLER_TENSORS.get(1)
+                    : POOLER_TENSORS.get(0)) + " (the pooler needs both " + POOLER_TENSORS + ", or neither)");
+        }
+        return weight;
+    }
+
     public BertConfig config() {
         return config;
+    }
+
+    /** Whether the checkpoint has the pooler (pooler_output is offered only then). */
+    public boolean hasPooler() {
+        return tensors.containsKey(POOLER_TENSORS.get(0));
     }
 
     public Tensor tensor(String name) {
@@ -72,7 +100,7 @@ public final class BertWeights {
         return values("encoder.layer." + i + "." + suffix);
     }
 
-    /** Every tensor a BERT encoder with pooler needs, with its shape. */
+    /** Every tensor a BERT encoder with pooler needs, with its shape (the pooler's may be left out, see {@link #of}). */
     public static Map<String, int[]> expectedShapes(BertConfig c) {
         int h = c.hiddenSize(), i = c.intermediateSize();
         Map<String, int[]> m = new LinkedHashMap<>();

@@ -33,6 +33,10 @@ public interface ModelEngine extends AutoCloseable {
         /** Row {@code row}'s last hidden state, cut back to {@code length} tokens. */
         float[][] lastHiddenState(int row, int length);
 
+        /** Whether the model computes pooler_output; {@link #poolerOutput} is refused when it does not. */
+        boolean hasPoolerOutput();
+
+        /** Row {@code row}'s pooler_output; throws {@link UnsupportedOperationException} without a pooler. */
         float[] poolerOutput(int row);
     }
 

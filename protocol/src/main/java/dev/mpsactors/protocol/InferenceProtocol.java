@@ -68,10 +68,16 @@ public final class InferenceProtocol {
 
     /**
      * @param lastHiddenState [batch][seq][hidden]
-     * @param poolerOutput    [batch][hidden]
+     * @param poolerOutput    [batch][hidden]; null when the model has no pooler (a checkpoint exported for
+     *                        embeddings only), see {@link #hasPoolerOutput()}
      */
     public record InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput)
-            implements InferReply {}
+            implements InferReply {
+        /** Whether the model offered pooler_output: false for a model without pooler. */
+        public boolean hasPoolerOutput() {
+            return poolerOutput != null;
+        }
+    }
 
     public record InferFailure(String requestId, String reason) implements InferReply {}
 
