@@ -15,7 +15,6 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
@@ -86,10 +85,13 @@ final class ActorStress {
                                                           StressModel model) {
         List<Consumer<ActorRef<Object>>> senders = new ArrayList<>();
         for (int c = 0; c < clients; c++) {
-            InferenceInputs inputs = model.randomInputs(new Random(c), options.batchPerRequest(), options.seq());
+            List<InferenceInputs> requests = model.clientRequests(c, options);
             String prefix = name + "-" + c + "-";
             long[] n = {0};
-            senders.add(self -> modelRef.tell(new InferenceProtocol.Infer(prefix + n[0]++, inputs, self.narrow())));
+            senders.add(self -> {
+                InferenceInputs inputs = requests.get((int) (n[0] % requests.size()));
+                modelRef.tell(new InferenceProtocol.Infer(prefix + n[0]++, inputs, self.narrow()));
+            });
         }
         return senders;
     }

@@ -12,17 +12,39 @@ import java.util.Set;
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
-                     int clusterNodes) {
+                     int clusterNodes, Lengths lengths, Path onnx) {
 
     enum Mix { BERT, LAYERNORM }
 
-    enum Baseline { RAW, LOCKED, SERIAL }
+    enum Baseline { RAW, LOCKED, SERIAL, ORT }
+
+    /** What stress compares with unless told: the three baselines on the runtime's own kernels. */
+    static final Set<Baseline> DEFAULT_BASELINES = EnumSet.of(Baseline.RAW, Baseline.LOCKED, Baseline.SERIAL);
+
+    /** {@code --lengths MIN..MAX}: each client cycles through requests of lengths drawn uniformly from the range. */
+    record Lengths(int min, int max) {
+        static Lengths parse(String v) {
+            String[] parts = v.split("\\.\\.", -1);
+            if (parts.length == 2) {
+                int min = positive("--lengths", parts[0].trim()), max = positive("--lengths", parts[1].trim());
+                if (min <= max) {
+                    return new Lengths(min, max);
+                }
+            }
+            throw new Cli.UsageException("--lengths takes MIN..MAX with 1 <= MIN <= MAX, got '" + v + "'");
+        }
+
+        @Override
+        public String toString() {
+            return min + ".." + max;
+        }
+    }
 
     static final String USAGE = """
               stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
-                     [--gemm-seconds T] [--cluster-nodes N]
+                     [--gemm-seconds T] [--cluster-nodes N] [--lengths MIN..MAX] [--onnx FILE]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
@@ -30,12 +52,18 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     a reply was lost. --mix layernorm: K LayerNorms + one GEMM per request (default K 24).
                     --cluster-nodes N: the mps-actors run goes to N Pekko Cluster nodes on 127.0.0.1 in this JVM
                     (one replica of the model per node, requests through ClusterInference) instead of one runtime.
+                    --onnx FILE: the model is that ONNX export of a BERT encoder, imported (unless --model names
+                    the imported folder); --compare ort adds ONNX Runtime in this process on the original file,
+                    at the best of a short search over workers x intra-op threads x batch (ort alone: all four).
+                    --lengths MIN..MAX: request lengths drawn from the range (raw and locked, one compiled
+                    shape each, are skipped).
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
     /** {@code legacy}: {@code load-test} keeps its old scope (the actor run alone) unless asked for more. */
     static StressOptions parse(Deque<String> args, boolean legacy) {
-        Path model = null, json = null, plot = null;
+        Path model = null, json = null, plot = null, onnx = null;
+        Lengths lengths = null;
         List<Integer> clients = List.of(64);
         boolean sweep = false;
         int streams = 0, seq = 128, batch = 1, layerNorms = LayerNormMix.DEFAULT_LAYER_NORMS;
@@ -44,7 +72,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         long requests = 0;
         int clusterNodes = 0;
         Mix mix = Mix.BERT;
-        Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.allOf(Baseline.class);
+        Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.copyOf(DEFAULT_BASELINES);
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             switch (flag) {
@@ -68,6 +96,8 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 case "--json" -> json = Path.of(value(flag, args));
                 case "--plot" -> plot = Path.of(value(flag, args));
                 case "--gemm-seconds" -> gemmSeconds = number(flag, value(flag, args), true);
+                case "--lengths" -> lengths = Lengths.parse(value(flag, args));
+                case "--onnx" -> onnx = Path.of(value(flag, args));
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -80,8 +110,25 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         if (clusterNodes > 0 && mix == Mix.LAYERNORM) {
             throw new Cli.UsageException("--cluster-nodes serves a model: it does not take --mix layernorm");
         }
+        if (compare.contains(Baseline.ORT) && onnx == null) {
+            throw new Cli.UsageException("--compare ort needs --onnx FILE (ONNX Runtime runs the original file)");
+        }
+        if (compare.equals(EnumSet.of(Baseline.ORT))) {
+            compare = EnumSet.allOf(Baseline.class); // the peer next to the three baselines
+        }
+        if ((lengths != null || onnx != null) && mix == Mix.LAYERNORM) {
+            throw new Cli.UsageException("--lengths and --onnx are for BERT requests, not --mix layernorm");
+        }
+        if (lengths != null && clusterNodes > 0) {
+            throw new Cli.UsageException("--lengths is not supported with --cluster-nodes");
+        }
+        if (lengths != null) {
+            seq = lengths.max(); // the longest request: what the GEMM ceiling shapes use
+            compare.remove(Baseline.RAW);
+            compare.remove(Baseline.LOCKED);
+        }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds, clusterNodes);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, lengths, onnx);
     }
 
     private static Mix mix(String v) {
@@ -101,7 +148,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
             try {
                 set.add(Baseline.valueOf(part.trim().toUpperCase(Locale.ROOT)));
             } catch (IllegalArgumentException e) {
-                throw new Cli.UsageException("--compare takes raw, locked, serial or none, got '" + part + "'");
+                throw new Cli.UsageException("--compare takes raw, locked, serial, ort or none, got '" + part + "'");
             }
         }
         return set;
