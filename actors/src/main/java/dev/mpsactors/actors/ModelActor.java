@@ -202,8 +202,13 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     // ---- admission and batching ---------------------------------------------------------------------
 
-    private Behavior<Command> onInfer(Infer m) {
+    private Behavior<Command> onInfer(Infer request) {
         requests++;
+        // The default (Hugging Face's outputs) leaves out pooler_output for a model without a pooler.
+        Infer m = request.outputs().equals(InferenceProtocol.OutputSpec.HF_DEFAULT)
+                ? new Infer(request.requestId(), request.inputs(), request.replyTo(), request.deadline(),
+                        engine.defaultOutputs())
+                : request;
         String problem = engine.validate(m.inputs());
         if (problem == null) {
             problem = engine.validateOutputs(m.outputs());

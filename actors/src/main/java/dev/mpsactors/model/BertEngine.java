@@ -99,6 +99,11 @@ public final class BertEngine implements ModelEngine {
     }
 
     @Override
+    public OutputSpec defaultOutputs() {
+        return weights.hasPooler() ? OutputSpec.HF_DEFAULT : new OutputSpec(true, false, null);
+    }
+
+    @Override
     public String validateOutputs(OutputSpec outputs) {
         if (outputs.poolerOutput() && !weights.hasPooler()) {
             return "pooler_output is not offered: the checkpoint has no pooler (pooler.dense.weight and "

@@ -34,16 +34,21 @@ public final class BertWeights {
         this.tensors = tensors;
     }
 
+    /** The pooler's tensors: a checkpoint has both (pooler_output offered) or neither. */
+    static final String POOLER_WEIGHT = "pooler.dense.weight";
+    static final String POOLER_BIAS = "pooler.dense.bias";
+    public static final List<String> POOLER_TENSORS = List.of(POOLER_WEIGHT, POOLER_BIAS);
+
     /**
-     * Checks that every tensor the config needs is present with the expected shape. The pooler is optional
-     * (sentence-embedding checkpoints often ship without it): both of its tensors, or neither.
+     * Checks that every tensor the config needs is present with the expected shape; the pooler's two tensors
+     * may both be absent (an encoder exported without its pooler).
      */
     public static BertWeights of(BertConfig config, Map<String, Tensor> tensors) {
         Map<String, Tensor> copy = new LinkedHashMap<>(tensors);
-        boolean pooler = copy.containsKey(POOLER_WEIGHT) || copy.containsKey(POOLER_BIAS);
+        boolean pooler = requirePoolerPair(tensors.keySet(), "");
         for (Map.Entry<String, int[]> e : expectedShapes(config).entrySet()) {
             Tensor t = copy.get(e.getKey());
-            if (t == null && !pooler && (e.getKey().equals(POOLER_WEIGHT) || e.getKey().equals(POOLER_BIAS))) {
+            if (t == null && !pooler && POOLER_TENSORS.contains(e.getKey())) {
                 continue;
             }
             if (t == null) {
@@ -58,13 +63,26 @@ public final class BertWeights {
         return new BertWeights(config, copy);
     }
 
+    /**
+     * Whether {@code names} hold the pooler; refuses one pooler tensor without the other, naming
+     * {@code where} (a file, or "" for tensors given in memory).
+     */
+    public static boolean requirePoolerPair(java.util.Set<String> names, String where) {
+        boolean weight = names.contains(POOLER_TENSORS.get(0)), bias = names.contains(POOLER_TENSORS.get(1));
+        if (weight != bias) {
+            throw new ModelFormatException(where + "missing tensor " + (weight ? POOLER_TENSORS.get(1)
+                    : POOLER_TENSORS.get(0)) + " (the pooler needs both " + POOLER_TENSORS + ", or neither)");
+        }
+        return weight;
+    }
+
     public BertConfig config() {
         return config;
     }
 
-    /** Whether the checkpoint has the pooler (pooler.dense.weight and .bias), which pooler_output needs. */
+    /** Whether the checkpoint has the pooler (pooler_output is offered only then). */
     public boolean hasPooler() {
-        return tensors.containsKey(POOLER_WEIGHT);
+        return tensors.containsKey(POOLER_TENSORS.get(0));
     }
 
     public Tensor tensor(String name) {
@@ -83,9 +101,6 @@ public final class BertWeights {
     public float[] layer(int i, String suffix) {
         return values("encoder.layer." + i + "." + suffix);
     }
-
-    static final String POOLER_WEIGHT = "pooler.dense.weight";
-    static final String POOLER_BIAS = "pooler.dense.bias";
 
     /** Every tensor a BERT encoder with pooler needs, with its shape. */
     public static Map<String, int[]> expectedShapes(BertConfig c) {

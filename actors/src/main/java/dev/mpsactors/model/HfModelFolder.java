@@ -35,6 +35,8 @@ import java.util.TreeSet;
  *       TF-converted {@code LayerNorm.gamma/beta} names are read as {@code weight/bias}, as HF does.
  *       Tensors the encoder does not use ({@code cls.*}, {@code embeddings.position_ids}, …) are never read.
  *   <li>Tensors may be F32, F16, BF16 or F64; all are converted to fp32 at load.
+ *   <li>The pooler ({@code pooler.dense.weight} and {@code .bias}) may be absent, as in encoders exported
+ *       for embeddings only; such a model offers no pooler_output.
  * </ul>
  */
 public final class HfModelFolder {
@@ -173,7 +175,7 @@ public final class HfModelFolder {
      */
     private static Map<String, BertWeights.Tensor> readTensors(BertConfig config, Path dir, List<Path> files,
                                                                Map<String, Path> weightMap) throws IOException {
-        Map<String, int[]> expected = BertWeights.expectedShapes(config);
+        Map<String, int[]> expected = new LinkedHashMap<>(BertWeights.expectedShapes(config));
         List<SafetensorsFile> open = new ArrayList<>();
         try {
             Map<Path, SafetensorsFile> byPath = new LinkedHashMap<>();
@@ -201,14 +203,12 @@ public final class HfModelFolder {
                     addSource(sources, expected, f, e.getKey());
                 }
             }
-            // A checkpoint without a pooler (both tensors absent) loads; pooler_output is then not offered.
-            if (!sources.containsKey(BertWeights.POOLER_WEIGHT) && !sources.containsKey(BertWeights.POOLER_BIAS)) {
-                expected.remove(BertWeights.POOLER_WEIGHT);
-                expected.remove(BertWeights.POOLER_BIAS);
+            String where = files.size() == 1 ? files.get(0).toString() : dir.resolve(INDEX_FILE).toString();
+            if (!BertWeights.requirePoolerPair(sources.keySet(), where + ": ")) {
+                BertWeights.POOLER_TENSORS.forEach(expected::remove); // exported without its pooler
             }
             for (Map.Entry<String, int[]> e : expected.entrySet()) {
                 Source s = sources.get(e.getKey());
-                String where = files.size() == 1 ? files.get(0).toString() : dir.resolve(INDEX_FILE).toString();
                 if (s == null) {
                     throw new ModelFormatException(where + ": missing tensor " + e.getKey() + " (or " + PREFIX
                             + e.getKey() + "), expected shape " + Arrays.toString(e.getValue()));

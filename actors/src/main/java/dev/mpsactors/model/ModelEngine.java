@@ -30,6 +30,12 @@ public interface ModelEngine extends AutoCloseable {
     String validateOutputs(OutputSpec outputs);
 
     /**
+     * What a request that names no outputs gets: Hugging Face's default, last_hidden_state and, where the model
+     * has a pooler, pooler_output.
+     */
+    OutputSpec defaultOutputs();
+
+    /**
      * A compiled program for {@code batch} sequences of {@code seq} tokens, given the pipelines by function
      * name, that also pools {@code embedding} on the device (null: no embedding).
      */

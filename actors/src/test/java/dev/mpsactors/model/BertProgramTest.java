@@ -1,6 +1,7 @@
 package dev.mpsactors.model;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -259,6 +260,43 @@ class BertProgramTest {
         double pooler = relativeL2(got.poolerOutput(), want.poolerOutput());
         System.out.printf("fully padded row: relative L2 last_hidden_state %.3g, pooler_output %.3g%n", all, pooler);
         assertTrue(all < TOLERANCE && pooler < TOLERANCE, all + " " + pooler);
+    }
+
+    @Test
+    void aModelWithoutPoolerComputesTheEncoderAndRefusesPoolerOutputByName() {
+        BertConfig config = config(48, 4, 96, 1e-12);
+        BertWeights full = randomWeights(config, 91);
+        Map<String, BertWeights.Tensor> tensors = new LinkedHashMap<>();
+        for (String name : BertWeights.expectedShapes(config).keySet()) {
+            if (!BertWeights.POOLER_TENSORS.contains(name)) {
+                tensors.put(name, full.tensor(name));
+            }
+        }
+        BertWeights weights = BertWeights.of(config, tensors);
+        assertFalse(weights.hasPooler());
+        Batch in = raggedBatch(config, 3, 7, true, 5);
+        BertReference.Output want = BertReference.forward(full, in.inputIds(), in.attentionMask(), in.tokenTypeIds());
+        try (BertDeviceWeights onDevice = BertDeviceWeights.upload(device, weights);
+             BertProgram program = BertProgram.compile(onDevice, pipelines, 3, 7);
+             BertProgram.RequestBuffers buffers = program.allocate(onDevice)) {
+            program.writeInputs(buffers.slots(), in.inputIds(), in.attentionMask(), in.tokenTypeIds());
+            Completions completions = new Completions();
+            try (NativeStream stream = device.createStream(completions)) {
+                program.encode(stream, buffers.slots());
+                completions.awaitOk(stream.commit());
+            }
+            double hidden = relativeL2(program.readLastHiddenState(buffers.slots()), want.lastHiddenState(),
+                    in.lengths(), null);
+            assertTrue(hidden < TOLERANCE, "last_hidden_state relative L2 " + hidden);
+            assertFalse(program.has(BertProgram.Output.POOLER_OUTPUT));
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> program.readPoolerOutput(buffers.slots()));
+            assertTrue(e.getMessage().contains("does not compute pooler_output"), e.getMessage());
+        }
+        Map<String, BertWeights.Tensor> half = new LinkedHashMap<>(tensors);
+        half.put("pooler.dense.weight", full.tensor("pooler.dense.weight"));
+        ModelFormatException e = assertThrows(ModelFormatException.class, () -> BertWeights.of(config, half));
+        assertTrue(e.getMessage().contains("missing tensor pooler.dense.bias"), e.getMessage());
     }
 
     @Test

@@ -147,6 +147,21 @@ class HfModelFolderTest {
     }
 
     @Test
+    void aCheckpointWithoutPoolerLoadsButHalfAPoolerIsRefused() throws IOException {
+        BertWeights generated = BertFolderGenerator.write(dir, SMALL, 3);
+        rewriteWeights(name -> name.startsWith("bert.pooler.") ? null : name, null);
+        HfModelFolder folder = HfModelFolder.load(dir);
+        assertFalse(folder.weights().hasPooler());
+        assertArrayEquals(generated.values("encoder.layer.1.output.dense.weight"),
+                folder.weights().values("encoder.layer.1.output.dense.weight"));
+        assertTrue(generated.hasPooler());
+
+        rewriteWeights(UnaryOperator.identity(), w -> w.add("bert.pooler.dense.weight", Dtype.F32,
+                new int[] {16, 16}, new float[256]));
+        assertRefused("missing tensor pooler.dense.bias", "or neither");
+    }
+
+    @Test
     void aTensorStoredBothWithAndWithoutThePrefixIsAmbiguous() throws IOException {
         BertFolderGenerator.write(dir, SMALL, 1);
         rewriteWeights(UnaryOperator.identity(), w -> w.add("pooler.dense.bias", Dtype.F32, new int[] {16},

@@ -15,7 +15,6 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
@@ -89,23 +88,13 @@ final class ActorStress {
                                                           StressModel model) {
         List<Consumer<ActorRef<Object>>> senders = new ArrayList<>();
         for (int c = 0; c < clients; c++) {
-            // With --lengths each client cycles through requests of lengths drawn uniformly (made up front, so
-            // the loop measures the runtime, not input generation); otherwise every request has --seq tokens.
-            Random random = new Random(c);
-            StressOptions.Lengths lengths = options.lengths();
-            InferenceInputs[] inputs = new InferenceInputs[lengths == null ? 1 : MIXED_REQUESTS_PER_CLIENT];
-            for (int i = 0; i < inputs.length; i++) {
-                int seq = lengths == null ? options.seq()
-                        : lengths.min() + random.nextInt(lengths.max() - lengths.min() + 1);
-                inputs[i] = model.randomInputs(random, options.batchPerRequest(), seq);
-            }
+            List<InferenceInputs> requests = model.clientRequests(c, options);
             String prefix = name + "-" + c + "-";
             long[] n = {0};
             InferenceProtocol.OutputSpec outputs = options.outputs();
             senders.add(self -> {
-                long k = n[0]++;
-                modelRef.tell(new InferenceProtocol.Infer(prefix + k, inputs[(int) (k % inputs.length)], self.narrow(),
-                        null, outputs));
+                InferenceInputs inputs = requests.get((int) (n[0] % requests.size()));
+                modelRef.tell(new InferenceProtocol.Infer(prefix + n[0]++, inputs, self.narrow(), null, outputs));
             });
         }
         return senders;

@@ -7,6 +7,8 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
 import dev.mpsactors.model.BertFolderGenerator;
+import dev.mpsactors.model.ModelFormatException;
+import dev.mpsactors.model.onnx.OnnxBertImporter;
 import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
@@ -25,7 +27,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 
 /**
- * {@code bin/mps-actors}: {@code run}, {@code info}, {@code stress} (alias {@code load-test}),
+ * {@code bin/mps-actors}: {@code run}, {@code import-onnx}, {@code info}, {@code stress} (alias {@code load-test}),
  * {@code native-workload}, {@code generate-model}.
  * Failures print one line ("mps-actors: ...") to stderr and exit non-zero: 2 for bad usage or input,
  * 1 for a failure of the runtime or the model.
@@ -39,6 +41,9 @@ public final class Cli {
                     "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
                     "pooler_output": [[..]]}, or what --outputs names: last_hidden_state, pooler_output,
                     embedding[:cls|mean|max|mean_sqrt_len][:normalized] (written as "embedding": [[..]])
+              import-onnx MODEL.onnx [--tokenizer tokenizer.json] --out DIR
+                                        import an ONNX export of a BERT-family encoder as a Hugging Face folder
+                                        (config.json derived from the graph, model.safetensors, the tokenizer)
               info [--backend cpu]      the backend, the device and the effective configuration
               native-workload [...]     the multi-stream native workload (--help for its options)
               generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
@@ -66,6 +71,7 @@ public final class Cli {
                 case "stress", "load-test" -> stress(command, args);
                 case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
                 case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
+                case "import-onnx" -> importOnnx(args);
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
                 case "soak" -> Soak.run(args);
                 case "help", "-h", "--help" -> System.out.print(USAGE);
@@ -124,6 +130,38 @@ public final class Cli {
             InferResult result = await(rt.infer(m, "cli-1", inputs, outputs));
             writeOutputs(output, result);
         }
+    }
+
+    private static void importOnnx(Deque<String> args) throws IOException {
+        Path onnx = null, tokenizer = null, out = null;
+        while (!args.isEmpty()) {
+            String flag = args.pollFirst();
+            switch (flag) {
+                case "--tokenizer" -> tokenizer = Path.of(value(flag, args));
+                case "--out" -> out = Path.of(value(flag, args));
+                default -> {
+                    if (flag.startsWith("--") || onnx != null) {
+                        throw new UsageException("import-onnx: unknown option '" + flag + "'");
+                    }
+                    onnx = Path.of(flag);
+                }
+            }
+        }
+        if (onnx == null || out == null) {
+            throw new UsageException("import-onnx needs MODEL.onnx and --out DIR");
+        }
+        OnnxBertImporter.Imported imported;
+        try {
+            imported = OnnxBertImporter.importFolder(onnx, tokenizer, out);
+        } catch (ModelFormatException e) {
+            throw new InputException(e.getMessage());
+        }
+        System.out.println("wrote " + out + ": " + OnnxBertImporter.CONFIG_FILE + " (" + imported.config()
+                .get("num_hidden_layers") + " layers, hidden " + imported.config().get("hidden_size") + ", "
+                + imported.config().get("num_attention_heads") + " heads, " + imported.config().get("hidden_act").asText()
+                + ", eps " + imported.config().get("layer_norm_eps") + "), " + OnnxBertImporter.WEIGHTS_FILE + " ("
+                + imported.tensors().size() + " tensors" + (imported.hasPooler() ? "" : ", no pooler") + ")"
+                + (tokenizer == null ? "" : ", " + OnnxBertImporter.TOKENIZER_FILE));
     }
 
     /** {@code load-test} is the same command under its older name. */

@@ -36,12 +36,13 @@ final class StressBench {
     }
 
     int run() throws Exception {
-        StressModel model = StressModel.resolve(options.model());
+        StressModel model = StressModel.resolve(options.model(), options.onnx());
         try {
-            out.println("model: " + (model.generated() ? "generated BERT " : "") + model.describe() + " in "
-                    + model.folder());
-            out.println("requests ask for: " + options.outputs() + (options.lengths() == null ? ""
-                    : "; lengths uniform in " + options.lengths() + " tokens"));
+            String origin = options.model() != null ? "" : options.onnx() != null ? "imported from " + options.onnx()
+                    + ": " : "generated BERT ";
+            out.println("model: " + origin + model.describe() + " in " + model.folder()
+                    + (options.lengths() == null ? "" : ", request lengths " + options.lengths()));
+            out.println("requests ask for: " + options.outputs());
             Config actorsConfig = config(options.streams() > 0 ? options.streams() : 0, 0);
             RuntimeSettings settings = RuntimeSettings.fromConfig(actorsConfig);
             List<StressReport.Point> points = new ArrayList<>();
@@ -98,6 +99,7 @@ final class StressBench {
                         "fork style: stream mutex held across commit+wait, global LayerNorm lock, kernel by kernel");
                 case SERIAL -> new ActorStress("serial", "actor runtime, 1 stream, max-batch 1", config(1, 1), options,
                         clients).run(model.folder(), model, recorders(), out);
+                case ORT -> new OrtPeer(options, clients, model).run(recorders(), out);
             });
         }
         Map<String, Double> ratios = new LinkedHashMap<>();

@@ -13,25 +13,39 @@ import java.util.Set;
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
-                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths) {
+                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx) {
 
-    /** Sequence lengths drawn uniformly from [min, max] per request (the mixed-length workload). */
+    enum Mix { BERT, LAYERNORM }
+
+    enum Baseline { RAW, LOCKED, SERIAL, ORT }
+
+    /** What stress compares with unless told: the three baselines on the runtime's own kernels. */
+    static final Set<Baseline> DEFAULT_BASELINES = EnumSet.of(Baseline.RAW, Baseline.LOCKED, Baseline.SERIAL);
+
+    /** {@code --lengths MIN..MAX}: each client cycles through requests of lengths drawn uniformly from the range. */
     record Lengths(int min, int max) {
+        static Lengths parse(String v) {
+            String[] parts = v.split("\\.\\.", -1);
+            if (parts.length == 2) {
+                int min = positive("--lengths", parts[0].trim()), max = positive("--lengths", parts[1].trim());
+                if (min <= max) {
+                    return new Lengths(min, max);
+                }
+            }
+            throw new Cli.UsageException("--lengths takes MIN..MAX with 1 <= MIN <= MAX, got '" + v + "'");
+        }
+
         @Override
         public String toString() {
             return min + ".." + max;
         }
     }
 
-    enum Mix { BERT, LAYERNORM }
-
-    enum Baseline { RAW, LOCKED, SERIAL }
-
     static final String USAGE = """
               stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
-                     [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX]
+                     [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX] [--onnx FILE]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
@@ -40,14 +54,20 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     --cluster-nodes N: the mps-actors run goes to N Pekko Cluster nodes on 127.0.0.1 in this JVM
                     (one replica of the model per node, requests through ClusterInference) instead of one runtime.
                     --outputs: what each request asks for, e.g. embedding:mean:normalized (default
-                    last_hidden_state,pooler_output). --lengths 8..128: each request's length drawn uniformly
-                    (actor runs only: pair it with --compare serial or none).
+                    last_hidden_state,pooler_output).
+                    --onnx FILE: the model is that ONNX export of a BERT encoder, imported (unless --model names
+                    the imported folder); --compare ort adds ONNX Runtime in this process on the original file,
+                    at the best of a short search over workers x intra-op threads x batch (ort alone: all four).
+                    --lengths MIN..MAX: request lengths drawn from the range (raw and locked, one compiled
+                    shape each, are skipped).
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
     /** {@code legacy}: {@code load-test} keeps its old scope (the actor run alone) unless asked for more. */
     static StressOptions parse(Deque<String> args, boolean legacy) {
-        Path model = null, json = null, plot = null;
+        Path model = null, json = null, plot = null, onnx = null;
+        Lengths lengths = null;
+        InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
         List<Integer> clients = List.of(64);
         boolean sweep = false;
         int streams = 0, seq = 128, batch = 1, layerNorms = LayerNormMix.DEFAULT_LAYER_NORMS;
@@ -56,9 +76,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         long requests = 0;
         int clusterNodes = 0;
         Mix mix = Mix.BERT;
-        InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
-        Lengths lengths = null;
-        Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.allOf(Baseline.class);
+        Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.copyOf(DEFAULT_BASELINES);
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             switch (flag) {
@@ -89,7 +107,8 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                         throw new Cli.UsageException("--outputs: " + e.getMessage());
                     }
                 }
-                case "--lengths" -> lengths = lengths(flag, value(flag, args));
+                case "--lengths" -> lengths = Lengths.parse(value(flag, args));
+                case "--onnx" -> onnx = Path.of(value(flag, args));
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -102,28 +121,25 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         if (clusterNodes > 0 && mix == Mix.LAYERNORM) {
             throw new Cli.UsageException("--cluster-nodes serves a model: it does not take --mix layernorm");
         }
-        if (lengths != null && (mix == Mix.LAYERNORM || clusterNodes > 0
-                || compare.contains(Baseline.RAW) || compare.contains(Baseline.LOCKED))) {
-            throw new Cli.UsageException("--lengths drives the model actor's runs (mps-actors, serial): it does not "
-                    + "take --mix layernorm, --cluster-nodes or the raw/locked baselines (--compare serial or none)");
+        if (compare.contains(Baseline.ORT) && onnx == null) {
+            throw new Cli.UsageException("--compare ort needs --onnx FILE (ONNX Runtime runs the original file)");
+        }
+        if (compare.equals(EnumSet.of(Baseline.ORT))) {
+            compare = EnumSet.allOf(Baseline.class); // the peer next to the three baselines
+        }
+        if ((lengths != null || onnx != null) && mix == Mix.LAYERNORM) {
+            throw new Cli.UsageException("--lengths and --onnx are for BERT requests, not --mix layernorm");
+        }
+        if (lengths != null && clusterNodes > 0) {
+            throw new Cli.UsageException("--lengths is not supported with --cluster-nodes");
         }
         if (lengths != null) {
-            seq = lengths.max(); // the longest a request gets: memory and shapes are sized for it
+            seq = lengths.max(); // the longest request: what the GEMM ceiling shapes use
+            compare.remove(Baseline.RAW);
+            compare.remove(Baseline.LOCKED);
         }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths);
-    }
-
-    private static Lengths lengths(String flag, String v) {
-        String[] parts = v.split("\\.\\.");
-        if (parts.length != 2) {
-            throw new Cli.UsageException(flag + " takes MIN..MAX, e.g. 8..128, got '" + v + "'");
-        }
-        int min = positive(flag, parts[0].trim()), max = positive(flag, parts[1].trim());
-        if (min > max) {
-            throw new Cli.UsageException(flag + ": " + min + " is above " + max);
-        }
-        return new Lengths(min, max);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx);
     }
 
     private static Mix mix(String v) {
@@ -143,7 +159,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
             try {
                 set.add(Baseline.valueOf(part.trim().toUpperCase(Locale.ROOT)));
             } catch (IllegalArgumentException e) {
-                throw new Cli.UsageException("--compare takes raw, locked, serial or none, got '" + part + "'");
+                throw new Cli.UsageException("--compare takes raw, locked, serial, ort or none, got '" + part + "'");
             }
         }
         return set;

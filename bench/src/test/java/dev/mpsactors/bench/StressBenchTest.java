@@ -96,6 +96,38 @@ class StressBenchTest {
     }
 
     @Test
+    void mixedLengthsRunThroughTheRuntimeAndSerial() throws Exception {
+        Path json = dir.resolve("lengths.json");
+        int status = stress("--model", model.toString(), "--lengths", "3..20", "--clients", "8", "--seconds", "2",
+                "--warmup", "0", "--compare", "raw,serial", "--gemm-seconds", "0", "--json", json.toString());
+        assertEquals(0, status);
+        JsonNode point = new ObjectMapper().readTree(json.toFile()).get("points").get(0);
+        assertEquals(Set.of("serial"), fieldNames(point.get("throughputRatios")), "raw compiles one shape: skipped");
+        for (JsonNode m : point.get("measurements")) {
+            assertEquals(0, m.get("lost").asLong());
+            assertEquals(m.get("sent").asLong(), m.get("succeeded").asLong());
+        }
+    }
+
+    @Test
+    void compareOrtAndLengthsAreParsedAndCheckedByName() {
+        StressOptions o = StressOptions.parse(new ArrayDeque<>(List.of("--compare", "ort", "--onnx", "m.onnx")), false);
+        assertEquals(java.util.EnumSet.allOf(StressOptions.Baseline.class), o.compare(), "ort next to the baselines");
+        o = StressOptions.parse(new ArrayDeque<>(List.of("--compare", "serial,ort", "--onnx", "m.onnx")), false);
+        assertEquals(Set.of(StressOptions.Baseline.SERIAL, StressOptions.Baseline.ORT), o.compare());
+        o = StressOptions.parse(new ArrayDeque<>(List.of("--lengths", "8..128")), false);
+        assertEquals(new StressOptions.Lengths(8, 128), o.lengths());
+        assertEquals(128, o.seq());
+        assertEquals(Set.of(StressOptions.Baseline.SERIAL), o.compare());
+        for (String[] bad : new String[][] {{"--compare", "ort"}, {"--lengths", "9..3"}, {"--lengths", "8"},
+                {"--lengths", "0..4"}}) {
+            Cli.UsageException e = org.junit.jupiter.api.Assertions.assertThrows(Cli.UsageException.class,
+                    () -> StressOptions.parse(new ArrayDeque<>(List.of(bad)), false));
+            assertTrue(e.getMessage().contains(bad[0]), e.getMessage());
+        }
+    }
+
+    @Test
     void sweepDrawsAWellFormedSvg() throws Exception {
         Path svg = dir.resolve("sweep.svg");
         int status = stress("--model", model.toString(), "--seq", "16", "--sweep", "1,4", "--seconds", "1",
