@@ -270,6 +270,11 @@ class ModelServingTest {
         InferenceProtocol.Embedding mean = new InferenceProtocol.Embedding(InferenceProtocol.Pooling.MEAN, true);
         TestProbe<InferReply> probe = kit.createTestProbe();
         m.tell(new InferenceProtocol.Infer("default", in, probe.getRef()));
+        InferResult byDefault = assertInstanceOf(InferResult.class, probe.receiveMessage(BOUND));
+        assertEquals(null, byDefault.poolerOutput(), "the default leaves out what the model does not have");
+        assertEquals(2, byDefault.lastHiddenState().length);
+        m.tell(new InferenceProtocol.Infer("pooler", in, probe.getRef(), null,
+                new InferenceProtocol.OutputSpec(false, true, null)));
         InferFailure f = assertInstanceOf(InferFailure.class, probe.receiveMessage(BOUND));
         assertTrue(f.reason().contains("pooler_output is not offered"), f.reason());
         m.tell(new InferenceProtocol.Infer("embedding", in, probe.getRef(), null,
