@@ -97,12 +97,27 @@ public final class ClusterNode implements AutoCloseable {
             for (String seed : seeds.split(",")) {
                 String s = seed.trim();
                 if (!s.isEmpty()) {
-                    addresses.add(s.contains("://") ? s : "pekko://" + systemName + "@" + s);
+                    addresses.add(seedAddress(s, systemName));
                 }
             }
             resolved = resolved.withValue("pekko.cluster.seed-nodes", ConfigValueFactory.fromIterable(addresses));
         }
         return resolved;
+    }
+
+    /** {@code host:port} (or a full pekko:// address) as a seed address; anything else is refused by name. */
+    private static String seedAddress(String seed, String systemName) {
+        String address = seed.contains("://") ? seed : "pekko://" + systemName + "@" + seed;
+        try {
+            org.apache.pekko.actor.Address a = org.apache.pekko.actor.AddressFromURIString.parse(address);
+            if (a.host().isEmpty() || a.port().isEmpty()) {
+                throw new IllegalArgumentException("no host or port");
+            }
+        } catch (RuntimeException e) {
+            throw new IllegalArgumentException("seed '" + seed + "' (" + ClusterSettings.PREFIX + ".seeds) is not "
+                    + "host:port or pekko://" + systemName + "@host:port");
+        }
+        return address;
     }
 
     private static boolean fromReference(ConfigOrigin origin) {
@@ -150,35 +165,53 @@ public final class ClusterNode implements AutoCloseable {
     }
 
     /**
-     * {@code bin/mps-actors node}: runs a node until it is stopped. SIGTERM leaves the cluster gracefully and
-     * exits 0; a node the cluster downs (the split-brain resolver on the minority side, or an operator) exits
-     * {@value #EXIT_DOWNED}, so a supervisor can start it again.
+     * {@code bin/mps-actors node}: runs a node until it is stopped. SIGTERM leaves the cluster gracefully (the
+     * JVM then exits with its status for SIGTERM, 143); a node the cluster downs (the split-brain resolver on
+     * the minority side, or an operator) exits {@value #EXIT_DOWNED}, so a supervisor can start it again. Each
+     * prints one line when it is up and one when it stops, with the reason.
      */
     public static void main(String[] args) throws Exception {
-        Config config;
+        ClusterNode node;
         try {
-            config = configFor(args);
+            node = start(configFor(args));
         } catch (IllegalArgumentException e) {
             System.err.println("mps-actors node: " + e.getMessage());
             System.exit(2);
             return;
         }
-        ClusterNode node = start(config);
         Config c = node.system().settings().config();
-        System.out.println("mps-actors node " + node.cluster().selfMember().address() + " serving "
+        String self = node.cluster().selfMember().address().toString();
+        System.out.println("mps-actors node " + self + " serving "
                 + node.settings().models().keySet() + " x" + node.settings().replicas() + " (seeds "
                 + c.getStringList("pekko.cluster.seed-nodes") + ", split-brain resolver "
                 + c.getString("pekko.cluster.split-brain-resolver.active-strategy") + " stable-after "
                 + c.getString("pekko.cluster.split-brain-resolver.stable-after") + ")");
         System.out.flush();
+        // Said before the system stops, also when a signal stops it (the JVM then exits 143 when done).
+        CoordinatedShutdown shutdown = CoordinatedShutdown.get(node.system());
+        shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "mps-actors-node-stopping", () -> {
+            System.out.println("mps-actors node " + self + " stopping: " + describe(shutdown.getShutdownReason()));
+            System.out.flush();
+            return CompletableFuture.completedFuture(org.apache.pekko.Done.getInstance());
+        });
         node.system().getWhenTerminated().toCompletableFuture().get();
         node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
-        Optional<CoordinatedShutdown.Reason> reason = CoordinatedShutdown.get(node.system()).getShutdownReason();
-        boolean downed = reason.isPresent() && reason.get() == CoordinatedShutdown.clusterDowningReason();
-        System.out.println("mps-actors node " + node.cluster().selfMember().address() + " stopped: "
-                + (downed ? "downed by the cluster" : reason.map(Object::toString).orElse("terminated")));
-        System.out.flush();
+        boolean downed = shutdown.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason())
+                .isPresent();
         System.exit(downed ? EXIT_DOWNED : 0);
+    }
+
+    private static String describe(Optional<CoordinatedShutdown.Reason> reason) {
+        if (reason.isEmpty()) {
+            return "terminated";
+        } else if (reason.get() == CoordinatedShutdown.clusterDowningReason()) {
+            return "downed by the cluster";
+        } else if (reason.get() == CoordinatedShutdown.jvmExitReason()) {
+            return "the JVM is exiting (SIGTERM): left the cluster";
+        } else if (reason.get() == CoordinatedShutdown.clusterLeavingReason()) {
+            return "left the cluster";
+        }
+        return String.valueOf(reason.get());
     }
 
     /**

@@ -2,6 +2,7 @@ package dev.mpsactors.cluster;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
@@ -92,5 +93,12 @@ class ClusterNodeConfigTest {
         assertEquals(true, e.getMessage().startsWith("unknown flag --bogus"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.configFor(new String[] {"--model", "x"}));
         assertEquals("--model takes NAME=DIR, got x", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(ClusterNode.configFor(
+                new String[] {"--seeds", "10.0.0.1:25520,pekko://mps-actors@10.0.0.2:25520:25520"})));
+        assertEquals("seed 'pekko://mps-actors@10.0.0.2:25520:25520' (mps-actors.cluster.seeds) is not host:port or "
+                + "pekko://mps-actors@host:port", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(ClusterNode.configFor(
+                new String[] {"--seeds", "10.0.0.1"})));
+        assertTrue(e.getMessage().startsWith("seed '10.0.0.1' "), e.getMessage());
     }
 }
