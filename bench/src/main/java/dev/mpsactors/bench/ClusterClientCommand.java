@@ -40,8 +40,9 @@ import org.apache.pekko.cluster.MemberStatus;
  */
 final class ClusterClientCommand {
     static final String USAGE = """
-              cluster-client --seeds H:P,.. --model NAME [--seconds 10] [--concurrency 8] [--seq 32] [--batch 1]
-                             [--inputs 16] [--vocab 30 | --check DIR] [--host H] [--port 0] [--wait-up 60]
+              cluster-client --seeds H:P,.. --model NAME [--seconds 10] [--warmup 0] [--concurrency 8] [--seq 32]
+                             [--batch 1] [--inputs 16] [--vocab 30 | --check DIR] [--host H] [--port 0]
+                             [--wait-up 60]
                                         drive a running cluster from outside (joins as a client, hosts nothing):
                                         a steady stream of requests, then sent/succeeded/failed/lost/duplicates
                                         (--check DIR: compare every result with a local run of the model in DIR)
@@ -54,7 +55,7 @@ final class ClusterClientCommand {
     static int run(Deque<String> args, PrintStream out) throws Exception {
         String seeds = null, model = null, host = null;
         int port = 0, concurrency = 8, seq = 32, batch = 1, inputCount = 16, vocab = 30;
-        double seconds = 10;
+        double seconds = 10, warmup = 0;
         long waitUp = 60;
         Path check = null;
         while (!args.isEmpty()) {
@@ -64,7 +65,8 @@ final class ClusterClientCommand {
                 case "--model" -> model = value(flag, args);
                 case "--host" -> host = value(flag, args);
                 case "--port" -> port = positive(flag, args, true);
-                case "--seconds" -> seconds = Double.parseDouble(value(flag, args));
+                case "--seconds" -> seconds = number(flag, args);
+                case "--warmup" -> warmup = number(flag, args);
                 case "--concurrency" -> concurrency = positive(flag, args, false);
                 case "--seq" -> seq = positive(flag, args, false);
                 case "--batch" -> batch = positive(flag, args, false);
@@ -78,8 +80,8 @@ final class ClusterClientCommand {
         if (seeds == null || model == null) {
             throw new Cli.UsageException("cluster-client needs --seeds and --model");
         }
-        if (!(seconds > 0)) {
-            throw new Cli.UsageException("cluster-client: --seconds must be positive");
+        if (!(seconds > 0) || !(warmup >= 0)) {
+            throw new Cli.UsageException("cluster-client: --seconds must be positive and --warmup not negative");
         }
         if (check != null) {
             if (!Files.isDirectory(check)) {
@@ -125,17 +127,28 @@ final class ClusterClientCommand {
             });
             long start = System.nanoTime();
             load.start();
-            long end = start + (long) (seconds * 1e9);
+            long measuredFrom = start + (long) (warmup * 1e9);
+            long end = measuredFrom + (long) (seconds * 1e9);
+            long succeededBefore = warmup == 0 ? 0 : -1;
+            long nextReport = start + 1_000_000_000L;
             while (System.nanoTime() < end) {
-                TimeUnit.MILLISECONDS.sleep(Math.min(1000, Math.max(1, (end - System.nanoTime()) / 1_000_000)));
-                ClusterLoad.Tally t = load.tally();
-                out.printf("cluster-client: %5.1f s  sent %d  succeeded %d  failed %d  in flight %d  retries %d%n",
-                        (System.nanoTime() - start) / 1e9, t.sent(), t.succeeded(), t.failed(), t.lost(),
-                        client.inference().retries());
+                long wake = Math.min(end, succeededBefore < 0 ? Math.min(nextReport, measuredFrom) : nextReport);
+                TimeUnit.NANOSECONDS.sleep(Math.max(0, wake - System.nanoTime()));
+                if (succeededBefore < 0 && System.nanoTime() >= measuredFrom) {
+                    succeededBefore = client.inference().stats().succeeded();
+                    measuredFrom = System.nanoTime();
+                }
+                if (System.nanoTime() >= nextReport) {
+                    nextReport += 1_000_000_000L;
+                    ClusterLoad.Tally t = load.tally();
+                    out.printf("cluster-client: %5.1f s  sent %d  succeeded %d  failed %d  in flight %d  retries %d%n",
+                            (System.nanoTime() - start) / 1e9, t.sent(), t.succeeded(), t.failed(), t.lost(),
+                            client.inference().retries());
+                }
             }
             load.stop();
-            double elapsed = (System.nanoTime() - start) / 1e9;
-            ClusterCaller.Stats s0 = client.inference().stats();
+            double elapsed = (System.nanoTime() - measuredFrom) / 1e9;
+            long measured = client.inference().stats().succeeded() - Math.max(0, succeededBefore);
             Duration drain = client.settings().attemptTimeout().plus(client.settings().retryBackoff())
                     .multipliedBy(client.settings().attempts()).plusSeconds(10);
             load.awaitDrained(drain);
@@ -146,8 +159,9 @@ final class ClusterClientCommand {
             long[] lat = load.latenciesNanos();
             out.printf("cluster-client: model %s, %d client loop(s), %d x %d tokens a request, %s%n", model,
                     concurrency, batch, seq, client.cluster().selfMember().address());
-            out.printf("cluster-client: %.1f requests/s (%d succeeded in %.2f s), latency p50 %.1f ms p99 %.1f ms%n",
-                    s0.succeeded() / elapsed, s0.succeeded(), elapsed, percentile(lat, 0.50), percentile(lat, 0.99));
+            out.printf("cluster-client: %.1f requests/s (%d succeeded in %.2f s after %.0f s of warm-up), latency "
+                    + "p50 %.1f ms p99 %.1f ms (all requests)%n", measured / elapsed, measured, elapsed, warmup,
+                    percentile(lat, 0.50), percentile(lat, 0.99));
             out.printf("cluster-client: sent %d succeeded %d failed %d lost %d duplicates %d (late replies %d, "
                             + "retries %d, unknown replies %d)%n", t.sent(), t.succeeded(), t.failed(), t.lost(),
                     t.duplicates() + s.duplicateReplies(), s.lateReplies(), s.retries(), s.unknownReplies());
@@ -216,6 +230,15 @@ final class ClusterClientCommand {
             return Double.NaN;
         }
         return sorted[Math.min(sorted.length - 1, (int) Math.floor(p * sorted.length))] / 1e6;
+    }
+
+    private static double number(String flag, Deque<String> args) {
+        String v = value(flag, args);
+        try {
+            return Double.parseDouble(v);
+        } catch (NumberFormatException e) {
+            throw new Cli.UsageException(flag + " takes a number of seconds, got '" + v + "'");
+        }
     }
 
     private static String value(String flag, Deque<String> args) {

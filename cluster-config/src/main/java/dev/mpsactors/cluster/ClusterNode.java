@@ -113,7 +113,7 @@ public final class ClusterNode implements AutoCloseable {
             if (a.host().isEmpty() || a.port().isEmpty()) {
                 throw new IllegalArgumentException("no host or port");
             }
-        } catch (RuntimeException e) {
+        } catch (Exception e) { // Scala's parser also throws MalformedURLException, undeclared
             throw new IllegalArgumentException("seed '" + seed + "' (" + ClusterSettings.PREFIX + ".seeds) is not "
                     + "host:port or pekko://" + systemName + "@host:port");
         }
