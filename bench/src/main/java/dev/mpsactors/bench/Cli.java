@@ -50,7 +50,7 @@ public final class Cli {
               jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
               node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
                                         a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
-            """ + Soak.USAGE;
+            """ + ClusterClientCommand.USAGE + Soak.USAGE;
 
     static final class UsageException extends RuntimeException {
         UsageException(String message) {
@@ -72,6 +72,13 @@ public final class Cli {
                 case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
                 case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
                 case "import-onnx" -> importOnnx(args);
+                case "cluster-client" -> {
+                    int status = ClusterClientCommand.run(args, System.out);
+                    if (status != 0) {
+                        System.err.println("mps-actors: cluster-client: replies were lost, duplicated or different");
+                        System.exit(status);
+                    }
+                }
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
                 case "soak" -> Soak.run(args);
                 case "help", "-h", "--help" -> System.out.print(USAGE);

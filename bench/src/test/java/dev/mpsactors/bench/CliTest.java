@@ -35,6 +35,11 @@ class CliTest {
     }
 
     static Outcome cli(String... args) throws Exception {
+        return cliIn(dir, args);
+    }
+
+    /** {@code bin/mps-actors ARGS} in a fresh JVM, its output in files under {@code dir}. */
+    static Outcome cliIn(Path dir, String... args) throws Exception {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         List<String> command = new ArrayList<>(List.of(java, "-cp", System.getProperty("java.class.path"),
                 Cli.class.getName()));

@@ -2,6 +2,8 @@ package dev.mpsactors.cluster;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigOrigin;
+import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueFactory;
 import dev.mpsactors.actors.DeviceRuntime;
 import dev.mpsactors.nativemps.LiveObjects;
@@ -11,12 +13,12 @@ import dev.mpsactors.runtime.RuntimeSettings;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
-import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
-import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
 import org.apache.pekko.cluster.typed.Cluster;
 
 /**
@@ -30,6 +32,9 @@ import org.apache.pekko.cluster.typed.Cluster;
  */
 public final class ClusterNode implements AutoCloseable {
     private static final Duration BOUND = Duration.ofSeconds(60);
+    /** Exit status of {@code bin/mps-actors node} when the cluster downed the node. */
+    public static final int EXIT_DOWNED = 3;
+    static final String CLUSTER_CONF = "mps-actors-cluster.conf";
 
     private final ActorSystem<RuntimeProtocol.Command> system;
     private final ClusterSettings settings;
@@ -60,9 +65,7 @@ public final class ClusterNode implements AutoCloseable {
             CompletableFuture.anyOf(up, closed).get(BOUND.toSeconds(), TimeUnit.SECONDS);
             up.getNow(null);
             LocalModels localModels = new LocalModels(system, system, settings.loadTimeout());
-            ClusterSharding.get(system).init(Entity.of(ModelEntity.TYPE_KEY,
-                            ctx -> ModelEntity.create(ctx.getEntityId(), settings, localModels))
-                    .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy()));
+            ModelEntity.initSharding(system, ctx -> ModelEntity.create(ctx.getEntityId(), settings, localModels));
             return new ClusterNode(system, settings, closed);
         } catch (Exception e) {
             system.terminate();
@@ -70,10 +73,23 @@ public final class ClusterNode implements AutoCloseable {
         }
     }
 
-    /** The user's config over mps-actors-cluster.conf over reference.conf, with the seed list applied. */
+    /**
+     * The user's config over mps-actors-cluster.conf over the reference.conf files, with the seed list applied.
+     * {@code config} may be {@link ConfigFactory#load()}: that already merges the reference.conf files (Pekko's
+     * {@code provider = local} among them) under the application's settings, so a value there that came from a
+     * reference.conf does not hide mps-actors-cluster.conf; one set by application.conf, a -D key or the
+     * caller does.
+     */
     static Config resolve(Config config) {
-        Config resolved = config.withFallback(ConfigFactory.parseResources(ClusterNode.class.getClassLoader(),
-                "mps-actors-cluster.conf")).withFallback(ConfigFactory.defaultReference()).resolve();
+        Config clusterConf = ConfigFactory.parseResources(ClusterNode.class.getClassLoader(), CLUSTER_CONF);
+        Config user = config;
+        for (Map.Entry<String, ConfigValue> e : clusterConf.resolve().entrySet()) {
+            String path = e.getKey();
+            if (user.hasPath(path) && fromReference(user.getValue(path).origin())) {
+                user = user.withoutPath(path);
+            }
+        }
+        Config resolved = user.withFallback(clusterConf).withFallback(ConfigFactory.defaultReference()).resolve();
         String seeds = resolved.getString(ClusterSettings.PREFIX + ".seeds").trim();
         if (!seeds.isEmpty()) {
             String systemName = resolved.getString(ClusterSettings.PREFIX + ".system-name");
@@ -81,12 +97,35 @@ public final class ClusterNode implements AutoCloseable {
             for (String seed : seeds.split(",")) {
                 String s = seed.trim();
                 if (!s.isEmpty()) {
-                    addresses.add(s.contains("://") ? s : "pekko://" + systemName + "@" + s);
+                    addresses.add(seedAddress(s, systemName));
                 }
             }
             resolved = resolved.withValue("pekko.cluster.seed-nodes", ConfigValueFactory.fromIterable(addresses));
         }
         return resolved;
+    }
+
+    /** {@code host:port} (or a full pekko:// address) as a seed address; anything else is refused by name. */
+    private static String seedAddress(String seed, String systemName) {
+        String address = seed.contains("://") ? seed : "pekko://" + systemName + "@" + seed;
+        try {
+            org.apache.pekko.actor.Address a = org.apache.pekko.actor.AddressFromURIString.parse(address);
+            if (a.host().isEmpty() || a.port().isEmpty()) {
+                throw new IllegalArgumentException("no host or port");
+            }
+        } catch (Exception e) { // Scala's parser also throws MalformedURLException, undeclared
+            throw new IllegalArgumentException("seed '" + seed + "' (" + ClusterSettings.PREFIX + ".seeds) is not "
+                    + "host:port or pekko://" + systemName + "@host:port");
+        }
+        return address;
+    }
+
+    private static boolean fromReference(ConfigOrigin origin) {
+        String resource = origin.resource();
+        if (resource == null && origin.url() != null) {
+            resource = origin.url().getPath();
+        }
+        return resource != null && (resource.equals("reference.conf") || resource.endsWith("/reference.conf"));
     }
 
     public ActorSystem<RuntimeProtocol.Command> system() {
@@ -125,8 +164,62 @@ public final class ClusterNode implements AutoCloseable {
         }
     }
 
-    /** {@code bin/mps-actors node}: runs a node until the JVM is stopped (SIGTERM leaves gracefully). */
+    /**
+     * {@code bin/mps-actors node}: runs a node until it is stopped. SIGTERM leaves the cluster gracefully (the
+     * JVM then exits with its status for SIGTERM, 143); a node the cluster downs (the split-brain resolver on
+     * the minority side, or an operator) exits {@value #EXIT_DOWNED}, so a supervisor can start it again. Each
+     * prints one line when it is up and one when it stops, with the reason.
+     */
     public static void main(String[] args) throws Exception {
+        ClusterNode node;
+        try {
+            node = start(configFor(args));
+        } catch (IllegalArgumentException e) {
+            System.err.println("mps-actors node: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        Config c = node.system().settings().config();
+        String self = node.cluster().selfMember().address().toString();
+        System.out.println("mps-actors node " + self + " serving "
+                + node.settings().models().keySet() + " x" + node.settings().replicas() + " (seeds "
+                + c.getStringList("pekko.cluster.seed-nodes") + ", split-brain resolver "
+                + c.getString("pekko.cluster.split-brain-resolver.active-strategy") + " stable-after "
+                + c.getString("pekko.cluster.split-brain-resolver.stable-after") + ")");
+        System.out.flush();
+        // Said before the system stops, also when a signal stops it (the JVM then exits 143 when done).
+        CoordinatedShutdown shutdown = CoordinatedShutdown.get(node.system());
+        shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "mps-actors-node-stopping", () -> {
+            System.out.println("mps-actors node " + self + " stopping: " + describe(shutdown.getShutdownReason()));
+            System.out.flush();
+            return CompletableFuture.completedFuture(org.apache.pekko.Done.getInstance());
+        });
+        node.system().getWhenTerminated().toCompletableFuture().get();
+        node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        boolean downed = shutdown.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason())
+                .isPresent();
+        System.exit(downed ? EXIT_DOWNED : 0);
+    }
+
+    private static String describe(Optional<CoordinatedShutdown.Reason> reason) {
+        if (reason.isEmpty()) {
+            return "terminated";
+        } else if (reason.get() == CoordinatedShutdown.clusterDowningReason()) {
+            return "downed by the cluster";
+        } else if (reason.get() == CoordinatedShutdown.jvmExitReason()) {
+            return "the JVM is exiting (SIGTERM): left the cluster";
+        } else if (reason.get() == CoordinatedShutdown.clusterLeavingReason()) {
+            return "left the cluster";
+        }
+        return String.valueOf(reason.get());
+    }
+
+    /**
+     * The configuration {@code bin/mps-actors node ARGS} starts with: its flags over -D system properties over
+     * application.conf (or {@code -Dconfig.file}/{@code -Dconfig.resource}); {@link #start} adds
+     * mps-actors-cluster.conf and the reference.conf files underneath.
+     */
+    public static Config configFor(String[] args) {
         StringBuilder overrides = new StringBuilder();
         for (int i = 0; i < args.length; i++) {
             String flag = args[i];
@@ -136,9 +229,9 @@ public final class ClusterNode implements AutoCloseable {
             String value = args[++i];
             switch (flag) {
                 case "--host" -> overrides.append("pekko.remote.artery.canonical.hostname = ").append(quote(value));
-                case "--port" -> overrides.append("pekko.remote.artery.canonical.port = ").append(Integer.parseInt(value));
+                case "--port" -> overrides.append("pekko.remote.artery.canonical.port = ").append(integer(flag, value));
                 case "--seeds" -> overrides.append("mps-actors.cluster.seeds = ").append(quote(value));
-                case "--replicas" -> overrides.append("mps-actors.cluster.replicas = ").append(Integer.parseInt(value));
+                case "--replicas" -> overrides.append("mps-actors.cluster.replicas = ").append(integer(flag, value));
                 case "--model" -> {
                     int eq = value.indexOf('=');
                     if (eq <= 0) {
@@ -152,10 +245,17 @@ public final class ClusterNode implements AutoCloseable {
             }
             overrides.append('\n');
         }
-        ClusterNode node = start(ConfigFactory.parseString(overrides.toString()).withFallback(ConfigFactory.load()));
-        System.out.println("mps-actors node " + node.cluster().selfMember().address() + " serving "
-                + node.settings().models().keySet() + " x" + node.settings().replicas());
-        node.system().getWhenTerminated().toCompletableFuture().get();
+        return ConfigFactory.parseString(overrides.toString())
+                .withFallback(ConfigFactory.defaultOverrides())
+                .withFallback(ConfigFactory.defaultApplication());
+    }
+
+    private static int integer(String flag, String value) {
+        try {
+            return Integer.parseInt(value);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(flag + " takes a number, got " + value);
+        }
     }
 
     private static String quote(String s) {

@@ -10,7 +10,9 @@ import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Function;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.Terminated;
@@ -18,6 +20,10 @@ import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityContext;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
 
 /**
@@ -100,6 +106,15 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
 
     static Behavior<Command> create(String entityId, ClusterSettings settings, LocalModels localModels) {
         return Behaviors.setup(ctx -> new ModelEntity(ctx, entityId, settings, localModels));
+    }
+
+    /**
+     * Starts the model entities' sharding on {@code system}: on a node with the sharding role (mps-node) it
+     * hosts entities made by {@code factory}; on any other (a client) it is a proxy that only routes to them.
+     */
+    static void initSharding(ActorSystem<?> system, Function<EntityContext<Command>, Behavior<Command>> factory) {
+        ClusterSharding.get(system).init(Entity.of(TYPE_KEY, factory::apply)
+                .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy()));
     }
 
     /** The model name of an entity id {@code "<model>#<replica>"}. */

@@ -1,0 +1,152 @@
+package dev.mpsactors.cluster;
+
+import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
+import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A steady stream of requests to one model of a cluster: {@code concurrency} closed loops, each sending its next
+ * request when the previous one has its outcome, cycling over a fixed list of inputs, until {@link #stop}.
+ * Every request id is used once; the load counts the outcomes each id gets (exactly one, or it is a
+ * duplicate; none after the drain, and it is lost), successes and failures with their causes, latencies, and
+ * hands every result to {@code onResult} with the index of its input, for checking.
+ */
+public final class ClusterLoad {
+    /** Receives each result with the index (into the inputs) of the input it was computed from. */
+    @FunctionalInterface
+    public interface ResultCheck {
+        void accept(int input, ClusterInferResult result);
+    }
+
+    /**
+     * @param sent       requests sent
+     * @param succeeded  requests whose outcome was a result
+     * @param failed     requests whose outcome was a failure (each with its cause in {@code failures})
+     * @param lost       requests with no outcome (after {@link #awaitDrained}: none may be left)
+     * @param duplicates outcomes beyond the first for one request id
+     * @param failures   failure causes, with how many requests failed with each
+     */
+    public record Tally(long sent, long succeeded, long failed, long lost, long duplicates,
+                        Map<String, Long> failures) {}
+
+    private final ClusterInference inference;
+    private final String model;
+    private final List<InferenceInputs> inputs;
+    private final int concurrency;
+    private final String idPrefix;
+    private final ResultCheck onResult;
+    private final AtomicBoolean running = new AtomicBoolean();
+    private final AtomicLong nextId = new AtomicLong();
+    private final AtomicLong succeeded = new AtomicLong();
+    private final AtomicLong failed = new AtomicLong();
+    private final AtomicLong duplicates = new AtomicLong();
+    private final ConcurrentMap<Long, AtomicInteger> outcomes = new ConcurrentHashMap<>();
+    private final ConcurrentMap<String, AtomicLong> failures = new ConcurrentHashMap<>();
+    private final List<Long> latenciesNanos = Collections.synchronizedList(new ArrayList<>());
+
+    public ClusterLoad(ClusterInference inference, String model, List<InferenceInputs> inputs, int concurrency,
+                       String idPrefix, ResultCheck onResult) {
+        if (inputs.isEmpty() || concurrency < 1) {
+            throw new IllegalArgumentException("a load needs inputs and a concurrency of at least 1");
+        }
+        this.inference = inference;
+        this.model = model;
+        this.inputs = List.copyOf(inputs);
+        this.concurrency = concurrency;
+        this.idPrefix = idPrefix;
+        this.onResult = onResult;
+    }
+
+    /** Starts the loops; the first requests go out from the calling thread. */
+    public void start() {
+        if (!running.compareAndSet(false, true)) {
+            throw new IllegalStateException("the load is already running");
+        }
+        for (int i = 0; i < concurrency; i++) {
+            sendNext();
+        }
+    }
+
+    /** No request is sent after this returns; the ones in flight still get their outcomes. */
+    public void stop() {
+        running.set(false);
+    }
+
+    /** Waits, at most {@code bound}, until every request sent has its outcome; true if so. */
+    public boolean awaitDrained(Duration bound) throws InterruptedException {
+        long deadline = System.nanoTime() + bound.toNanos();
+        while (System.nanoTime() < deadline) {
+            if (inFlight() == 0) {
+                return true;
+            }
+            TimeUnit.MILLISECONDS.sleep(20);
+        }
+        return inFlight() == 0;
+    }
+
+    /** Requests sent that have no outcome yet. */
+    public long inFlight() {
+        return outcomes.values().stream().filter(n -> n.get() == 0).count();
+    }
+
+    public Tally tally() {
+        Map<String, Long> f = new TreeMap<>();
+        failures.forEach((k, v) -> f.put(k, v.get()));
+        long sent = outcomes.size();
+        return new Tally(sent, succeeded.get(), failed.get(), inFlight(), duplicates.get(), f);
+    }
+
+    /** Latencies of all outcomes so far, in nanoseconds, sorted. */
+    public long[] latenciesNanos() {
+        synchronized (latenciesNanos) {
+            return latenciesNanos.stream().mapToLong(Long::longValue).sorted().toArray();
+        }
+    }
+
+    private void sendNext() {
+        if (!running.get()) {
+            return;
+        }
+        long id = nextId.getAndIncrement();
+        int input = (int) (id % inputs.size());
+        AtomicInteger count = new AtomicInteger();
+        outcomes.put(id, count);
+        long start = System.nanoTime();
+        inference.infer(model, idPrefix + id, inputs.get(input)).whenComplete((r, e) -> {
+            if (count.incrementAndGet() > 1) {
+                duplicates.incrementAndGet();
+                return;
+            }
+            latenciesNanos.add(System.nanoTime() - start);
+            if (r != null) {
+                succeeded.incrementAndGet();
+                onResult.accept(input, r);
+            } else {
+                failed.incrementAndGet();
+                Throwable cause = e instanceof CompletionException && e.getCause() != null ? e.getCause() : e;
+                failures.computeIfAbsent(reasonOf(cause), k -> new AtomicLong()).incrementAndGet();
+            }
+            sendNext();
+        });
+    }
+
+    /** A failure's cause with the request id taken out, so equal causes count together. */
+    private static String reasonOf(Throwable cause) {
+        if (cause instanceof ClusterInferenceException c) {
+            return c.reason();
+        }
+        return String.valueOf(cause);
+    }
+}
