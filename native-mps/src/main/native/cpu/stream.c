@@ -128,17 +128,52 @@ static void wait_for_point(mps_stream* other, uint64_t point) {
   pthread_mutex_unlock(&other->timeline_lock);
 }
 
+/* Times of a buffer's execution as its completion reports them: from the start of its first kernel or
+ * copy to the end of its last one (kernel-level timestamps; a buffer of one kernel reports exactly that
+ * kernel). A buffer with no kernel or copy reports the time it was reached, twice. */
+typedef struct execution_times {
+  uint64_t started;
+  uint64_t finished;
+} execution_times;
+
+static void time_command(execution_times* t, uint64_t started, uint64_t finished) {
+  if (t->started == 0) t->started = started;
+  t->finished = finished;
+}
+
+#ifdef MPS_MUTANTS
+#include "mutants/mutants.h"
+#endif
+
+/* One kernel, timed from the moment it starts computing to the moment it returns. */
+static mps_status execute_kernel(const command* c, execution_times* t, mps_error* err) {
+#ifdef MPS_MUTANTS
+  mps_mutant_kernel_enter(c->pipeline->kernel->name);
+#endif
+  uint64_t started = mps_cpu_now_ns();
+  mps_status status = c->pipeline->kernel->execute(c->args, err);
+  time_command(t, started, mps_cpu_now_ns());
+#ifdef MPS_MUTANTS
+  mps_mutant_kernel_exit(c->pipeline->kernel->name);
+#endif
+  return status;
+}
+
 /* Runs one buffer. After the first failure, kernels and copies are skipped, but waits still execute
  * (later buffers rely on their ordering) and events still complete (their holders would hang). */
-static mps_status execute_buffer(command_buffer* cb, mps_error* err) {
+static mps_status execute_buffer(command_buffer* cb, execution_times* t, mps_error* err) {
   mps_status status = MPS_OK;
   for (command* c = cb->head; c; c = c->next) {
     switch (c->kind) {
       case CMD_KERNEL:
-        if (status == MPS_OK) status = c->pipeline->kernel->execute(c->args, err);
+        if (status == MPS_OK) status = execute_kernel(c, t, err);
         break;
       case CMD_COPY:
-        if (status == MPS_OK) memmove(c->copy_dst, c->copy_src, (size_t)c->copy_bytes);
+        if (status == MPS_OK) {
+          uint64_t started = mps_cpu_now_ns();
+          memmove(c->copy_dst, c->copy_src, (size_t)c->copy_bytes);
+          time_command(t, started, mps_cpu_now_ns());
+        }
         break;
       case CMD_WAIT:
         wait_for_point(c->other, c->wait_point);
@@ -148,6 +183,9 @@ static mps_status execute_buffer(command_buffer* cb, mps_error* err) {
         settle_event(c);
         break;
     }
+  }
+  if (t->started == 0) {
+    t->started = t->finished = mps_cpu_now_ns();
   }
   return status;
 }
@@ -170,9 +208,8 @@ static void* executor_main(void* arg) {
     if (!cb) break; /* released and drained */
 
     mps_error err = {MPS_OK, {0}};
-    uint64_t started = mps_cpu_now_ns();
-    mps_status status = execute_buffer(cb, &err);
-    uint64_t finished = mps_cpu_now_ns();
+    execution_times times = {0, 0};
+    mps_status status = execute_buffer(cb, &times, &err);
     uint64_t point = cb->point;
     command_buffer_free(s->device, cb);
 
@@ -181,8 +218,8 @@ static void* executor_main(void* arg) {
     pthread_cond_broadcast(&s->timeline_advanced);
     pthread_mutex_unlock(&s->timeline_lock);
     if (s->callbacks.on_complete) {
-      s->callbacks.on_complete(s->callbacks.user, point, status, status == MPS_OK ? NULL : err.message, started,
-                               finished);
+      s->callbacks.on_complete(s->callbacks.user, point, status, status == MPS_OK ? NULL : err.message,
+                               times.started, times.finished);
     }
   }
   if (s->callbacks.on_thread_stop) s->callbacks.on_thread_stop(s->callbacks.user);

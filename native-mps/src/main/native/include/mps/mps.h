@@ -183,8 +183,10 @@ typedef struct mps_stream_callbacks {
   /* Called once on each native thread that will deliver completions, before the first (JNI attaches here). */
   void (*on_thread_start)(void* user);
   /* Called in point order, once per commit. status != MPS_OK carries the first failure's message
-   * (NULL when MPS_OK). started_ns/finished_ns bound the buffer's execution on the executor
-   * on the host's monotonic clock that System.nanoTime reads (CLOCK_MONOTONIC nanoseconds on Linux,
+   * (NULL when MPS_OK). started_ns/finished_ns bound the buffer's execution on the executor, from the
+   * start of its first kernel or copy to the end of its last (cpu: kernel-level timestamps, so a buffer
+   * of one kernel reports that kernel's execution; a buffer of waits and records only reports the moment
+   * it was reached, twice), on the host's monotonic clock that System.nanoTime reads (CLOCK_MONOTONIC nanoseconds on Linux,
    * CLOCK_UPTIME_RAW on macOS), device timestamps mapped to it. */
   void (*on_complete)(void* user, uint64_t point, mps_status status, const char* message,
                       uint64_t started_ns, uint64_t finished_ns);

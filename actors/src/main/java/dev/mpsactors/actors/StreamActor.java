@@ -400,9 +400,12 @@ public final class StreamActor extends AbstractBehavior<Command> {
         }
         NavigableMap<Long, List<ActorRef<PointCompleted>>> due = waiters.headMap(point, true);
         for (Map.Entry<Long, List<ActorRef<PointCompleted>>> e : due.entrySet()) {
-            String f = e.getKey() == point ? failure : recentFailures.get(e.getKey());
+            boolean thisPoint = e.getKey() == point;
+            String f = thisPoint ? failure : recentFailures.get(e.getKey());
             for (ActorRef<PointCompleted> waiter : e.getValue()) {
-                waiter.tell(new PointCompleted(handle, e.getKey(), f));
+                waiter.tell(thisPoint
+                        ? new PointCompleted(handle, point, f, m.startedNanos(), m.finishedNanos())
+                        : new PointCompleted(handle, e.getKey(), f));
             }
         }
         due.clear();

@@ -10,8 +10,9 @@ public interface CompletionListener {
      * @param point          the timeline point that completed
      * @param status         OK, or the first failure in that command buffer
      * @param message        the backend's message for a failure, null when OK
-     * @param startedNanos   when the executor started the buffer (System.nanoTime's clock on cpu)
-     * @param finishedNanos  when it finished
+     * @param startedNanos   when the buffer's first kernel or copy started executing (System.nanoTime's
+     *                       clock; on cpu a kernel-level timestamp, waits on other streams excluded)
+     * @param finishedNanos  when its last kernel or copy finished
      */
     void onComplete(long point, NativeStatus status, String message, long startedNanos, long finishedNanos);
 }

@@ -56,8 +56,23 @@ public final class StreamProtocol {
     /**
      * @param failure null when the point's work succeeded; otherwise the backend's message, or why the
      *                point will never be reported (the owner restarted, the point was never committed)
+     * @param startedNanos  when the device started the point's first kernel or copy (the backend's clock,
+     *                      System.nanoTime's on cpu); given to whoever waited for exactly this point before it
+     *                      completed, 0 otherwise
+     * @param finishedNanos when its last kernel or copy finished; 0 when not known
      */
-    public record PointCompleted(StreamHandle stream, long point, String failure) {
+    public record PointCompleted(StreamHandle stream, long point, String failure, long startedNanos,
+                                 long finishedNanos) {
+        /** A completion whose execution times are not known (answered later, or refused). */
+        public PointCompleted(StreamHandle stream, long point, String failure) {
+            this(stream, point, failure, 0, 0);
+        }
+
+        /** Whether {@link #startedNanos} and {@link #finishedNanos} hold this point's execution times. */
+        public boolean timed() {
+            return finishedNanos != 0;
+        }
+
         public boolean succeeded() {
             return failure == null;
         }

@@ -1,0 +1,115 @@
+package dev.mpsactors.mutants;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.mpsactors.nativemps.NativeLibraryLoader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import net.bytebuddy.agent.ByteBuddyAgent;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/**
+ * Proofs that bite: each hazard test is run, in a child JVM, against a runtime with that hazard put back
+ * ({@link HazardMutant}), and must FAIL there — the mutant is killed — within a bound. A mutant that hangs
+ * its test (the deadlock) counts as killed only through that bound. The same tests pass against the real
+ * runtime in the ordinary test run. Each kill is printed:
+ * {@code mutant 6 (global LayerNorm mutex): killed by ParallelLayerNormTest — <the test's failure>}.
+ */
+class HazardMutantsTest {
+    /** A child run (JVM start, runtime, test) that has not ended by then has hung. */
+    static final long CHILD_LIMIT_SECONDS = 90;
+
+    @ParameterizedTest(name = "mutant {0}")
+    @EnumSource(HazardMutant.class)
+    void theHazardTestFailsAgainstItsMutant(HazardMutant mutant) throws Exception {
+        assumeTrue(NativeLibraryLoader.platform().equals("linux-x86_64"),
+                "libmpsnative_mutants.so is built for linux-x86_64 (the cpu backend) only");
+        String only = System.getProperty("mps.mutants.only", "");
+        assumeTrue(only.isBlank() || List.of(only.split(",")).contains(Integer.toString(mutant.number)),
+                "-Dmps.mutants.only=" + only);
+        Path library = Path.of(System.getProperty("mps.mutants.library", "")).toAbsolutePath();
+        Path logs = Path.of(System.getProperty("mps.mutants.logs", "target/mutants"));
+        Files.createDirectories(logs);
+        Path log = logs.resolve("mutant-" + mutant.number + ".log");
+
+        List<String> command = new ArrayList<>();
+        command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        command.add("-javaagent:" + Path.of(ByteBuddyAgent.class.getProtectionDomain().getCodeSource().getLocation()
+                .toURI()));
+        command.add("-cp");
+        command.add(System.getProperty("java.class.path"));
+        if (mutant.nativeMutant) {
+            assertTrue(Files.isRegularFile(library), "the test-only mutant library was not built: " + library);
+            command.add("-Dmps.native.library=" + library);
+        }
+        long limit = CHILD_LIMIT_SECONDS;
+        if (mutant.boundSeconds > 0) {
+            command.add("-Dmps-actors.test.bound-seconds=" + mutant.boundSeconds);
+            limit = 2L * mutant.boundSeconds + 10;
+        }
+        command.add(MutantMain.class.getName());
+        command.add(Integer.toString(mutant.number));
+        ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true)
+                .redirectOutput(log.toFile());
+        builder.environment().put("MPS_MUTANT", Integer.toString(mutant.number));
+
+        long started = System.nanoTime();
+        Process child = builder.start();
+        boolean ended = child.waitFor(limit, TimeUnit.SECONDS);
+        if (!ended) {
+            child.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+        }
+        double seconds = (System.nanoTime() - started) / 1e9;
+        List<String> output = Files.readAllLines(log, StandardCharsets.UTF_8);
+        String outcome = last(output, "MUTANT-OUTCOME ");
+        String reason;
+        if (!ended) {
+            assertTrue(mutant.boundSeconds > 0, "mutant " + mutant.number + ": the test did not end within " + limit
+                    + " s, and only a deadlock mutant may be killed by a hang; log " + log);
+            String hang = last(output, "no reply within");
+            reason = "hung past its " + mutant.boundSeconds + " s bound and was stopped at " + limit + " s"
+                    + (hang != null ? " (" + hang.strip() + ")" : "");
+        } else {
+            int status = child.exitValue();
+            if (status == 0) {
+                fail("mutant " + mutant.number + " (" + mutant.description + ") SURVIVED: " + mutant.testName()
+                        + " passed against it; log " + log);
+            }
+            if (outcome == null) {
+                // A JVM killed by a signal or aborted (a native crash) failed its test too; say so, it is not the
+                // test's assertion. Any other end without an outcome is a broken harness.
+                assertTrue(status >= 128, "mutant " + mutant.number + ": the child JVM ended with status " + status
+                        + " and no outcome; log " + log);
+                reason = "the child JVM crashed with status " + status + " before the test ended (" + tail(output) + ")";
+            } else {
+                assertEquals(1, status, "mutant " + mutant.number + ": " + outcome + "; log " + log);
+                reason = outcome.substring("MUTANT-OUTCOME killed: ".length());
+            }
+        }
+        System.out.printf("mutant %d (%s): killed by %s — %s [%.1f s]%n", mutant.number, mutant.description,
+                mutant.testName(), reason, seconds);
+    }
+
+    private static String last(List<String> lines, String marker) {
+        String found = null;
+        for (String line : lines) {
+            int at = line.indexOf(marker);
+            if (at >= 0) {
+                found = line.substring(at);
+            }
+        }
+        return found;
+    }
+
+    private static String tail(List<String> lines) {
+        return lines.isEmpty() ? "no output" : lines.get(lines.size() - 1);
+    }
+}

@@ -1,0 +1,103 @@
+package dev.mpsactors.mutants;
+
+import dev.mpsactors.nativemps.DeviceEvent;
+import dev.mpsactors.nativemps.NativeStream;
+import dev.mpsactors.protocol.AllocatorProtocol;
+import dev.mpsactors.protocol.KernelCacheProtocol;
+import dev.mpsactors.protocol.StreamHandle;
+import dev.mpsactors.protocol.StreamPoolProtocol;
+import dev.mpsactors.protocol.StreamProtocol;
+import dev.mpsactors.protocol.StreamWork;
+import dev.mpsactors.runtime.MpsRuntime;
+import java.util.List;
+import java.util.Map;
+import net.bytebuddy.asm.Advice;
+import net.bytebuddy.implementation.bytecode.assign.Assigner;
+
+/** Advice inlined into the owners by {@link MutantMain}: each puts back one of the fork's designs. */
+final class MutantAdvice {
+    private MutantAdvice() {}
+
+    /** 1: KernelCacheShard.onGetPipeline: a miss while the library compiles starts another compilation. */
+    static final class CompileTwice {
+        @Advice.OnMethodEnter
+        static List<Object> enter(@Advice.Argument(0) KernelCacheProtocol.GetPipeline m,
+                                  @Advice.FieldValue("cache") Map<Object, Object> cache) {
+            return MutantSupport.forgetCompilation(cache, m.key().library());
+        }
+
+        @Advice.OnMethodExit
+        static void exit(@Advice.Enter List<Object> earlier, @Advice.Argument(0) KernelCacheProtocol.GetPipeline m,
+                         @Advice.FieldValue("cache") Map<Object, Object> cache) {
+            if (earlier != null) {
+                MutantSupport.joinCompilation(cache, m.key().library(), earlier);
+            }
+        }
+    }
+
+    /** 2: DeviceEvent.share: hands out the pool's own reference instead of a new one. */
+    static final class RawEventReference {
+        @Advice.OnMethodEnter(skipOn = Advice.OnNonDefaultValue.class)
+        static boolean enter() {
+            return true;
+        }
+
+        @Advice.OnMethodExit
+        static void exit(@Advice.This DeviceEvent self, @Advice.Return(readOnly = false) DeviceEvent shared) {
+            shared = self;
+        }
+    }
+
+    /** 3: StreamActor.onWaitFor: the owner holds itself while it waits for the other stream's point. */
+    static final class LockAcrossDeviceWait {
+        @Advice.OnMethodEnter
+        static void enter(@Advice.This Object owner, @Advice.FieldValue("handle") StreamHandle self,
+                          @Advice.Argument(0) StreamProtocol.WaitFor m) {
+            if (m.other().id() != self.id()) {
+                MutantSupport.blockUntilComplete(owner, m.other(), m.point());
+            }
+        }
+    }
+
+    /** 4 (constructor): StreamActor: its native stream becomes reachable to callers. */
+    static final class ExposeEncoder {
+        @Advice.OnMethodExit
+        static void exit(@Advice.FieldValue("handle") StreamHandle handle,
+                         @Advice.FieldValue("stream") NativeStream stream) {
+            MutantSupport.registerStream(handle, stream);
+        }
+    }
+
+    /** 4: MpsRuntime.submit: callers encode into the stream's open command buffer themselves. */
+    static final class EncodeWithoutOwner {
+        @Advice.OnMethodEnter(skipOn = Advice.OnNonDefaultValue.class)
+        static Object enter(@Advice.This MpsRuntime runtime, @Advice.Argument(0) StreamHandle stream,
+                            @Advice.Argument(1) List<StreamWork> work, @Advice.Argument(2) boolean commit) {
+            return MutantSupport.encodeWithoutOwner(runtime, stream, work, commit);
+        }
+
+        @Advice.OnMethodExit
+        static void exit(@Advice.Enter Object replaced,
+                         @Advice.Return(readOnly = false, typing = Assigner.Typing.DYNAMIC) Object result) {
+            result = replaced;
+        }
+    }
+
+    /** 5: AllocatorActor.onFreeAfter: the allocator waits for the pending free's point before going on. */
+    static final class AllocatorBlocksOnFree {
+        @Advice.OnMethodExit
+        static void exit(@Advice.This Object owner, @Advice.Argument(0) AllocatorProtocol.FreeAfter m) {
+            if (m.stream() != null) {
+                MutantSupport.blockUntilComplete(owner, m.stream(), m.point());
+            }
+        }
+    }
+
+    /** 7: MpsRuntime.release: synchronises the stream on the caller's thread before releasing. */
+    static final class ReleaseSynchronizes {
+        @Advice.OnMethodEnter
+        static void enter(@Advice.This MpsRuntime runtime, @Advice.Argument(0) StreamPoolProtocol.StreamLease lease) {
+            MutantSupport.synchronize(runtime, lease.stream());
+        }
+    }
+}
