@@ -173,9 +173,18 @@ __device__ __forceinline__ void mps_st(unsigned short* p, long long i, float v, 
 // One warp per row, MPS_ROWS_PER_BLOCK rows per block; two passes over the row held in registers (mean,
 // then centred variance) keep fp32 accurate for rows whose mean is large against their spread. y may
 // alias x: every lane reads its own elements before it writes them.
+// h = x + bias + residual at column c of the row starting at base; bias and residual may be null.
 template <typename T>
-__device__ void mps_layernorm_rows(const T* x, const T* residual, const T* gamma, const T* beta, T* y, long long rows,
-                                   long long cols, float eps, int bf16) {
+__device__ __forceinline__ float mps_row_h(const T* x, const T* bias, const T* residual, long long base, long long c,
+                                           int bf16) {
+  return mps_ld(x, base + c, bf16) + (bias ? mps_ld(bias, c, bf16) : 0.0f) +
+         (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+}
+
+// bias (a linear layer's, per column) may be null: plain layernorm.
+template <typename T>
+__device__ void mps_layernorm_rows(const T* x, const T* bias, const T* residual, const T* gamma, const T* beta, T* y,
+                                   long long rows, long long cols, float eps, int bf16) {
   int lane = threadIdx.x % MPS_WARP;
   long long row = (long long)blockIdx.x * (blockDim.x / MPS_WARP) + threadIdx.x / MPS_WARP;
   if (row >= rows) return;  // whole warps leave together
@@ -189,7 +198,8 @@ __device__ void mps_layernorm_rows(const T* x, const T* residual, const T* gamma
       long long c = lane + (long long)MPS_WARP * i;
       v[i] = 0.0f;
       if (c < cols) {
-        v[i] = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+        v[i] = mps_ld(x, base + c, bf16) + (bias ? mps_ld(bias, c, bf16) : 0.0f) +
+               (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
         sum += v[i];
       }
     }
@@ -209,19 +219,17 @@ __device__ void mps_layernorm_rows(const T* x, const T* residual, const T* gamma
     return;
   }
   float sum = 0.0f;
-  for (long long c = lane; c < cols; c += MPS_WARP) {
-    sum += mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
-  }
+  for (long long c = lane; c < cols; c += MPS_WARP) sum += mps_row_h(x, bias, residual, base, c, bf16);
   float mean = mps_warp_sum(sum) * inv_cols;
   float sq = 0.0f;
   for (long long c = lane; c < cols; c += MPS_WARP) {
-    float d = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f) - mean;
+    float d = mps_row_h(x, bias, residual, base, c, bf16) - mean;
     sq += d * d;
   }
   float inv = rsqrtf(mps_warp_sum(sq) * inv_cols + eps);
   __syncwarp();
   for (long long c = lane; c < cols; c += MPS_WARP) {
-    float h = mps_ld(x, base + c, bf16) + (residual ? mps_ld(residual, base + c, bf16) : 0.0f);
+    float h = mps_row_h(x, bias, residual, base, c, bf16);
     mps_st(y, base + c, (h - mean) * inv * mps_ld(gamma, c, bf16) + mps_ld(beta, c, bf16), bf16);
   }
 }
@@ -345,7 +353,12 @@ __device__ void mps_pool_rows(const T* x, const float* mask, T* y, long long bat
 #define MPS_ROW_KERNELS(SUFFIX, T, BF16_PARAM, BF16)                                                              \
   extern "C" __global__ void mps_layernorm##SUFFIX(const T* x, const T* residual, const T* gamma, const T* beta,   \
                                                    T* y, long long rows, long long cols, float eps BF16_PARAM) {   \
-    mps_layernorm_rows(x, residual, gamma, beta, y, rows, cols, eps, BF16);                                      \
+    mps_layernorm_rows(x, (const T*)nullptr, residual, gamma, beta, y, rows, cols, eps, BF16);                   \
+  }                                                                                                              \
+  extern "C" __global__ void mps_bias_layernorm##SUFFIX(const T* x, const T* bias, const T* residual, const T* gamma, \
+                                                        const T* beta, T* y, long long rows, long long cols,          \
+                                                        float eps BF16_PARAM) {                                       \
+    mps_layernorm_rows(x, bias, residual, gamma, beta, y, rows, cols, eps, BF16);                                \
   }                                                                                                              \
   extern "C" __global__ void mps_softmax##SUFFIX(T* x, const float* mask, long long batch, long long heads,        \
                                                  long long rows, long long cols, float scale BF16_PARAM) {       \

@@ -17,6 +17,7 @@ enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
+enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
 
 #define MPS_ELEMENTWISE_THREADS 256
 #define MPS_ROWS_PER_BLOCK 4 /* warp-per-row kernels (layernorm, softmax): as in kernels.cu */
@@ -277,6 +278,15 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void* params[] = {&ids, &table, &out, &n_ids, &dim, &vocab, &accumulate, &failure, &bf16};
       long long n = n_ids * dim;
       return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_BIAS_LAYERNORM:
+    case MPS_CUDA_K_BIAS_LAYERNORM16: {
+      void *x = a[BL_X].ptr, *bias = a[BL_BIAS].ptr, *res = ptr_or_null(&a[BL_RES]), *g = a[BL_GAMMA].ptr;
+      void *b = a[BL_BETA].ptr, *y = a[BL_Y].ptr;
+      long long rows = a[BL_ROWS].i, cols = a[BL_COLS].i;
+      float eps = (float)a[BL_EPS].f;
+      void* params[] = {&x, &bias, &res, &g, &b, &y, &rows, &cols, &eps, &bf16};
+      return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
     case MPS_CUDA_K_POOL:
     case MPS_CUDA_K_POOL16: {

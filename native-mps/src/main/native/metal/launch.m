@@ -21,6 +21,7 @@ enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
+enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
 
 /* ---- parameter blocks: the structs of kernels.metal, field for field ------------------------------------ */
 
@@ -388,6 +389,22 @@ static void layernorm(const mps_metal_call* call, const mps_metal_launch_context
   dispatch_rows(enc, state, (uint64_t)p.rows, (uint64_t)p.cols, 256);
 }
 
+/* bias_layernorm: layernorm's parameter block and bindings, the bias at index 6. */
+static void bias_layernorm(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                           id<MTLComputePipelineState> state) {
+  const cpu_arg* a = call->args;
+  id<MTLComputeCommandEncoder> enc = start(ctx, state);
+  layernorm_params p = {a[BL_ROWS].i, a[BL_COLS].i, (float)a[BL_EPS].f, 0};
+  bind(enc, call, BL_X, 0);
+  p.has_residual = bind_optional(enc, call, BL_RES, BL_X, 1);
+  bind(enc, call, BL_GAMMA, 2);
+  bind(enc, call, BL_BETA, 3);
+  bind(enc, call, BL_Y, 4);
+  [enc setBytes:&p length:sizeof p atIndex:5];
+  bind(enc, call, BL_BIAS, 6);
+  dispatch_rows(enc, state, (uint64_t)p.rows, (uint64_t)p.cols, 256);
+}
+
 static void softmax(const mps_metal_call* call, const mps_metal_launch_context* ctx,
                     id<MTLComputePipelineState> state) {
   const cpu_arg* a = call->args;
@@ -461,6 +478,7 @@ mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_c
     case MPS_METAL_K_BIAS_ADD: bias_add(call, ctx, state); return MPS_OK;
     case MPS_METAL_K_EMBEDDING: return embedding(call, ctx, state, err);
     case MPS_METAL_K_POOL: pool(call, ctx, state); return MPS_OK;
+    case MPS_METAL_K_BIAS_LAYERNORM: bias_layernorm(call, ctx, state); return MPS_OK;
     default: return mps_fail(err, MPS_ERR_NOT_FOUND, "metal: kernel %s has no launcher", p->kernel->name);
   }
 }
