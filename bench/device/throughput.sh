@@ -9,13 +9,13 @@
 # Here first: BUNDLE_FOR=cuda bench/device/prepare-bundle.sh (.device: JRE, jars, JNI headers). Then, as the device command
 # (carry .device):   bash bench/device/throughput.sh
 # $OUT gets throughput.json (every figure of the call), ncu-summary.txt and throughput-logs.tgz (all logs).
-# Knobs: SECONDS_PER_RUN (15), PEER_SECONDS (4), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; none
+# Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; none
 # skips), PROFILE (1), NUMERICS (1).
 set -uo pipefail
 final=${OUT:-/tmp/mps-throughput-out}
 work=/tmp/mps-throughput
 rm -rf "$work" && mkdir -p "$work" "$final"
-seconds=${SECONDS_PER_RUN:-15}
+seconds=${SECONDS_PER_RUN:-12}
 status=0
 
 echo "=== build and conformance (cuda-native.sh)"
@@ -50,23 +50,27 @@ if [[ ${NUMERICS:-1} == 1 ]]; then
   done
 fi
 
-# name:math:STREAMSxMAX_BATCH:lengths (empty: every sequence 128 tokens)
+# name:math:STREAMSxMAX_BATCH:lengths (empty: every sequence 128 tokens)[:JVM options, comma-separated]. The
+# mixed-length runs also try coarser length buckets (fewer, fuller batches against more padding).
 for run in ${RUNS:-fp16-fixed:fp16:4x128: fp16-fixed-8x64:fp16:8x64: fp16-mixed:fp16:4x128:8..128 \
-                   fp16-mixed-8x64:fp16:8x64:8..128 fp32-fixed:fp32:8x64: fp32-mixed:fp32:8x64:8..128}; do
-  IFS=: read -r name math shape lengths <<< "$run"
+                   fp16-mixed-bucket32:fp16:4x128:8..128:-Dmps-actors.model.seq-bucket=32 \
+                   fp16-mixed-bucket64:fp16:4x128:8..128:-Dmps-actors.model.seq-bucket=64 \
+                   fp32-fixed:fp32:8x64: fp32-mixed:fp32:8x64:8..128}; do
+  IFS=: read -r name math shape lengths jvm <<< "$run"
   streams=${shape%x*}; batch=${shape#*x}
   extra=(--seq 128)
   [[ -n $lengths ]] && extra=(--lengths "$lengths")
-  echo "=== mps-actors $name: gemm-math $math, $streams streams x max-batch $batch${lengths:+, lengths $lengths}"
+  IFS=, read -r -a jvm_opts <<< "${jvm:-}"
+  echo "=== mps-actors $name: gemm-math $math, $streams streams x max-batch $batch${lengths:+, lengths $lengths} ${jvm:-}"
   MPS_ACTORS_GEMM_MATH=$math MPS_ACTORS_STREAMS=$streams MPS_ACTORS_MAX_BATCH=$batch \
-    "$java" -Xmx16g -cp ".device/lib/*" dev.mpsactors.bench.Cli stress --backend cuda --model "$base" "${extra[@]}" \
+    "$java" -Xmx16g "${jvm_opts[@]}" -cp ".device/lib/*" dev.mpsactors.bench.Cli stress --backend cuda --model "$base" "${extra[@]}" \
       --clients 256 --seconds "$seconds" --compare none --gemm-seconds 0 --outputs "$outputs" \
       --json "$work/stress-$name.json" > "$work/stress-$name.txt" 2>&1 || status=1
   grep -A1 -E "^run " "$work/stress-$name.txt" | grep -v "^--" || tail -3 "$work/stress-$name.txt"
 done
 
 echo "=== PyTorch peer (torch_peer.py), same folder, same GPU"
-python3 bench/device/torch_peer.py "$base" "${PEER_SECONDS:-4}" "$work/torch-peer.json" "${PEER_DTYPES:-fp16,fp32}" \
+python3 bench/device/torch_peer.py "$base" "${PEER_SECONDS:-3}" "$work/torch-peer.json" "${PEER_DTYPES:-fp16,fp32}" \
   > "$work/torch-peer.log" 2>&1 || status=1
 grep "^{'peer'" "$work/torch-peer.log"
 

@@ -67,27 +67,6 @@ extern "C" __global__ void mps_add(const float* a, const float* b, float* y, lon
   }
 }
 
-// failure: this commit's slot in the stream's host-mapped failure ring: {flag, position, id}. The first
-// offending thread wins the flag; the completion thread reports position and id.
-extern "C" __global__ void mps_embedding(const int* ids, const float* table, float* out, long long n_ids,
-                                         long long dim, long long vocab, int accumulate, long long* failure) {
-  long long n = n_ids * dim;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    long long row = i / dim, col = i % dim;
-    int id = ids[row];
-    if (id < 0 || id >= vocab) {
-      if (col == 0 && atomicCAS((unsigned long long*)failure, 0ull, 1ull) == 0ull) {
-        failure[1] = row;
-        failure[2] = id;
-        __threadfence_system();
-      }
-      continue;
-    }
-    float v = table[(long long)id * dim + col];
-    out[i] = accumulate ? out[i] + v : v;
-  }
-}
-
 // GEMM operands for the fp16 and bf16 math modes: `n` contiguous fp32 values rounded to 16 bits (the
 // span of an operand, gaps between its batches included, so its strides stay valid on the copy).
 // Inline PTX: NVRTC compiles this file without the toolkit's cuda_fp16.h.
@@ -134,26 +113,6 @@ __device__ __forceinline__ void mps_store16(unsigned short* p, long long i, floa
   if (bf16) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
   else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
   p[i] = h;
-}
-
-extern "C" __global__ void mps_embedding16(const int* ids, const unsigned short* table, unsigned short* out,
-                                           long long n_ids, long long dim, long long vocab, int accumulate,
-                                           long long* failure, int bf16) {
-  long long n = n_ids * dim;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    long long row = i / dim, col = i % dim;
-    int id = ids[row];
-    if (id < 0 || id >= vocab) {
-      if (col == 0 && atomicCAS((unsigned long long*)failure, 0ull, 1ull) == 0ull) {
-        failure[1] = row;
-        failure[2] = id;
-        __threadfence_system();
-      }
-      continue;
-    }
-    float v = mps_load16(table, (long long)id * dim + col, bf16);
-    mps_store16(out, i, accumulate ? mps_load16(out, i, bf16) + v : v, bf16);
-  }
 }
 
 // ---- Row kernels shared by both storages ----------------------------------------------------------
@@ -313,6 +272,28 @@ __device__ void mps_epilogue_rows(T* c, const T* bias, long long m, long long n,
   }
 }
 
+// failure: this commit's slot in the stream's host-mapped failure ring: {flag, position, id}. The first
+// offending thread wins the flag; the completion thread reports position and id.
+template <typename T>
+__device__ void mps_embedding_rows(const int* ids, const T* table, T* out, long long n_ids, long long dim,
+                                   long long vocab, int accumulate, long long* failure, int bf16) {
+  long long n = n_ids * dim;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    long long row = i / dim, col = i % dim;
+    int id = ids[row];
+    if (id < 0 || id >= vocab) {
+      if (col == 0 && atomicCAS((unsigned long long*)failure, 0ull, 1ull) == 0ull) {
+        failure[1] = row;
+        failure[2] = id;
+        __threadfence_system();
+      }
+      continue;
+    }
+    float v = mps_ld(table, (long long)id * dim + col, bf16);
+    mps_st(out, i, accumulate ? mps_ld(out, i, bf16) + v : v, bf16);
+  }
+}
+
 // One block per sequence, threads over the hidden columns (coalesced across the block), tokens counted
 // from the additive mask (0 = token). Normalization takes a first pass for the norm, so 16-bit storage
 // rounds once.
@@ -368,6 +349,11 @@ __device__ void mps_pool_rows(const T* x, const float* mask, T* y, long long bat
                                                        int activation, long long batch_outer, long long stride_outer, \
                                                        long long batch_inner, long long stride_inner BF16_PARAM) {   \
     mps_epilogue_rows(c, bias, m, n, ldc, activation, batch_outer, stride_outer, batch_inner, stride_inner, BF16);  \
+  }                                                                                                              \
+  extern "C" __global__ void mps_embedding##SUFFIX(const int* ids, const T* table, T* out, long long n_ids,         \
+                                                   long long dim, long long vocab, int accumulate,               \
+                                                   long long* failure BF16_PARAM) {                              \
+    mps_embedding_rows(ids, table, out, n_ids, dim, vocab, accumulate, failure, BF16);                           \
   }                                                                                                              \
   extern "C" __global__ void mps_pool##SUFFIX(const T* x, const float* mask, T* y, long long batch, long long seq,  \
                                               long long hidden, int mode, int normalize BF16_PARAM) {             \
