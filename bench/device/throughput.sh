@@ -74,16 +74,7 @@ python3 bench/device/torch_peer.py "$base" "${PEER_SECONDS:-3}" "$work/torch-pee
   > "$work/torch-peer.log" 2>&1 || status=1
 grep "^{'peer'" "$work/torch-peer.log"
 
-if [[ ${PROFILE:-1} == 1 ]] && command -v ncu > /dev/null; then
-  echo "=== Nsight Compute: one 128 x 128 fp16 batch"
-  python3 -c "import json, random; random.seed(3); json.dump({'input_ids': [[random.randrange(30522) for _ in range(128)] for _ in range(128)]}, open('$work/batch128.json', 'w'))"
-  MPS_ACTORS_GEMM_MATH=fp16 MPS_ACTORS_STREAMS=1 MPS_ACTORS_MAX_BATCH=128 timeout 300 ncu --clock-control none \
-      --metrics gpu__time_duration.sum --csv "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli run --model "$base" \
-      --input "$work/batch128.json" --output "$work/batch128-out.json" --outputs "$outputs" > "$work/ncu.csv" \
-      2> "$work/ncu.err" || { echo "ncu failed"; tail -3 "$work/ncu.err"; }
-  python3 bench/device/ncu_summary.py "$work/ncu.csv" > "$final/ncu-summary.txt" && cat "$final/ncu-summary.txt"
-fi
-
+summarize() {
 python3 - "$work" "$final/throughput.json" <<'PY'
 import glob, json, os, sys
 work, target = sys.argv[1], sys.argv[2]
@@ -95,4 +86,18 @@ json.dump({"mps_actors": ours, "torch_peer": load(os.path.join(work, "torch-peer
           open(target, "w"), indent=1)
 PY
 tar czf "$final/throughput-logs.tgz" -C "$work" --exclude='*.so' --exclude=batch128-out.json --exclude='ours-*.json' . 2>/dev/null
+}
+summarize  # before the profile, so a run cut short still brings its figures back
+
+if [[ ${PROFILE:-1} == 1 ]] && command -v ncu > /dev/null; then
+  echo "=== Nsight Compute: one 128 x 128 fp16 batch"
+  python3 -c "import json, random; random.seed(3); json.dump({'input_ids': [[random.randrange(30522) for _ in range(128)] for _ in range(128)]}, open('$work/batch128.json', 'w'))"
+  MPS_ACTORS_GEMM_MATH=fp16 MPS_ACTORS_STREAMS=1 MPS_ACTORS_MAX_BATCH=128 timeout "${NCU_TIMEOUT:-150}" ncu --clock-control none \
+      --metrics gpu__time_duration.sum --csv "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli run --model "$base" \
+      --input "$work/batch128.json" --output "$work/batch128-out.json" --outputs "$outputs" > "$work/ncu.csv" \
+      2> "$work/ncu.err" || { echo "ncu failed"; tail -3 "$work/ncu.err"; }
+  python3 bench/device/ncu_summary.py "$work/ncu.csv" > "$final/ncu-summary.txt" && cat "$final/ncu-summary.txt"
+fi
+
+summarize
 exit $status
