@@ -120,9 +120,11 @@ void test_device_and_compile() {
 }
 
 // gemm with both batch levels, transposes, bias and each activation, against float64.
-void test_gemm(int trans_a, int trans_b, int activation, int64_t bo, int64_t bi, double alpha, double beta) {
+// n = 53 takes the epilogue's one-column path, n = 64 (one matrix) its vector path.
+void test_gemm(int trans_a, int trans_b, int activation, int64_t bo, int64_t bi, double alpha, double beta,
+               int64_t n = 53) {
   Stream st;
-  const int64_t m = 37, n = 53, k = 29;
+  const int64_t m = 37, k = 29;
   int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n, ldc = n;
   int64_t sa_i = m * k, sb_i = k * n, sc_i = m * n;
   int64_t sa_o = sa_i * bi + 7, sb_o = sb_i * bi + 5, sc_o = sc_i * bi + 3;  // gaps: not foldable
@@ -876,6 +878,7 @@ int main() {
   test_gemm(1, 0, 1, 2, 3, 0.5, 1.0);
   test_gemm(0, 1, 2, 3, 2, 1.0, 0.0);
   test_gemm(1, 1, 1, 1, 4, -1.0, 0.25);
+  test_gemm(0, 1, 1, 1, 1, 1.0, 0.5, 64);
   test_layernorm_softmax_elementwise();
   test_wide_rows();
   test_bias_layernorm();
