@@ -120,9 +120,11 @@ void test_device_and_compile() {
 }
 
 // gemm with both batch levels, transposes, bias and each activation, against float64.
-void test_gemm(int trans_a, int trans_b, int activation, int64_t bo, int64_t bi, double alpha, double beta) {
+// n = 53 takes the epilogue's one-column path, n = 64 (one matrix) its vector path.
+void test_gemm(int trans_a, int trans_b, int activation, int64_t bo, int64_t bi, double alpha, double beta,
+               int64_t n = 53) {
   Stream st;
-  const int64_t m = 37, n = 53, k = 29;
+  const int64_t m = 37, k = 29;
   int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n, ldc = n;
   int64_t sa_i = m * k, sb_i = k * n, sc_i = m * n;
   int64_t sa_o = sa_i * bi + 7, sb_o = sb_i * bi + 5, sc_o = sc_i * bi + 3;  // gaps: not foldable
@@ -297,6 +299,38 @@ void test_wide_rows() {
         (int)zeros);
   for (mps_buffer* b : {bx, bg, bb, bs, bm}) mps_buffer_release(b, nullptr);
   for (mps_pipeline* p : {ln, sm}) mps_pipeline_release(p, nullptr);
+}
+
+// bias_layernorm: a linear layer's bias, the residual and LayerNorm in one pass, in place over x.
+void test_bias_layernorm() {
+  Stream st;
+  for (int64_t cols : {768, 1500}) {  // rows in registers, and rows re-read
+    const int64_t rows = 21;
+    auto x = random_vec(rows * cols, -3.0f, 3.0f), bias = random_vec(cols), res = random_vec(rows * cols, 9.0f, 11.0f);
+    auto g = random_vec(cols, 0.5f, 1.5f), be = random_vec(cols);
+    mps_buffer *bx = device_buffer(st, x.data(), x.size() * 4), *bbias = device_buffer(st, bias.data(), cols * 4);
+    mps_buffer *br = device_buffer(st, res.data(), res.size() * 4), *bg = device_buffer(st, g.data(), cols * 4);
+    mps_buffer* bb = device_buffer(st, be.data(), cols * 4);
+    mps_pipeline* p = pipeline("bias_layernorm");
+    mps_arg a[] = {buf(bx), buf(bbias), buf(br), buf(bg), buf(bb), buf(bx), I(rows), I(cols), F(1e-12)};
+    MUST(mps_stream_encode_kernel(st.s, p, a, 9, nullptr));
+    auto y = download(st, bx, x.size());
+    std::vector<double> want(x.size());
+    for (int64_t r = 0; r < rows; r++) {
+      auto h = [&](int64_t c) { return (double)x[r * cols + c] + bias[c] + res[r * cols + c]; };
+      double mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; c++) mean += h(c);
+      mean /= cols;
+      for (int64_t c = 0; c < cols; c++) var += (h(c) - mean) * (h(c) - mean);
+      var /= cols;
+      for (int64_t c = 0; c < cols; c++) want[r * cols + c] = (h(c) - mean) / std::sqrt(var + 1e-12) * g[c] + be[c];
+    }
+    double e = rel_l2(y, want);
+    CHECK(e < 1e-5, "bias_layernorm %lld x %lld with residual, in place: rel L2 %.3e", (long long)rows, (long long)cols, e);
+    std::printf("[numerics] bias_layernorm cols=%lld %.3e\n", (long long)cols, e);
+    for (mps_buffer* b : {bx, bbias, br, bg, bb}) mps_buffer_release(b, nullptr);
+    mps_pipeline_release(p, nullptr);
+  }
 }
 
 // Sentence embeddings over a ragged batch (padding at the end, inside, a sequence of padding only).
@@ -641,9 +675,11 @@ void test_storage16() {
     mps_device* d = nullptr;
     MUST(mps_device_open(&options, &d, nullptr));
     mps_library* lib = nullptr;
-    MUST(mps_library_compile(d, "gemm16 layernorm16 softmax16 embedding16 pool16", nullptr, &lib, nullptr));
-    mps_pipeline *g = nullptr, *ln = nullptr, *sm = nullptr, *em = nullptr, *pl = nullptr;
+    MUST(mps_library_compile(d, "gemm16 layernorm16 softmax16 embedding16 pool16 bias_layernorm16", nullptr, &lib,
+                             nullptr));
+    mps_pipeline *g = nullptr, *ln = nullptr, *sm = nullptr, *em = nullptr, *pl = nullptr, *bln = nullptr;
     MUST(mps_pipeline_create(lib, "pool16", &pl, nullptr));
+    MUST(mps_pipeline_create(lib, "bias_layernorm16", &bln, nullptr));
     MUST(mps_pipeline_create(lib, "gemm16", &g, nullptr));
     MUST(mps_pipeline_create(lib, "layernorm16", &ln, nullptr));
     MUST(mps_pipeline_create(lib, "softmax16", &sm, nullptr));
@@ -721,6 +757,32 @@ void test_storage16() {
     CHECK(e < limit, "%s layernorm16: rel L2 %.3e", fmt, e);
     std::printf("[storage16] %s layernorm16 %.3e\n", fmt, e);
 
+    // bias_layernorm16 over the layernorm's output (in place), with a bias and the original residual
+    std::vector<double> lbx;
+    auto lbias = stored16(cols, bf16, lbx);
+    mps_buffer* blb = dev(lbias.data(), lbias.size() * 2);
+    buffers.push_back(blb);
+    std::vector<double> hin(rows * cols);
+    for (size_t i = 0; i < hin.size(); i++) hin[i] = from16(lgot[i], bf16);
+    mps_arg bla[] = {buf(bxb), buf(blb), buf(brb), buf(bgb), buf(bbb), buf(bxb), I(rows), I(cols), F(1e-5)};
+    MUST(mps_stream_encode_kernel(st, bln, bla, 9, nullptr));
+    CHECK(run(), "%s bias_layernorm16 completes", fmt);
+    std::vector<uint16_t> bgot(rows * cols);
+    MUST(mps_buffer_read(bxb, 0, bgot.data(), bgot.size() * 2, nullptr));
+    std::vector<double> bwant(rows * cols);
+    for (int64_t r = 0; r < rows; r++) {
+      auto h = [&](int64_t c) { return hin[r * cols + c] + lbx[c] + rx[r * cols + c]; };
+      double mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; c++) mean += h(c);
+      mean /= cols;
+      for (int64_t c = 0; c < cols; c++) var += std::pow(h(c) - mean, 2);
+      var /= cols;
+      for (int64_t c = 0; c < cols; c++) bwant[r * cols + c] = (h(c) - mean) / std::sqrt(var + 1e-5) * gx[c] + bx[c];
+    }
+    e = rel_l2_16(bgot, bwant, bf16);
+    CHECK(e < limit, "%s bias_layernorm16: rel L2 %.3e", fmt, e);
+    std::printf("[storage16] %s bias_layernorm16 %.3e\n", fmt, e);
+
     // softmax16 over the gemm's scores with an fp32 mask that drops the last 5 columns of sequence 1
     std::vector<float> mask(bo * L, 0.0f);
     for (int64_t c = L - 5; c < L; c++) mask[1 * L + c] = -10000.0f;
@@ -788,7 +850,7 @@ void test_storage16() {
     for (mps_buffer* b : buffers) mps_buffer_release(b, nullptr);
     MUST(mps_stream_release(st, nullptr));
     done.wait_for_stop();
-    for (mps_pipeline* p : {g, ln, sm, em, pl}) mps_pipeline_release(p, nullptr);
+    for (mps_pipeline* p : {g, ln, sm, em, pl, bln}) mps_pipeline_release(p, nullptr);
     mps_library_release(lib, nullptr);
     CHECK(wait_live_zero(d) && mps_device_close(d, nullptr) == MPS_OK, "%s storage device closes clean", fmt);
   }
@@ -816,8 +878,10 @@ int main() {
   test_gemm(1, 0, 1, 2, 3, 0.5, 1.0);
   test_gemm(0, 1, 2, 3, 2, 1.0, 0.0);
   test_gemm(1, 1, 1, 1, 4, -1.0, 0.25);
+  test_gemm(0, 1, 1, 1, 1, 1.0, 0.5, 64);
   test_layernorm_softmax_elementwise();
   test_wide_rows();
+  test_bias_layernorm();
   test_pool();
   test_embedding();
   test_validation();

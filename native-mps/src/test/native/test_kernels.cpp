@@ -341,6 +341,41 @@ void test_layernorm() {
       }
     }
   }
+  // bias_layernorm: h = x + bias + residual, in place over x; y over the residual is refused.
+  for (int with_res = 0; with_res < 2; with_res++) {
+    const int64_t rows = 9, cols = 384;
+    std::vector<float> x = random_vec(rows * cols, 99.0f, 101.0f), res = random_vec(rows * cols), bias = random_vec(cols);
+    std::vector<float> gamma = random_vec(cols, 0.5f, 1.5f), beta = random_vec(cols, -0.5f, 0.5f);
+    std::vector<double> ref(rows * cols);
+    {
+      std::vector<double> hx(rows * cols);
+      for (int64_t i = 0; i < rows * cols; i++) hx[i] = (double)x[i] + bias[i % cols];
+      for (int64_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        auto h = [&](int64_t c) { return hx[r * cols + c] + (with_res ? (double)res[r * cols + c] : 0.0); };
+        for (int64_t c = 0; c < cols; c++) mean += h(c);
+        mean /= cols;
+        for (int64_t c = 0; c < cols; c++) var += (h(c) - mean) * (h(c) - mean);
+        var /= cols;
+        for (int64_t c = 0; c < cols; c++) ref[r * cols + c] = (h(c) - mean) / std::sqrt(var + eps) * gamma[c] + beta[c];
+      }
+    }
+    cpu_arg args[] = {buf(x), buf(bias), with_res ? buf(res) : none(), buf(gamma), buf(beta), buf(x), ival(rows),
+                      ival(cols), fval(eps)};
+    mps_error err{};
+    mps_status s = run_table("bias_layernorm", args, &err);
+    double e = rel_l2(x.data(), ref.data(), x.size());
+    record("bias_layernorm", e);
+    check(s == MPS_OK && e < kTol, "bias_layernorm rows=%lld cols=%lld residual=%d in place, mean ~100 rel_l2=%.3g %s",
+          (long long)rows, (long long)cols, with_res, e, err.message);
+    if (with_res) {
+      cpu_arg over_res[] = {buf(x), buf(bias), buf(res), buf(gamma), buf(beta), buf(res), ival(rows), ival(cols),
+                            fval(eps)};
+      s = run_table("bias_layernorm", over_res, &err);
+      check(s == MPS_ERR_INVALID_ARGUMENT && std::strstr(err.message, "bias_layernorm: buffer y overlaps buffer residual"),
+            "bias_layernorm refuses y over the residual: %s", err.message);
+    }
+  }
   // y aliasing the residual (h = x + residual written back over the residual stream).
   const int64_t rows = 4, cols = 384;
   std::vector<float> x = random_vec(rows * cols), res = random_vec(rows * cols);
@@ -764,13 +799,15 @@ void test_validate() {
 
 void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
-                         "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8};
-  bool ok = cpu_kernel_count() == 14 && cpu_kernel_at(14) == nullptr && cpu_kernel_find("nope") == nullptr &&
+                         "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16", "bias_layernorm",
+                         "bias_layernorm16"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9};
+  bool ok = cpu_kernel_count() == 16 && cpu_kernel_at(16) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 14; i++) {
+  for (size_t i = 0; i < 16; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
-    bool sixteen = (i >= 8 && i < 12) || i == 13;  // 16-bit storage: validated here, executed by a GPU backend only
+    // 16-bit storage: validated here, executed by a GPU backend only
+    bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15;
     ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
          (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
          k->nargs <= MPS_MAX_KERNEL_ARGS;
@@ -779,8 +816,9 @@ void test_table() {
   ok = ok && cpu_kernel_find("gemm")->optional_buffers == (1u << 3) &&
        cpu_kernel_find("layernorm")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("softmax")->optional_buffers == (1u << 1) &&
-       cpu_kernel_find("pool")->optional_buffers == (1u << 1);
-  check(ok, "table lists 14 kernels with the contract's argument counts and optional buffers");
+       cpu_kernel_find("pool")->optional_buffers == (1u << 1) &&
+       cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2);
+  check(ok, "table lists 16 kernels with the contract's argument counts and optional buffers");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
   cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},

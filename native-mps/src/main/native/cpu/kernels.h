@@ -34,6 +34,9 @@
  *  embedding  ids:B table:B out:B n_ids:I dim:I vocab:I accumulate:I
  *             ids are int32; out[i, :] = (accumulate ? out[i, :] : 0) + table[ids[i], :];
  *             an id outside [0, vocab) fails the kernel naming the id and its position.
+ *  bias_layernorm x:B bias:B residual:B? gamma:B beta:B y:B rows:I cols:I eps:F
+ *             layernorm with h = x + bias[c] + residual: a linear layer's bias, the residual connection
+ *             and the normalization in one pass; y may alias x, not residual.
  *  pool       x:B mask:B? y:B batch:I seq:I hidden:I mode:I normalize:I
  *             x is [batch, seq, hidden], y [batch, hidden]; one sentence embedding per sequence over its
  *             tokens, the positions whose additive attention mask mask[b, t] is 0 (padding carries a
@@ -44,7 +47,7 @@
  * 16-bit storage: gemm16, layernorm16, softmax16 and embedding16 take the same arguments with every float
  * tensor stored in 16 bits (IEEE fp16, or bf16 when the device's GEMM math is bf16) and computed in fp32;
  * ids stay int32 and softmax16's mask stays fp32. They have no cpu implementation (execute is NULL).
- * pool16 likewise (x and y 16-bit, the mask fp32).
+ * pool16 and bias_layernorm16 likewise (pool16's mask fp32).
  */
 #ifndef MPS_CPU_KERNELS_H
 #define MPS_CPU_KERNELS_H
@@ -97,6 +100,8 @@ void mps_cpu_gelu(const float* x, float* y, int64_t n);
 void mps_cpu_tanh(const float* x, float* y, int64_t n);
 void mps_cpu_bias_add(const float* x, const float* bias, float* y, int64_t rows, int64_t cols);
 void mps_cpu_add(const float* a, const float* b, float* y, int64_t n);
+void mps_cpu_bias_layernorm(const float* x, const float* bias, const float* residual, const float* gamma,
+                            const float* beta, float* y, int64_t rows, int64_t cols, float eps);
 void mps_cpu_pool(const float* x, const float* mask, float* y, int64_t batch, int64_t seq, int64_t hidden, int mode,
                   int normalize);
 /* Returns -1 on success, else the position of the first id outside [0, vocab). */

@@ -23,7 +23,9 @@ enum {
   /* 16-bit storage (fp16 or bf16, the device's GEMM math decides): same arguments, no cpu implementation */
   K_GEMM16, K_LAYERNORM16, K_SOFTMAX16, K_EMBEDDING16,
   /* Sentence-embedding pooling: pool runs everywhere, pool16 where 16-bit storage runs */
-  K_POOL, K_POOL16, K_COUNT
+  K_POOL, K_POOL16,
+  /* A linear layer's bias, the residual and LayerNorm in one pass */
+  K_BIAS_LAYERNORM, K_BIAS_LAYERNORM16, K_COUNT
 };
 
 /* Defined at the end; validators use its names and kinds for their messages. */
@@ -470,6 +472,56 @@ static mps_status pool_execute(const cpu_arg* a, mps_error* err) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
+ * bias_layernorm
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS, BL_NARGS };
+static const char* const BIAS_LAYERNORM_NAMES[BL_NARGS] = {"x", "bias", "residual", "gamma", "beta",
+                                                           "y", "rows", "cols", "eps"};
+static const int32_t BIAS_LAYERNORM_KINDS[BL_NARGS] = {B, B, B, B, B, B, I, I, F};
+
+static mps_status bias_layernorm_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, BL_ROWS, 1, INT64_MAX, err));
+  TRY(need_range(k, a, BL_COLS, 1, INT64_MAX, err));
+  if (a[BL_EPS].f < 0.0) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: eps is %g but must be >= 0", k->name, a[BL_EPS].f);
+  }
+  int64_t total;
+  if (!checked_product(&total, (const int64_t[]){a[BL_ROWS].i, a[BL_COLS].i}, 2)) return overflow(k, "rows * cols", err);
+  int64_t cols = a[BL_COLS].i, bytes = total * vbytes(k), row_bytes = cols * vbytes(k);
+  TRY(need_elems(k, a, BL_X, total, vbytes(k), err));
+  TRY(need_elems(k, a, BL_BIAS, cols, vbytes(k), err));
+  if (a[BL_RES].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, BL_RES, total, vbytes(k), err));
+  TRY(need_elems(k, a, BL_GAMMA, cols, vbytes(k), err));
+  TRY(need_elems(k, a, BL_BETA, cols, vbytes(k), err));
+  TRY(need_elems(k, a, BL_Y, total, vbytes(k), err));
+  TRY(check_overlap(k, a, BL_Y, bytes, BL_X, bytes, 1, err));
+  TRY(check_overlap(k, a, BL_Y, bytes, BL_RES, bytes, 0, err));
+  TRY(check_overlap(k, a, BL_Y, bytes, BL_BIAS, row_bytes, 0, err));
+  TRY(check_overlap(k, a, BL_Y, bytes, BL_GAMMA, row_bytes, 0, err));
+  TRY(check_overlap(k, a, BL_Y, bytes, BL_BETA, row_bytes, 0, err));
+  return mps_ok(err);
+}
+
+static mps_status bias_layernorm_validate(const cpu_arg* a, mps_error* err) {
+  return bias_layernorm_check(&KERNELS[K_BIAS_LAYERNORM], a, err);
+}
+static mps_status bias_layernorm16_validate(const cpu_arg* a, mps_error* err) {
+  return bias_layernorm_check(&KERNELS[K_BIAS_LAYERNORM16], a, err);
+}
+
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
+static mps_status bias_layernorm_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_bias_layernorm((const float*)a[BL_X].ptr, (const float*)a[BL_BIAS].ptr,
+                         a[BL_RES].kind == MPS_ARG_BUFFER ? (const float*)a[BL_RES].ptr : NULL,
+                         (const float*)a[BL_GAMMA].ptr, (const float*)a[BL_BETA].ptr, (float*)a[BL_Y].ptr, a[BL_ROWS].i,
+                         a[BL_COLS].i, (float)a[BL_EPS].f);
+  return mps_ok(err);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
@@ -499,6 +551,10 @@ static const cpu_kernel KERNELS[K_COUNT] = {
     [K_EMBEDDING16] = {"embedding16", E_NARGS, EMBEDDING_NAMES, EMBEDDING_KINDS, 0, embedding16_validate, NULL, 2},
     [K_POOL] = {"pool", P_NARGS, POOL_NAMES, POOL_KINDS, 1u << P_MASK, pool_validate, EXEC(pool_execute)},
     [K_POOL16] = {"pool16", P_NARGS, POOL_NAMES, POOL_KINDS, 1u << P_MASK, pool16_validate, NULL, 2},
+    [K_BIAS_LAYERNORM] = {"bias_layernorm", BL_NARGS, BIAS_LAYERNORM_NAMES, BIAS_LAYERNORM_KINDS, 1u << BL_RES,
+                          bias_layernorm_validate, EXEC(bias_layernorm_execute)},
+    [K_BIAS_LAYERNORM16] = {"bias_layernorm16", BL_NARGS, BIAS_LAYERNORM_NAMES, BIAS_LAYERNORM_KINDS, 1u << BL_RES,
+                            bias_layernorm16_validate, NULL, 2},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

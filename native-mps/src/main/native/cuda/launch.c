@@ -5,6 +5,7 @@
  */
 #include "cuda/launch.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* Argument positions, as documented in cpu/kernels.h. */
@@ -17,10 +18,10 @@ enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
+enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
 
 #define MPS_ELEMENTWISE_THREADS 256
 #define MPS_ROWS_PER_BLOCK 4 /* warp-per-row kernels (layernorm, softmax): as in kernels.cu */
-#define MPS_GRID_Y_MAX 65535
 
 static const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
@@ -47,15 +48,29 @@ static unsigned elementwise_blocks(const mps_device* device, long long n) {
   return blocks < 1 ? 1u : (unsigned)blocks;
 }
 
+#define MPS_VEC 4 /* values a row kernel moves at once when aligned (kernels.cu) */
+
+/* Whether p (absent: NULL) starts a vector of MPS_VEC values of `elem` bytes. */
+static int vector_aligned(const void* p, size_t elem) { return p == NULL || (uintptr_t)p % (MPS_VEC * elem) == 0; }
+
+/* MPS_VEC when every row of `cols` values and each pointer given is vector-aligned, else 1 (scalar path). */
+static int row_vector(long long cols, size_t elem, const void* a, const void* b, const void* c, const void* d,
+                      const void* e, const void* f) {
+  return cols % MPS_VEC == 0 && vector_aligned(a, elem) && vector_aligned(b, elem) && vector_aligned(c, elem) &&
+                 vector_aligned(d, elem) && vector_aligned(e, elem) && vector_aligned(f, elem)
+             ? MPS_VEC
+             : 1;
+}
+
 /* Blocks for warp-per-row kernels over `rows` rows (validated: rows fit the grid). */
 static unsigned row_blocks(long long rows) {
   return (unsigned)((rows + MPS_ROWS_PER_BLOCK - 1) / MPS_ROWS_PER_BLOCK);
 }
 
-static mps_status launch2(const void* fn, const char* name, dim3 grid, unsigned threads, void** params,
-                          cudaStream_t stream, mps_error* err) {
-  if (grid.x == 0 || grid.y == 0) return MPS_OK; /* empty work: nothing to launch */
-  dim3 block = {threads, 1, 1};
+static mps_status launch(const void* fn, const char* name, unsigned blocks, unsigned threads, void** params,
+                         cudaStream_t stream, mps_error* err) {
+  if (blocks == 0) return MPS_OK; /* empty work: nothing to launch */
+  dim3 grid = {blocks, 1, 1}, block = {threads, 1, 1};
   cudaError_t e = cudaLaunchKernel(fn, grid, block, params, 0, stream);
   if (e != cudaSuccess) {
     char what[96];
@@ -63,12 +78,6 @@ static mps_status launch2(const void* fn, const char* name, dim3 grid, unsigned 
     return mps_cuda_fail(err, e, what);
   }
   return MPS_OK;
-}
-
-static mps_status launch(const void* fn, const char* name, unsigned blocks, unsigned threads, void** params,
-                         cudaStream_t stream, mps_error* err) {
-  dim3 grid = {blocks, 1, 1};
-  return launch2(fn, name, grid, threads, params, stream, err);
 }
 
 /* fp32 and tf32 multiply the fp32 operands directly. fp16 and bf16 first round both operands to 16 bits
@@ -208,18 +217,15 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   int activation = (int)a[G_ACT].i;
   if (!bias && activation == 0) return MPS_OK;
   long long ldc = a[G_LDC].i;
-  /* Columns along x, the bo x bi x m rows along y (grid-stride beyond the grid's y limit). */
-  long long rows = bo * bi * m, col_blocks = (n + MPS_ELEMENTWISE_THREADS - 1) / MPS_ELEMENTWISE_THREADS;
-  dim3 grid = {(unsigned)(col_blocks > 1024 ? 1024 : col_blocks), (unsigned)(rows > MPS_GRID_Y_MAX ? MPS_GRID_Y_MAX : rows),
-               1};
-  if (stored16) {
-    void* params16[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i, &bf16};
-    return launch2((const void*)p->library->gemm_epilogue16, "gemm16 epilogue", grid, MPS_ELEMENTWISE_THREADS, params16,
-                   ctx->stream, err);
-  }
-  void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i};
-  return launch2((const void*)p->library->gemm_epilogue, "gemm epilogue", grid, MPS_ELEMENTWISE_THREADS, params,
-                 ctx->stream, err);
+  /* Vectors of MPS_VEC columns when rows, strides and pointers allow, one column otherwise. */
+  int vec = n % MPS_VEC == 0 && ldc % MPS_VEC == 0 && (bo * bi == 1 || (sc_o % MPS_VEC == 0 && sc_i % MPS_VEC == 0))
+                    && vector_aligned(C, (size_t)out_elem) && vector_aligned(bias, (size_t)out_elem)
+                ? MPS_VEC
+                : 1;
+  void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i, &bf16, &vec};
+  return launch((const void*)(stored16 ? p->library->gemm_epilogue16 : p->library->gemm_epilogue),
+                stored16 ? "gemm16 epilogue" : "gemm epilogue", elementwise_blocks(ctx->device, bo * bi * m * (n / vec)),
+                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
 }
 
 mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx,
@@ -237,7 +243,8 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void *x = a[L_X].ptr, *res = ptr_or_null(&a[L_RES]), *g = a[L_GAMMA].ptr, *b = a[L_BETA].ptr, *y = a[L_Y].ptr;
       long long rows = a[L_ROWS].i, cols = a[L_COLS].i;
       float eps = (float)a[L_EPS].f;
-      void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps, &bf16};
+      int vec = row_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, res, g, b, y, NULL);
+      void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps, &bf16, &vec};
       return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
     case MPS_CUDA_K_SOFTMAX:
@@ -245,7 +252,10 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void *x = a[S_X].ptr, *mask = ptr_or_null(&a[S_MASK]);
       long long batch = a[S_BATCH].i, heads = a[S_HEADS].i, rows = a[S_ROWS].i, cols = a[S_COLS].i;
       float scale = (float)a[S_SCALE].f;
-      void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale, &bf16};
+      /* the mask is fp32: a vector of it is 16 bytes whatever the storage */
+      int vec = row_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, NULL, NULL, NULL, NULL, NULL);
+      if (!vector_aligned(mask, sizeof(float))) vec = 1;
+      void* params[] = {&x, &mask, &batch, &heads, &rows, &cols, &scale, &bf16, &vec};
       return launch(fn, name, row_blocks(batch * heads * rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
     case MPS_CUDA_K_GELU:
@@ -278,13 +288,25 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       long long n = n_ids * dim;
       return launch(fn, name, n ? elementwise_blocks(d, n) : 0, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
     }
+    case MPS_CUDA_K_BIAS_LAYERNORM:
+    case MPS_CUDA_K_BIAS_LAYERNORM16: {
+      void *x = a[BL_X].ptr, *bias = a[BL_BIAS].ptr, *res = ptr_or_null(&a[BL_RES]), *g = a[BL_GAMMA].ptr;
+      void *b = a[BL_BETA].ptr, *y = a[BL_Y].ptr;
+      long long rows = a[BL_ROWS].i, cols = a[BL_COLS].i;
+      float eps = (float)a[BL_EPS].f;
+      int vec = row_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, bias, res, g, b, y);
+      void* params[] = {&x, &bias, &res, &g, &b, &y, &rows, &cols, &eps, &bf16, &vec};
+      return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
+    }
     case MPS_CUDA_K_POOL:
     case MPS_CUDA_K_POOL16: {
       void *x = a[P_X].ptr, *mask = ptr_or_null(&a[P_MASK]), *y = a[P_Y].ptr;
       long long batch = a[P_BATCH].i, seq = a[P_SEQ].i, hidden = a[P_HIDDEN].i;
       int mode = (int)a[P_MODE].i, normalize = (int)a[P_NORMALIZE].i;
       void* params[] = {&x, &mask, &y, &batch, &seq, &hidden, &mode, &normalize, &bf16};
-      return launch(fn, name, (unsigned)batch, MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+      /* a thread per hidden column up to 1024 (then each value is pooled once), 32 at least */
+      long long threads = (hidden + 31) / 32 * 32;
+      return launch(fn, name, (unsigned)batch, (unsigned)(threads > 1024 ? 1024 : threads), params, ctx->stream, err);
     }
     default:
       return mps_fail(err, MPS_ERR_NOT_FOUND, "cuda: kernel %s has no launcher", name);

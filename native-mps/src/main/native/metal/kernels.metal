@@ -103,7 +103,35 @@ inline float mps_group_max(float v, threadgroup float* scratch, uint lane, uint 
 // a CPU emulation of this kernel, rows of 768 values in [99, 101]: relative L2 error 1.0e-5 unshifted, the
 // contract's bound, 8e-8 shifted; 2.3e-6 with a residual in [-1, 1], where forming x + residual in fp32 rounds).
 // y may alias x: every thread reads the pivot before the first reduction's barriers, and afterwards each
-// element is read and written by the same thread only.
+// element is read and written by the same thread only. bias (per column, has_bias) is bias_layernorm's.
+inline void mps_layernorm_rows(device const float* x, device const float* bias, bool has_bias,
+                               device const float* residual, device const float* gamma, device const float* beta,
+                               device float* y, constant mps_layernorm_params& p, threadgroup float* scratch,
+                               uint tid, uint threads, uint group, uint groups, uint lane, uint sg, uint sgs) {
+  const ulong cols = (ulong)p.cols;
+  for (ulong row = group; row < (ulong)p.rows; row += groups) {
+    device const float* xr = x + row * cols;
+    device const float* rr = residual + row * cols;
+    device float* yr = y + row * cols;
+    const float pivot = xr[0] + (has_bias ? bias[0] : 0.0f) + (p.has_residual ? rr[0] : 0.0f);
+    float sum = 0.0f;
+    for (ulong c = tid; c < cols; c += threads) {
+      sum += (xr[c] + (has_bias ? bias[c] : 0.0f) + (p.has_residual ? rr[c] : 0.0f)) - pivot;
+    }
+    float shift = mps_group_sum(sum, scratch, lane, sg, sgs) / (float)p.cols; // mean - pivot
+    float sq = 0.0f;
+    for (ulong c = tid; c < cols; c += threads) {
+      float d = ((xr[c] + (has_bias ? bias[c] : 0.0f) + (p.has_residual ? rr[c] : 0.0f)) - pivot) - shift;
+      sq += d * d;
+    }
+    float inv = 1.0f / precise::sqrt(mps_group_sum(sq, scratch, lane, sg, sgs) / (float)p.cols + p.eps);
+    for (ulong c = tid; c < cols; c += threads) {
+      float d = ((xr[c] + (has_bias ? bias[c] : 0.0f) + (p.has_residual ? rr[c] : 0.0f)) - pivot) - shift;
+      yr[c] = d * inv * gamma[c] + beta[c];
+    }
+  }
+}
+
 kernel void mps_layernorm(device const float* x [[buffer(0)]], device const float* residual [[buffer(1)]],
                           device const float* gamma [[buffer(2)]], device const float* beta [[buffer(3)]],
                           device float* y [[buffer(4)]], constant mps_layernorm_params& p [[buffer(5)]],
@@ -112,26 +140,21 @@ kernel void mps_layernorm(device const float* x [[buffer(0)]], device const floa
                           uint lane [[thread_index_in_simdgroup]], uint sg [[simdgroup_index_in_threadgroup]],
                           uint sgs [[simdgroups_per_threadgroup]]) {
   threadgroup float scratch[32];
-  const ulong cols = (ulong)p.cols;
-  for (ulong row = group; row < (ulong)p.rows; row += groups) {
-    device const float* xr = x + row * cols;
-    device const float* rr = residual + row * cols;
-    device float* yr = y + row * cols;
-    const float pivot = xr[0] + (p.has_residual ? rr[0] : 0.0f);
-    float sum = 0.0f;
-    for (ulong c = tid; c < cols; c += threads) sum += (xr[c] + (p.has_residual ? rr[c] : 0.0f)) - pivot;
-    float shift = mps_group_sum(sum, scratch, lane, sg, sgs) / (float)p.cols; // mean - pivot
-    float sq = 0.0f;
-    for (ulong c = tid; c < cols; c += threads) {
-      float d = ((xr[c] + (p.has_residual ? rr[c] : 0.0f)) - pivot) - shift;
-      sq += d * d;
-    }
-    float inv = 1.0f / precise::sqrt(mps_group_sum(sq, scratch, lane, sg, sgs) / (float)p.cols + p.eps);
-    for (ulong c = tid; c < cols; c += threads) {
-      float d = ((xr[c] + (p.has_residual ? rr[c] : 0.0f)) - pivot) - shift;
-      yr[c] = d * inv * gamma[c] + beta[c];
-    }
-  }
+  mps_layernorm_rows(x, x, false, residual, gamma, beta, y, p, scratch, tid, threads, group, groups, lane, sg, sgs);
+}
+
+// layernorm of x + bias + residual: a linear layer's bias, the residual connection and the normalization in
+// one pass (contract: bias_layernorm).
+kernel void mps_bias_layernorm(device const float* x [[buffer(0)]], device const float* residual [[buffer(1)]],
+                               device const float* gamma [[buffer(2)]], device const float* beta [[buffer(3)]],
+                               device float* y [[buffer(4)]], constant mps_layernorm_params& p [[buffer(5)]],
+                               device const float* bias [[buffer(6)]],
+                               uint tid [[thread_index_in_threadgroup]], uint threads [[threads_per_threadgroup]],
+                               uint group [[threadgroup_position_in_grid]], uint groups [[threadgroups_per_grid]],
+                               uint lane [[thread_index_in_simdgroup]], uint sg [[simdgroup_index_in_threadgroup]],
+                               uint sgs [[simdgroups_per_threadgroup]]) {
+  threadgroup float scratch[32];
+  mps_layernorm_rows(x, bias, true, residual, gamma, beta, y, p, scratch, tid, threads, group, groups, lane, sg, sgs);
 }
 
 // x is [batch, heads, rows, cols], softmax in place over cols of scale * x + mask[b, col].

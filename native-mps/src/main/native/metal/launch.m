@@ -21,6 +21,7 @@ enum { BA_X, BA_BIAS, BA_Y, BA_ROWS, BA_COLS };
 enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
+enum { BL_X, BL_BIAS };  /* then residual, gamma, beta, y, rows, cols, eps: layernorm's list shifted by one */
 
 /* ---- parameter blocks: the structs of kernels.metal, field for field ------------------------------------ */
 
@@ -374,17 +375,21 @@ static mps_status gemm(const mps_metal_call* call, const mps_metal_launch_contex
 
 /* ---- the other kernels ------------------------------------------------------------------------------- */
 
-static void layernorm(const mps_metal_call* call, const mps_metal_launch_context* ctx,
-                      id<MTLComputePipelineState> state) {
+/* layernorm and bias_layernorm: argument positions differ (bias_layernorm has the bias second); the buffer
+ * indices are the same, the bias at 6 (bias < 0: plain layernorm). */
+static void layernorm_rows(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                           id<MTLComputePipelineState> state, int first, int bias) {
   const cpu_arg* a = call->args;
+  int x = first, res = x + 1 + (bias >= 0), gamma = res + 1, beta = gamma + 1, y = beta + 1;
   id<MTLComputeCommandEncoder> enc = start(ctx, state);
-  layernorm_params p = {a[L_ROWS].i, a[L_COLS].i, (float)a[L_EPS].f, 0};
-  bind(enc, call, L_X, 0);
-  p.has_residual = bind_optional(enc, call, L_RES, L_X, 1);
-  bind(enc, call, L_GAMMA, 2);
-  bind(enc, call, L_BETA, 3);
-  bind(enc, call, L_Y, 4);
+  layernorm_params p = {a[y + 1].i, a[y + 2].i, (float)a[y + 3].f, 0};
+  bind(enc, call, x, 0);
+  p.has_residual = bind_optional(enc, call, res, x, 1);
+  bind(enc, call, gamma, 2);
+  bind(enc, call, beta, 3);
+  bind(enc, call, y, 4);
   [enc setBytes:&p length:sizeof p atIndex:5];
+  if (bias >= 0) bind(enc, call, bias, 6);
   dispatch_rows(enc, state, (uint64_t)p.rows, (uint64_t)p.cols, 256);
 }
 
@@ -453,7 +458,7 @@ mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_c
   id<MTLComputePipelineState> state = MPS_METAL(id<MTLComputePipelineState>, p->state);
   switch (p->kernel_index) {
     case MPS_METAL_K_GEMM: return gemm(call, ctx, err);
-    case MPS_METAL_K_LAYERNORM: layernorm(call, ctx, state); return MPS_OK;
+    case MPS_METAL_K_LAYERNORM: layernorm_rows(call, ctx, state, L_X, -1); return MPS_OK;
     case MPS_METAL_K_SOFTMAX: softmax(call, ctx, state); return MPS_OK;
     case MPS_METAL_K_GELU:
     case MPS_METAL_K_TANH: elementwise(call, ctx, state, 2); return MPS_OK;
@@ -461,6 +466,7 @@ mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_c
     case MPS_METAL_K_BIAS_ADD: bias_add(call, ctx, state); return MPS_OK;
     case MPS_METAL_K_EMBEDDING: return embedding(call, ctx, state, err);
     case MPS_METAL_K_POOL: pool(call, ctx, state); return MPS_OK;
+    case MPS_METAL_K_BIAS_LAYERNORM: layernorm_rows(call, ctx, state, BL_X, BL_BIAS); return MPS_OK;
     default: return mps_fail(err, MPS_ERR_NOT_FOUND, "metal: kernel %s has no launcher", p->kernel->name);
   }
 }

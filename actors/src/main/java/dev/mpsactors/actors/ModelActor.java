@@ -45,7 +45,8 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  * Serves one model. Duties:
  * <ul>
  *   <li>check each request on arrival and fail a bad one alone, naming what is wrong;</li>
- *   <li>batch requests whose sequence lengths round up to the same bucket: whenever a batch slot is free,
+ *   <li>batch requests whose sequence lengths round up to the same bucket and that ask for the same kind of
+ *       pooled embedding (or none): whenever a batch slot is free,
  *       the oldest bucket's queued requests (up to {@code max-batch} sequences) become one batch, so batches
  *       grow with the load (continuous batching);</li>
  *   <li>run each batch as one compiled program (one native call) on a leased stream, in memory from the
@@ -234,7 +235,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
         InferenceInputs in = m.inputs();
         int length = in.inputIds()[0].length;
-        // A bucket holds one padded length and one pooled embedding (requests for other outputs share it).
+        // A bucket holds one padded length and one kind of pooled embedding (asking for none is a kind too).
         int bucket = bucketKey(Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength()),
                 m.outputs().embedding());
         held++;

@@ -43,8 +43,9 @@ import java.util.Objects;
  *
  * <p><b>Per layer</b>: qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
  * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
- * [BL, H]; tmp = LayerNorm(ctx·Woᵀ + bo + x); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue);
- * x = LayerNorm(ffn·W2ᵀ + b2 + tmp). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
+ * [BL, H]; tmp = LayerNorm(ctx·Woᵀ + bo + x) (the GEMM without bias, then bias_layernorm: bias, residual
+ * and LayerNorm in one pass); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue); x = LayerNorm(ffn·W2ᵀ + b2 + tmp)
+ * (likewise). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
  * token with lda = L·H. Embedding: the {@code pool} kernel over last_hidden_state, masked by the attention mask.
  */
 public final class BertProgram implements AutoCloseable {
@@ -52,7 +53,8 @@ public final class BertProgram implements AutoCloseable {
     public static final float MASKED = -3.4028234663852886e38f;
 
     /** The built-in kernels the program uses (cache keys on the "*" library). */
-    public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding", "pool");
+    public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding", "pool",
+            "bias_layernorm");
 
     /** The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants). */
     public static List<String> functions(TensorStorage storage) {
@@ -67,8 +69,10 @@ public final class BertProgram implements AutoCloseable {
     public enum Output { LAST_HIDDEN_STATE, POOLER_OUTPUT, EMBEDDING }
 
     /** The pipelines a program runs; the program retains them natively, so callers may close theirs. */
-    public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool) {
+    public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
+                            Pipeline biasLayerNorm) {
         public Pipelines {
+            Objects.requireNonNull(biasLayerNorm, "biasLayerNorm");
             Objects.requireNonNull(gemm, "gemm");
             Objects.requireNonNull(layerNorm, "layerNorm");
             Objects.requireNonNull(softmax, "softmax");
@@ -78,7 +82,7 @@ public final class BertProgram implements AutoCloseable {
 
         /** Closes the caller's handles (a compiled program keeps its own). */
         public void close() {
-            for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool)) {
+            for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm)) {
                 p.close();
             }
         }
@@ -97,13 +101,13 @@ public final class BertProgram implements AutoCloseable {
             }
             return new Pipelines(byFunction.get(storage.kernel("gemm")), byFunction.get(storage.kernel("layernorm")),
                     byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")),
-                    byFunction.get(storage.kernel("pool")));
+                    byFunction.get(storage.kernel("pool")), byFunction.get(storage.kernel("bias_layernorm")));
         }
 
         /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
         public static Pipelines from(KernelLibrary library) {
             return new Pipelines(library.pipeline("gemm"), library.pipeline("layernorm"), library.pipeline("softmax"),
-                    library.pipeline("embedding"), library.pipeline("pool"));
+                    library.pipeline("embedding"), library.pipeline("pool"), library.pipeline("bias_layernorm"));
         }
     }
 
@@ -253,16 +257,17 @@ public final class BertProgram implements AutoCloseable {
             program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(2L * storage.bytes() * h), 3 * h),
                     Operand.of(ctx, h), null, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, b, heads,
                     new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
-            program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), weight(o.attnOutBias()),
-                    tmp, h, bl, h, h, BuiltinKernels.ACT_NONE));
-            program.kernel(p.layerNorm(), ProgramArgs.layerNorm(tmp, x, weight(o.attnLnGamma()),
-                    weight(o.attnLnBeta()), tmp, bl, h, eps));
+            // The output projection's bias joins the residual and LayerNorm in one pass (bias_layernorm).
+            program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), null, tmp, h, bl, h, h,
+                    BuiltinKernels.ACT_NONE));
+            program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(tmp, weight(o.attnOutBias()), x,
+                    weight(o.attnLnGamma()), weight(o.attnLnBeta()), tmp, bl, h, eps));
             program.kernel(p.gemm(), ProgramArgs.linear(tmp, h, weight(o.interWeight()), weight(o.interBias()), ffn,
                     inter, bl, h, inter, BuiltinKernels.ACT_GELU));
-            program.kernel(p.gemm(), ProgramArgs.linear(ffn, inter, weight(o.outWeight()), weight(o.outBias()), x, h,
-                    bl, inter, h, BuiltinKernels.ACT_NONE));
-            program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, tmp, weight(o.outLnGamma()), weight(o.outLnBeta()),
-                    x, bl, h, eps));
+            program.kernel(p.gemm(), ProgramArgs.linear(ffn, inter, weight(o.outWeight()), null, x, h, bl, inter, h,
+                    BuiltinKernels.ACT_NONE));
+            program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(x, weight(o.outBias()), tmp,
+                    weight(o.outLnGamma()), weight(o.outLnBeta()), x, bl, h, eps));
         }
         if (w.hasPooler()) {
             // Pooler: row s of A is token 0 of sequence s, hence lda = L·H.

@@ -205,7 +205,8 @@ class ModelServingTest {
         BertReference.Output ref = BertReference.forward(w, in.inputIds(), in.attentionMask(), in.tokenTypeIds());
         double num = 0, den = 0;
         for (int s = 0; s < in.inputIds().length; s++) {
-            double[] want = BertReference.pool(ref.lastHiddenState()[s], in.attentionMask()[s],
+            double[] want = BertReference.pool(ref.lastHiddenState()[s],
+                    in.attentionMask() == null ? null : in.attentionMask()[s],
                     e.pooling().name().toLowerCase(java.util.Locale.ROOT), e.normalize());
             assertEquals(want.length, got[s].length, "embedding width");
             for (int k = 0; k < want.length; k++) {
@@ -336,7 +337,9 @@ class ModelServingTest {
         int n = 48, parallelism = 3;
         List<InferenceRequest> requests = new ArrayList<>();
         for (int i = 0; i < n; i++) {
-            requests.add(new InferenceRequest("s" + i, randomRequest(random, 1, 1 + random.nextInt(16), false, false)));
+            // every third element asks for the normalized [CLS] embedding alone
+            requests.add(new InferenceRequest("s" + i, randomRequest(random, 1, 1 + random.nextInt(16), false, false),
+                    i % 3 == 0 ? InferenceProtocol.OutputSpec.embedding(InferenceProtocol.Pooling.CLS, true) : null));
         }
         // A model of its own, so its batch statistics come from this flow alone.
         ActorRef<InferenceProtocol.Command> flowModel = runtime.loadModel("flow", folder).toCompletableFuture()
@@ -348,7 +351,15 @@ class ModelServingTest {
         assertEquals(n, replies.size());
         for (int i = 0; i < n; i++) {
             assertEquals("s" + i, replies.get(i).requestId(), "replies come in request order");
-            assertMatchesReference(requests.get(i).inputs(), assertInstanceOf(InferResult.class, replies.get(i)));
+            InferResult r = assertInstanceOf(InferResult.class, replies.get(i));
+            if (i % 3 == 0) {
+                assertEquals(null, r.lastHiddenState(), "only the embedding was asked for");
+                double e = embeddingError(weights, requests.get(i).inputs(), r.embedding(),
+                        requests.get(i).outputs().embedding());
+                assertTrue(e < 1e-4, "embedding relative L2 " + e);
+            } else {
+                assertMatchesReference(requests.get(i).inputs(), r);
+            }
         }
         InferenceProtocol.ModelStats stats = runtime.modelStats(flowModel).toCompletableFuture().get();
         // Each request is one sequence: a batch never holds more than the flow lets be in flight.

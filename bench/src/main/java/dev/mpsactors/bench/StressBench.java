@@ -42,7 +42,6 @@ final class StressBench {
                     + ": " : "generated BERT ";
             out.println("model: " + origin + model.describe() + " in " + model.folder()
                     + (options.lengths() == null ? "" : ", request lengths " + options.lengths()));
-            out.println("requests ask for: " + options.outputs());
             Config actorsConfig = config(options.streams() > 0 ? options.streams() : 0, 0);
             RuntimeSettings settings = RuntimeSettings.fromConfig(actorsConfig);
             List<StressReport.Point> points = new ArrayList<>();
@@ -57,8 +56,9 @@ final class StressBench {
                 fraction = MeasurementDriver.round(points.get(points.size() - 1).actors().gflops() / ceiling);
             }
             StressReport report = new StressReport(LocalDate.now().toString(), machine(), command, options.backend(),
-                    model.describe(), options.mix().name().toLowerCase(), options.seq(), options.batchPerRequest(),
-                    points, gemm, ceiling, fraction);
+                    model.describe(), options.mix().name().toLowerCase(), options.seq(),
+                    options.lengths() == null ? null : options.lengths().toString(), options.batchPerRequest(),
+                    options.outputs().toString(), points, gemm, ceiling, fraction);
             report.print(out);
             if (options.json() != null) {
                 report.writeJson(options.json());

@@ -10,8 +10,8 @@ import java.util.Map;
 
 /** Everything one stress run measured, printed as tables and written as JSON. */
 record StressReport(String date, Machine machine, String command, String backend, String model, String mix,
-                    int seq, int batchPerRequest, List<Point> points, List<GemmCeiling.Rate> gemm,
-                    Double gemmCeilingGflops, Double endToEndFractionOfGemm) {
+                    int seq, String lengths, int batchPerRequest, String outputs, List<Point> points,
+                    List<GemmCeiling.Rate> gemm, Double gemmCeilingGflops, Double endToEndFractionOfGemm) {
 
     record Machine(int nproc, String cpu) {}
 
@@ -31,8 +31,9 @@ record StressReport(String date, Machine machine, String command, String backend
     }
 
     void print(PrintStream out) {
-        out.printf("%nstress: %s, %s backend, model %s, mix %s, seq %d, %d sequence(s) per request%n", machine.cpu(),
-                backend, model, mix, seq, batchPerRequest);
+        out.printf("%nstress: %s, %s backend, model %s, mix %s, %s, %d sequence(s) per request asking for %s%n",
+                machine.cpu(), backend, model, mix, lengths == null ? "seq " + seq : "lengths " + lengths,
+                batchPerRequest, outputs);
         for (Point p : points) {
             out.printf("%n== %d clients ==%n", p.clients());
             out.println("run         streams   req/s   seq/s   p50 ms   p90 ms   p99 ms   max ms  GFLOP/s"

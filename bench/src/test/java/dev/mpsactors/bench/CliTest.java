@@ -72,6 +72,35 @@ class CliTest {
     }
 
     @Test
+    void runWritesOnlyTheOutputsAsked() throws Exception {
+        Path in = dir.resolve("in-embed.json");
+        Files.writeString(in, "{\"input_ids\": [[1, 2, 3, 4], [5, 6, 7, 0]], \"attention_mask\": [[1, 0, 1, 1],"
+                + " [1, 1, 1, 0]]}");
+        Path out = dir.resolve("out-embed.json");
+        Outcome o = cli("run", "--model", model.toString(), "--input", in.toString(), "--output", out.toString(),
+                "--backend", "cpu", "--outputs", "embedding:max:normalized");
+        assertEquals(0, o.exit(), o.stderr());
+        JsonNode result = new ObjectMapper().readTree(out.toFile());
+        assertEquals(List.of("embedding"), iterable(result.fieldNames()));
+        double sq = 0;
+        for (JsonNode v : result.get("embedding").get(1)) {
+            sq += v.asDouble() * v.asDouble();
+        }
+        assertEquals(2, result.get("embedding").size());
+        assertEquals(1.0, sq, 1e-5, "normalized");
+        Outcome bad = cli("run", "--model", model.toString(), "--input", in.toString(), "--output", out.toString(),
+                "--backend", "cpu", "--outputs", "embedding:median");
+        assertEquals(2, bad.exit());
+        assertTrue(bad.stderr().contains("unknown pooling 'median'"), bad.stderr());
+    }
+
+    private static List<String> iterable(java.util.Iterator<String> names) {
+        List<String> out = new ArrayList<>();
+        names.forEachRemaining(out::add);
+        return out;
+    }
+
+    @Test
     void badInputExitsNonZeroWithOneLine() throws Exception {
         Path missing = dir.resolve("missing-ids.json");
         Files.writeString(missing, "{\"attention_mask\": [[1]]}");

@@ -1,6 +1,7 @@
 package dev.mpsactors.bench;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -60,6 +61,26 @@ class StressBenchTest {
         assertTrue(m.get("sent").asLong() > 0);
         assertEquals(m.get("sent").asLong(), m.get("succeeded").asLong());
         assertEquals(0, m.get("lost").asLong());
+    }
+
+    @Test
+    void mixedLengthsAskingForEmbeddingsAnswerEveryRequest() throws Exception {
+        Path json = dir.resolve("mixed.json");
+        int status = stress("--model", model.toString(), "--lengths", "2..16", "--clients", "8", "--seconds", "2",
+                "--warmup", "0", "--streams", "2", "--compare", "serial", "--gemm-seconds", "0", "--outputs",
+                "embedding:mean_sqrt_len", "--json", json.toString());
+        assertEquals(0, status);
+        JsonNode root = new ObjectMapper().readTree(json.toFile());
+        assertEquals("2..16", root.get("lengths").asText());
+        assertEquals("embedding:mean_sqrt_len", root.get("outputs").asText());
+        for (JsonNode m : root.get("points").get(0).get("measurements")) {
+            assertTrue(m.get("sent").asLong() > 0, m.toString());
+            assertEquals(m.get("sent").asLong(), m.get("succeeded").asLong(), m.toString());
+        }
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(
+                new java.util.ArrayDeque<>(List.of("--lengths", "16..2")), false));
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(
+                new java.util.ArrayDeque<>(List.of("--lengths", "2..16", "--compare", "raw")), false));
     }
 
     @Test

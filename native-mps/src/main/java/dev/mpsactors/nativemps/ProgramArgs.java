@@ -126,6 +126,16 @@ public final class ProgramArgs {
         return new ProgramArgs().slot(x).optional(residual).slot(gamma).slot(beta).slot(y).i(rows).i(cols).f(eps);
     }
 
+    /**
+     * y = layernorm(x + bias + residual) * gamma + beta per row: a linear layer's bias (per column), the residual
+     * connection and the normalization in one pass; residual may be null; y may be x, not the residual.
+     */
+    public static ProgramArgs biasLayerNorm(Ref x, Ref bias, Ref residual, Ref gamma, Ref beta, Ref y, long rows,
+                                            long cols, double eps) {
+        return new ProgramArgs().slot(x).slot(bias).optional(residual).slot(gamma).slot(beta).slot(y).i(rows).i(cols)
+                .f(eps);
+    }
+
     /** In place over [batch, heads, rows, cols]: softmax(scale * x + mask[b, col]); mask may be null. */
     public static ProgramArgs softmax(Ref x, Ref mask, long batch, long heads, long rows, long cols, double scale) {
         return new ProgramArgs().slot(x).optional(mask).i(batch).i(heads).i(rows).i(cols).f(scale);

@@ -1,6 +1,6 @@
 /*
- * Sentence-embedding pooling of the cpu backend (contract: kernels.h, "pool"). A pure function of its
- * arguments; sizes were checked by the table's validate().
+ * Sentence-embedding pooling ("pool") and the fused bias + residual + LayerNorm ("bias_layernorm") of the cpu
+ * backend (contract: kernels.h). Pure functions of their arguments; sizes were checked by the table's validate().
  */
 #include <math.h>
 #include <string.h>
@@ -46,4 +46,12 @@ void mps_cpu_pool(const float* x, const float* mask, float* y, int64_t batch, in
       for (int64_t c = 0; c < hidden; c++) yb[c] *= inv;
     }
   }
+}
+
+/* Two passes over y: the bias added (y may be x), then LayerNorm with the residual in place. The validator keeps
+ * residual apart from y, so the first pass cannot change it. */
+void mps_cpu_bias_layernorm(const float* x, const float* bias, const float* residual, const float* gamma,
+                            const float* beta, float* y, int64_t rows, int64_t cols, float eps) {
+  mps_cpu_bias_add(x, bias, y, rows, cols);
+  mps_cpu_layernorm(y, residual, gamma, beta, y, rows, cols, eps);
 }
