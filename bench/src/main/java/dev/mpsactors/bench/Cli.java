@@ -39,7 +39,7 @@ public final class Cli {
               run --model DIR --input IN.json --output OUT.json [--backend cpu]
                     run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
                     "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
-                    "pooler_output": [[..]]}
+                    "pooler_output": [[..]]} (pooler_output only when the model has a pooler)
               import-onnx MODEL.onnx [--tokenizer tokenizer.json] --out DIR
                                         import an ONNX export of a BERT-family encoder as a Hugging Face folder
                                         (config.json derived from the graph, model.safetensors, the tokenizer)
