@@ -172,7 +172,7 @@ final class ActorStress {
     private static Measurement withStats(Measurement m, Measurement.Batching b, Measurement.Allocator a) {
         return new Measurement(m.name(), m.description(), m.clients(), m.streams(), m.seconds(), m.sent(),
                 m.succeeded(), m.failed(), m.lost(), m.requestsPerSecond(), m.sequencesPerSecond(), m.p50Ms(),
-                m.p90Ms(), m.p99Ms(), m.maxMs(), m.gflops(), m.streamUtilisation(), b, a);
+                m.p90Ms(), m.p99Ms(), m.maxMs(), m.gflops(), m.streamUtilisation(), b, a, m.requestsPerCpuSecond());
     }
 
     static <T> T await(CompletionStage<T> stage) {

@@ -30,6 +30,7 @@ final class MeasurementDriver {
         LoadRecorder rec = run.recorder();
         long[] busyAtStart = null;
         long busyStartNanos = 0;
+        long cpuAtStart = -1, cpuAtEnd = -1;
         long lastPrint = System.nanoTime();
         while (!run.clientsDone().isDone()) {
             TimeUnit.MILLISECONDS.sleep(20);
@@ -37,6 +38,10 @@ final class MeasurementDriver {
             if (busyAtStart == null && rec.measuring(now)) {
                 busyAtStart = run.busyNanos().get();
                 busyStartNanos = now;
+                cpuAtStart = processCpuNanos();
+            }
+            if (cpuAtEnd < 0 && rec.end != 0 && now >= rec.end) {
+                cpuAtEnd = processCpuNanos(); // the drain after the window is not measured
             }
             if (rec.end != 0 && now > rec.end + TimeUnit.SECONDS.toNanos(DRAIN_SECONDS)) {
                 break; // replies that never come are counted as lost below
@@ -59,13 +64,24 @@ final class MeasurementDriver {
         for (int s = 0; s < busyAtEnd.length; s++) {
             utilisation.add(round(Math.min(1.0, (busyAtEnd[s] - busyAtStart[s]) / (double) Math.max(1, windowNanos))));
         }
+        if (cpuAtEnd < 0) {
+            cpuAtEnd = processCpuNanos();
+        }
+        double cpuSeconds = cpuAtStart < 0 || cpuAtEnd <= cpuAtStart ? 0 : (cpuAtEnd - cpuAtStart) / 1e9;
         double seconds = rec.windowSeconds();
         double rps = rec.measured() / seconds;
         Histogram h = rec.latencyMicros();
         return new Measurement(run.name(), run.description(), run.clients(), run.streams(), round(seconds), rec.sent(),
                 rec.succeeded(), rec.failed(), rec.sent() - rec.answered(), round(rps),
                 round(rps * run.sequencesPerRequest()), ms(h, 50), ms(h, 90), ms(h, 99), round(h.getMaxValue() / 1e3),
-                round(rps * run.flopsPerRequest() / 1e9), utilisation, null, null);
+                round(rps * run.flopsPerRequest() / 1e9), utilisation, null, null,
+                cpuSeconds > 0 ? round(rec.measured() / cpuSeconds) : 0);
+    }
+
+    /** CPU time of the whole process (every thread, native ones included), or -1 where the JVM cannot say. */
+    static long processCpuNanos() {
+        java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        return os instanceof com.sun.management.OperatingSystemMXBean sun ? sun.getProcessCpuTime() : -1;
     }
 
     /** Waits for the clients' futures without failing the measurement when some never finish. */

@@ -102,12 +102,14 @@ final class StressBench {
                 case ORT -> new OrtPeer(options, clients, model).run(recorders(), out);
             });
         }
-        Map<String, Double> ratios = new LinkedHashMap<>();
+        Map<String, Double> ratios = new LinkedHashMap<>(), cpuRatios = new LinkedHashMap<>();
         for (Measurement m : ms.subList(1, ms.size())) {
             ratios.put(m.name(), MeasurementDriver.round(ms.get(0).requestsPerSecond()
                     / Math.max(1e-9, m.requestsPerSecond())));
+            cpuRatios.put(m.name(), MeasurementDriver.round(ms.get(0).requestsPerCpuSecond()
+                    / Math.max(1e-9, m.requestsPerCpuSecond())));
         }
-        return new StressReport.Point(clients, ms, ratios);
+        return new StressReport.Point(clients, ms, ratios, cpuRatios);
     }
 
     private Measurement threads(ThreadBaseline.Kind kind, StressModel model, int clients, int streams,

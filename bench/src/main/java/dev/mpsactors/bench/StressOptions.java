@@ -44,7 +44,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
     static final String USAGE = """
               stress [--clients M | --sweep M1,M2,..] [--seconds T | --requests N] [--streams S] [--backend cpu]
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
-                     [--compare raw,locked,serial|none] [--warmup T] [--json FILE] [--plot FILE.svg]
+                     [--compare raw,locked,serial,ort|none] [--warmup T] [--json FILE] [--plot FILE.svg]
                      [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX] [--onnx FILE]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless

@@ -16,7 +16,8 @@ record StressReport(String date, Machine machine, String command, String backend
     record Machine(int nproc, String cpu) {}
 
     /** One client count: mps-actors first, then the baselines, and mps-actors ÷ each baseline. */
-    record Point(int clients, List<Measurement> measurements, Map<String, Double> throughputRatios) {
+    record Point(int clients, List<Measurement> measurements, Map<String, Double> throughputRatios,
+                 Map<String, Double> cpuEfficiencyRatios) {
         Measurement actors() {
             return measurements.get(0);
         }
@@ -37,11 +38,11 @@ record StressReport(String date, Machine machine, String command, String backend
         for (Point p : points) {
             out.printf("%n== %d clients ==%n", p.clients());
             out.println("run         streams   req/s   seq/s   p50 ms   p90 ms   p99 ms   max ms  GFLOP/s"
-                    + "  stream utilisation");
+                    + "  req/CPU-s  stream utilisation");
             for (Measurement m : p.measurements()) {
-                out.printf("%-11s %7d %7.1f %7.1f %8.1f %8.1f %8.1f %8.1f %8.2f  %s%n", m.name(), m.streams(),
+                out.printf("%-11s %7d %7.1f %7.1f %8.1f %8.1f %8.1f %8.1f %8.2f  %9.2f  %s%n", m.name(), m.streams(),
                         m.requestsPerSecond(), m.sequencesPerSecond(), m.p50Ms(), m.p90Ms(), m.p99Ms(), m.maxMs(),
-                        m.gflops(), percents(m.streamUtilisation()));
+                        m.gflops(), m.requestsPerCpuSecond(), percents(m.streamUtilisation()));
             }
             out.println("run         batches  mean batch  largest  peak reserved MiB  peak allocated MiB    sent"
                     + "  succeeded  failed  lost");
@@ -54,10 +55,10 @@ record StressReport(String date, Machine machine, String command, String backend
                         a == null ? "-" : mib(a.peakAllocatedBytes()), m.sent(), m.succeeded(), m.failed(), m.lost());
             }
             if (p.measurements().size() > 1) {
-                out.println("baseline    req/s    p99 ms   mps-actors ÷ baseline (req/s)");
+                out.println("baseline    req/s    p99 ms   mps-actors ÷ baseline (req/s)   (req/CPU-s)");
                 for (Measurement m : p.measurements().subList(1, p.measurements().size())) {
-                    out.printf("%-11s %7.1f %8.1f   %.2fx%n", m.name(), m.requestsPerSecond(), m.p99Ms(),
-                            p.throughputRatios().get(m.name()));
+                    out.printf("%-11s %7.1f %8.1f   %.2fx%30.2fx%n", m.name(), m.requestsPerSecond(), m.p99Ms(),
+                            p.throughputRatios().get(m.name()), p.cpuEfficiencyRatios().get(m.name()));
                 }
             }
         }

@@ -213,14 +213,20 @@ public final class OnnxBertImporter {
     // ------------------------------------------------------------------------------------------------
 
     private float[] put(Map<String, ImportedTensor> out, String name, Tensor t) {
+        float[] v = finiteFloats(t, "");
+        out.put(name, new ImportedTensor(OnnxGraph.shape(t), v));
+        return v;
+    }
+
+    /** The tensor's values; a NaN or infinity would turn every output into NaN, so it is refused by place. */
+    private float[] finiteFloats(Tensor t, String role) {
         float[] v = g.floats(t);
         for (int i = 0; i < v.length; i++) {
             if (!Float.isFinite(v[i])) {
-                throw g.fail("initializer " + t.getName() + " holds " + v[i] + " at flat index " + i
+                throw g.fail("initializer " + t.getName() + role + " holds " + v[i] + " at flat index " + i
                         + "; weights must be finite");
             }
         }
-        out.put(name, new ImportedTensor(OnnxGraph.shape(t), v));
         return v;
     }
 
@@ -361,13 +367,7 @@ public final class OnnxBertImporter {
             throw g.fail("the weight of " + module + " (" + t.getName() + ") has shape " + Arrays.toString(s)
                     + ", expected " + Arrays.toString(want));
         }
-        float[] v = g.floats(t);
-        for (int i = 0; i < v.length; i++) {
-            if (!Float.isFinite(v[i])) {
-                throw g.fail("initializer " + t.getName() + " (the weight of " + module + ") holds " + v[i]
-                        + " at flat index " + i + "; weights must be finite");
-            }
-        }
+        float[] v = finiteFloats(t, " (the weight of " + module + ")");
         if (outIn) {
             return v;
         }

@@ -193,6 +193,19 @@ class OnnxBertImporterTest {
     }
 
     @Test
+    void aNonFiniteWeightIsRefusedNamingTensorAndIndex() throws IOException {
+        String name = "encoder.layer.0.output.dense.weight";
+        Graph.Builder g = without(tinyBert(), UnaryOperator.identity(), name);
+        ByteBuffer b = ByteBuffer.allocate(4 * H * I).order(ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < H * I; i++) {
+            b.putFloat(i == 5 ? Float.NaN : 0.25f);
+        }
+        g.addInitializer(Tensor.newBuilder().setName(name).setDataType(OnnxGraph.FLOAT).addDims(H).addDims(I)
+                .setRawData(ByteString.copyFrom(b.array())));
+        assertRefused(g, "initializer " + name, "holds NaN at flat index 5", "must be finite");
+    }
+
+    @Test
     void bytesThatAreNotAnOnnxModelAreRefused() throws IOException {
         Path file = dir.resolve("junk.onnx");
         byte[] junk = new byte[4096];
