@@ -110,9 +110,14 @@ public final class ClusterLoad {
         return new Tally(sent, ok, bad, sent - ok - bad, duplicates.get(), f);
     }
 
-    /** Latencies of all outcomes so far, in nanoseconds, sorted. */
-    public long[] latenciesNanos() {
-        long[] copy = latencies.toArray();
+    /** Outcomes so far: pass it to {@link #latenciesNanosFrom} later to leave out what came before. */
+    public int outcomes() {
+        return latencies.size();
+    }
+
+    /** Latencies of the outcomes after the first {@code first} ones, in nanoseconds, sorted. */
+    public long[] latenciesNanosFrom(int first) {
+        long[] copy = latencies.from(first);
         Arrays.sort(copy);
         return copy;
     }
@@ -156,8 +161,12 @@ public final class ClusterLoad {
             values[size++] = v;
         }
 
-        synchronized long[] toArray() {
-            return Arrays.copyOf(values, size);
+        synchronized int size() {
+            return size;
+        }
+
+        synchronized long[] from(int first) {
+            return Arrays.copyOfRange(values, Math.min(first, size), size);
         }
     }
 
