@@ -138,9 +138,7 @@ class MultiHostClusterTest {
     @Order(1)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeKilledWithSigkill() throws Exception {
-        Phase phase = new Phase("kill-9");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("kill-9", 2);
         String victim = address(2);
         long t0 = System.nanoTime();
         net.kill9(2);
@@ -155,9 +153,7 @@ class MultiHostClusterTest {
     @Order(2)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeAddedUnderLoad() throws Exception {
-        Phase phase = new Phase("join");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(1);
+        Phase phase = startPhase("join", 1);
         long t0 = System.nanoTime();
         startNode(2);
         net.awaitLine(2, "mps-actors node", BOUND.toSeconds());
@@ -182,9 +178,7 @@ class MultiHostClusterTest {
     @Order(3)
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
     void aNodeCutOffTheNetworkDownsItselfAndComesBack() throws Exception {
-        Phase phase = new Phase("partition");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("partition", 2);
         String victim = address(1);
         Process cutOff = net.process(1);
         long t0 = System.nanoTime();
@@ -211,9 +205,7 @@ class MultiHostClusterTest {
     @Order(4)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeLeavingGracefully() throws Exception {
-        Phase phase = new Phase("leave");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("leave", 2);
         String leaver = address(2);
         long t0 = System.nanoTime();
         net.terminate(2);
@@ -238,6 +230,14 @@ class MultiHostClusterTest {
         double removed = seconds(faultAt);
         Map<Integer, String> placement = awaitAllReplicasServe(tag, failed);
         return new Recovery(removed, seconds(faultAt), placement);
+    }
+
+    /** A new share of the stream, running for {@code seconds} before the fault. */
+    private Phase startPhase(String name, int seconds) throws InterruptedException {
+        Phase phase = new Phase(name);
+        phase.load.start();
+        TimeUnit.SECONDS.sleep(seconds);
+        return phase;
     }
 
     /** One fault's share of the stream: its own request ids, counters and checks. */
