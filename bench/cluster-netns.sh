@@ -72,7 +72,7 @@ for n in "${counts[@]}"; do
   done
   echo "## $n node(s)"
   MPS_ACTORS_JAVA_OPTS="-Xmx512m -Dpekko.loglevel=WARNING" "$cli" cluster-client --seeds "$subnet.2:25520" \
-    --host "$subnet.1" --model tiny --check "$model_dir" --seconds "$seconds" --warmup "$warmup" \
+    --host "$subnet.1" --model tiny --replicas "$n" --check "$model_dir" --seconds "$seconds" --warmup "$warmup" \
     --concurrency "$concurrency" --seq "$seq" 2>"$logs/client$n.err" | grep -v " s  sent " || true
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done

@@ -41,7 +41,7 @@ class ClusterCliTest {
         try {
             awaitLine(nodeLog, "mps-actors node pekko://mps-actors@127.0.0.1:" + port + " serving [tiny] x1", node);
             CliTest.Outcome o = CliTest.cliIn(dir, "cluster-client", "--seeds", "127.0.0.1:" + port, "--host", "127.0.0.1",
-                    "--model", "tiny", "--seconds", "2", "--concurrency", "4", "--seq", "8", "--check",
+                    "--model", "tiny", "--replicas", "1", "--seconds", "2", "--concurrency", "4", "--seq", "8", "--check",
                     model.toString());
             assertEquals(0, o.exit(), o.stdout() + o.stderr());
             String summary = o.stdout().lines().filter(l -> l.contains(" lost ")).findFirst().orElseThrow();

@@ -112,7 +112,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         }
     }
 
-    private final ClusterSharding sharding;
+    private final Route route;
     private final ClusterSettings settings;
     private final Counters counters;
     private final TimerScheduler<Command> timers;
@@ -129,14 +129,30 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
     };
     private long nextCall;
 
+    /** How an attempt reaches a replica: through Cluster Sharding, or a stand-in in tests. */
+    @FunctionalInterface
+    interface Route {
+        void send(String entityId, ClusterInfer message);
+    }
+
     public static Behavior<Command> create(ClusterSettings settings, Counters counters) {
-        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ClusterCaller(ctx, timers, settings, counters)));
+        return create(settings, counters, null);
+    }
+
+    /** With {@code route} null, attempts go to the model entities through this system's Cluster Sharding. */
+    static Behavior<Command> create(ClusterSettings settings, Counters counters, Route route) {
+        return Behaviors.setup(ctx -> Behaviors.withTimers(timers -> new ClusterCaller(ctx, timers, settings, counters,
+                route != null ? route : shardingRoute(ClusterSharding.get(ctx.getSystem())))));
+    }
+
+    private static Route shardingRoute(ClusterSharding sharding) {
+        return (entityId, message) -> sharding.entityRefFor(ModelEntity.TYPE_KEY, entityId).tell(message);
     }
 
     private ClusterCaller(ActorContext<Command> ctx, TimerScheduler<Command> timers, ClusterSettings settings,
-                          Counters counters) {
+                          Counters counters, Route route) {
         super(ctx);
-        this.sharding = ClusterSharding.get(ctx.getSystem());
+        this.route = route;
         this.settings = settings;
         this.counters = counters;
         this.timers = timers;
@@ -175,8 +191,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         p.wireId = p.call.requestId() + "@" + id + "." + p.attempt;
         attempts.put(p.wireId, AttemptState.OUTSTANDING);
         timers.startSingleTimer(p.wireId, new AttemptTimedOut(p.wireId), settings.attemptTimeout());
-        sharding.entityRefFor(ModelEntity.TYPE_KEY, ModelEntity.entityId(p.call.model(), replica))
-                .tell(ClusterInfer.of(p.wireId, p.call.inputs(), replies));
+        route.send(ModelEntity.entityId(p.call.model(), replica), ClusterInfer.of(p.wireId, p.call.inputs(), replies));
     }
 
     private Behavior<Command> onReplied(Replied m) {

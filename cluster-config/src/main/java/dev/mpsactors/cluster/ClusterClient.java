@@ -2,8 +2,7 @@ package dev.mpsactors.cluster;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
-import java.time.Duration;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.CompletableFuture;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.typed.Cluster;
@@ -20,7 +19,6 @@ import org.apache.pekko.cluster.typed.Cluster;
  */
 public final class ClusterClient implements AutoCloseable {
     public static final String ROLE = "mps-client";
-    private static final Duration BOUND = Duration.ofSeconds(60);
 
     private final ActorSystem<Void> system;
     private final ClusterSettings settings;
@@ -68,13 +66,6 @@ public final class ClusterClient implements AutoCloseable {
     /** Leaves the cluster and stops (bounded). */
     @Override
     public void close() {
-        system.terminate();
-        try {
-            system.getWhenTerminated().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        } catch (Exception e) {
-            // The system was told to stop; nothing else is held here.
-        }
+        ClusterNode.stop(system, CompletableFuture.completedFuture(null));
     }
 }

@@ -3,8 +3,7 @@ package dev.mpsactors.cluster;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.Collections;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -48,13 +47,14 @@ public final class ClusterLoad {
     private final String idPrefix;
     private final ResultCheck onResult;
     private final AtomicBoolean running = new AtomicBoolean();
+    // Request ids handed out: requests sent.
     private final AtomicLong nextId = new AtomicLong();
     private final AtomicLong succeeded = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
     private final AtomicLong duplicates = new AtomicLong();
-    private final ConcurrentMap<Long, AtomicInteger> outcomes = new ConcurrentHashMap<>();
     private final ConcurrentMap<String, AtomicLong> failures = new ConcurrentHashMap<>();
-    private final List<Long> latenciesNanos = Collections.synchronizedList(new ArrayList<>());
+    // Latency of every outcome, in nanoseconds (guarded by itself).
+    private final LongList latencies = new LongList();
 
     public ClusterLoad(ClusterInference inference, String model, List<InferenceInputs> inputs, int concurrency,
                        String idPrefix, ResultCheck onResult) {
@@ -98,21 +98,28 @@ public final class ClusterLoad {
 
     /** Requests sent that have no outcome yet. */
     public long inFlight() {
-        return outcomes.values().stream().filter(n -> n.get() == 0).count();
+        return nextId.get() - succeeded.get() - failed.get();
     }
 
     public Tally tally() {
         Map<String, Long> f = new TreeMap<>();
         failures.forEach((k, v) -> f.put(k, v.get()));
-        long sent = outcomes.size();
-        return new Tally(sent, succeeded.get(), failed.get(), inFlight(), duplicates.get(), f);
+        long ok = succeeded.get();
+        long bad = failed.get();
+        long sent = nextId.get();
+        return new Tally(sent, ok, bad, sent - ok - bad, duplicates.get(), f);
     }
 
-    /** Latencies of all outcomes so far, in nanoseconds, sorted. */
-    public long[] latenciesNanos() {
-        synchronized (latenciesNanos) {
-            return latenciesNanos.stream().mapToLong(Long::longValue).sorted().toArray();
-        }
+    /** Outcomes so far: pass it to {@link #latenciesNanosFrom} later to leave out what came before. */
+    public int outcomes() {
+        return latencies.size();
+    }
+
+    /** Latencies of the outcomes after the first {@code first} ones, in nanoseconds, sorted. */
+    public long[] latenciesNanosFrom(int first) {
+        long[] copy = latencies.from(first);
+        Arrays.sort(copy);
+        return copy;
     }
 
     private void sendNext() {
@@ -121,15 +128,15 @@ public final class ClusterLoad {
         }
         long id = nextId.getAndIncrement();
         int input = (int) (id % inputs.size());
+        // Outcomes of this request id: exactly one, or the extra ones are duplicates.
         AtomicInteger count = new AtomicInteger();
-        outcomes.put(id, count);
         long start = System.nanoTime();
         inference.infer(model, idPrefix + id, inputs.get(input)).whenComplete((r, e) -> {
             if (count.incrementAndGet() > 1) {
                 duplicates.incrementAndGet();
                 return;
             }
-            latenciesNanos.add(System.nanoTime() - start);
+            latencies.add(System.nanoTime() - start);
             if (r != null) {
                 succeeded.incrementAndGet();
                 onResult.accept(input, r);
@@ -140,6 +147,27 @@ public final class ClusterLoad {
             }
             sendNext();
         });
+    }
+
+    /** A growable array of longs, 8 bytes an entry however long the load runs. */
+    private static final class LongList {
+        private long[] values = new long[1024];
+        private int size;
+
+        synchronized void add(long v) {
+            if (size == values.length) {
+                values = Arrays.copyOf(values, size * 2);
+            }
+            values[size++] = v;
+        }
+
+        synchronized int size() {
+            return size;
+        }
+
+        synchronized long[] from(int first) {
+            return Arrays.copyOfRange(values, Math.min(first, size), size);
+        }
     }
 
     /** A failure's cause with the request id taken out, so equal causes count together. */

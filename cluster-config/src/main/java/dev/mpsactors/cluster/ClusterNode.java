@@ -152,10 +152,15 @@ public final class ClusterNode implements AutoCloseable {
     /** Leaves the cluster, stops the runtime and waits (bounded) for the device to close. */
     @Override
     public void close() {
+        stop(system, deviceClosed);
+    }
+
+    /** Stops {@code system} (leaving the cluster) and waits, bounded, for it and then {@code alsoDone}. */
+    static void stop(ActorSystem<?> system, CompletableFuture<?> alsoDone) {
         system.terminate();
         try {
             system.getWhenTerminated().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
-            deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+            alsoDone.get(BOUND.toSeconds(), TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         } catch (Exception e) {

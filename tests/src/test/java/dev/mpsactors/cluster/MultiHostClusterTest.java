@@ -138,29 +138,22 @@ class MultiHostClusterTest {
     @Order(1)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeKilledWithSigkill() throws Exception {
-        Phase phase = new Phase("kill-9");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("kill-9", 2);
         String victim = address(2);
         long t0 = System.nanoTime();
         net.kill9(2);
         assertTrue(net.process(2).waitFor(10, TimeUnit.SECONDS), "the killed JVM is gone");
-        await("the killed node removed", () -> !nodesUp().contains(victim) && !members().contains(victim));
-        double removed = seconds(t0);
-        Map<Integer, String> placement = awaitAllReplicasServe("after-kill", victim);
-        double served = seconds(t0);
+        Recovery r = recovery(t0, victim, "after-kill");
         TimeUnit.SECONDS.sleep(1);
         phase.finish(String.format("node %s killed (SIGKILL): removed by the others after %.1f s, every replica "
-                + "served again after %.1f s %s", victim, removed, served, placement));
+                + "served again after %.1f s %s", victim, r.removed(), r.served(), r.placement()));
     }
 
     @Test
     @Order(2)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeAddedUnderLoad() throws Exception {
-        Phase phase = new Phase("join");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(1);
+        Phase phase = startPhase("join", 1);
         long t0 = System.nanoTime();
         startNode(2);
         net.awaitLine(2, "mps-actors node", BOUND.toSeconds());
@@ -185,17 +178,12 @@ class MultiHostClusterTest {
     @Order(3)
     @Timeout(value = 180, unit = TimeUnit.SECONDS)
     void aNodeCutOffTheNetworkDownsItselfAndComesBack() throws Exception {
-        Phase phase = new Phase("partition");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("partition", 2);
         String victim = address(1);
         Process cutOff = net.process(1);
         long t0 = System.nanoTime();
         net.cut(1);
-        await("the majority removed the cut-off node", () -> !members().contains(victim));
-        double removed = seconds(t0);
-        Map<Integer, String> placement = awaitAllReplicasServe("after-cut", victim);
-        double served = seconds(t0);
+        Recovery r = recovery(t0, victim, "after-cut");
         // The minority side (the node alone) downs itself: its JVM exits with the downed status.
         assertTrue(cutOff.waitFor(BOUND.toSeconds(), TimeUnit.SECONDS), "the cut-off node exits:\n" + net.tail(1));
         double exited = seconds(t0);
@@ -210,32 +198,46 @@ class MultiHostClusterTest {
         phase.finish(String.format("node %s cut off (link down, stable-after %s): removed by the majority after "
                         + "%.1f s, every replica served again after %.1f s %s, the cut-off JVM downed itself and "
                         + "exited (status %d) after %.1f s; healed and restarted: up again %.1f s later",
-                victim, STABLE_AFTER, removed, served, placement, ClusterNode.EXIT_DOWNED, exited, back));
+                victim, STABLE_AFTER, r.removed(), r.served(), r.placement(), ClusterNode.EXIT_DOWNED, exited, back));
     }
 
     @Test
     @Order(4)
     @Timeout(value = 150, unit = TimeUnit.SECONDS)
     void aNodeLeavingGracefully() throws Exception {
-        Phase phase = new Phase("leave");
-        phase.load.start();
-        TimeUnit.SECONDS.sleep(2);
+        Phase phase = startPhase("leave", 2);
         String leaver = address(2);
         long t0 = System.nanoTime();
         net.terminate(2);
-        await("the leaving node removed", () -> !members().contains(leaver));
-        double removed = seconds(t0);
-        Map<Integer, String> placement = awaitAllReplicasServe("after-leave", leaver);
-        double served = seconds(t0);
+        Recovery recovered = recovery(t0, leaver, "after-leave");
         assertTrue(net.process(2).waitFor(BOUND.toSeconds(), TimeUnit.SECONDS), "the leaving JVM exits");
         assertEquals(SIGTERM_STATUS, net.process(2).exitValue(), "a node stopped by SIGTERM:\n" + net.tail(2));
         net.awaitLine(2, "stopping: the JVM is exiting (SIGTERM): left the cluster", 1);
         assertFalse(Files.readString(net.log(2)).contains("downed"), "the leaver was not downed:\n" + net.tail(2));
         TimeUnit.SECONDS.sleep(1);
         Phase.Result r = phase.finish(String.format("node %s left (SIGTERM): removed after %.1f s, every replica "
-                + "served again after %.1f s %s", leaver, removed, served, placement));
+                + "served again after %.1f s %s", leaver, recovered.removed(), recovered.served(),
+                recovered.placement()));
         assertEquals(0, r.tally.failed(), "a graceful leave hands its replicas off without failing requests: "
                 + r.tally.failures());
+    }
+
+    /** Seconds from a fault until the failed node was removed and until every replica served again elsewhere. */
+    private record Recovery(double removed, double served, Map<Integer, String> placement) {}
+
+    private Recovery recovery(long faultAt, String failed, String tag) throws Exception {
+        await("node " + failed + " removed from the membership", () -> !members().contains(failed));
+        double removed = seconds(faultAt);
+        Map<Integer, String> placement = awaitAllReplicasServe(tag, failed);
+        return new Recovery(removed, seconds(faultAt), placement);
+    }
+
+    /** A new share of the stream, running for {@code seconds} before the fault. */
+    private Phase startPhase(String name, int seconds) throws InterruptedException {
+        Phase phase = new Phase(name);
+        phase.load.start();
+        TimeUnit.SECONDS.sleep(seconds);
+        return phase;
     }
 
     /** One fault's share of the stream: its own request ids, counters and checks. */
