@@ -1,11 +1,13 @@
 package dev.mpsactors.mutants;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.mpsactors.nativemps.NativeLibraryLoader;
+import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -13,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import net.bytebuddy.agent.ByteBuddyAgent;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -96,6 +99,35 @@ class HazardMutantsTest {
         }
         System.out.printf("mutant %d (%s): killed by %s — %s [%.1f s]%n", mutant.number, mutant.description,
                 mutant.testName(), reason, seconds);
+    }
+
+    /** The mutants live in the test-only library: the release library carries none of their code. */
+    @Test
+    void theReleaseLibraryContainsNoMutant() throws Exception {
+        assumeTrue(NativeLibraryLoader.platform().equals("linux-x86_64"), "the cpu backend's libraries");
+        String resource = "META-INF/native/linux-x86_64/libmpsnative.so";
+        byte[] release;
+        try (InputStream in = HazardMutantsTest.class.getClassLoader().getResourceAsStream(resource)) {
+            assertTrue(in != null, resource + " on the class path");
+            release = in.readAllBytes();
+        }
+        byte[] mutants = Files.readAllBytes(Path.of(System.getProperty("mps.mutants.library", "")));
+        byte[] marker = "MPS_MUTANT".getBytes(StandardCharsets.US_ASCII);
+        assertTrue(contains(mutants, marker), "the check sees the mutant selector in libmpsnative_mutants.so");
+        assertFalse(contains(release, marker), "the release libmpsnative.so contains mutant code");
+    }
+
+    private static boolean contains(byte[] haystack, byte[] needle) {
+        outer:
+        for (int i = 0; i + needle.length <= haystack.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (haystack[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return true;
+        }
+        return false;
     }
 
     private static String last(List<String> lines, String marker) {
