@@ -47,6 +47,11 @@ class HazardMutantsTest {
         command.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         command.add("-javaagent:" + Path.of(ByteBuddyAgent.class.getProtectionDomain().getCodeSource().getLocation()
                 .toURI()));
+        // A mutant may crash the JVM (4): its report goes with the log, and no core dump is written.
+        Path crashReport = logs.toAbsolutePath().resolve("hs_err-mutant-" + mutant.number + ".log");
+        Files.deleteIfExists(crashReport);
+        command.add("-XX:ErrorFile=" + crashReport);
+        command.add("-XX:-CreateCoredumpOnCrash");
         command.add("-cp");
         command.add(System.getProperty("java.class.path"));
         if (mutant.nativeMutant) {
@@ -77,9 +82,10 @@ class HazardMutantsTest {
         if (!ended) {
             assertTrue(mutant.boundSeconds > 0, "mutant " + mutant.number + ": the test did not end within " + limit
                     + " s, and only a deadlock mutant may be killed by a hang; log " + log);
-            String hang = last(output, "no reply within");
-            reason = "hung past its " + mutant.boundSeconds + " s bound and was stopped at " + limit + " s"
-                    + (hang != null ? " (" + hang.strip() + ")" : "");
+            // The test printed its diagnosis before its clean-up hung on the blocked owners.
+            String diagnosis = last(output, "HAZARD-FAILURE ");
+            reason = (diagnosis != null ? diagnosis.substring("HAZARD-FAILURE ".length()) + "; " : "")
+                    + "then hung past its " + mutant.boundSeconds + " s bound and was stopped at " + limit + " s";
         } else {
             int status = child.exitValue();
             if (status == 0) {
@@ -87,11 +93,15 @@ class HazardMutantsTest {
                         + " passed against it; log " + log);
             }
             if (outcome == null) {
-                // A JVM killed by a signal or aborted (a native crash) failed its test too; say so, it is not the
-                // test's assertion. Any other end without an outcome is a broken harness.
-                assertTrue(status >= 128, "mutant " + mutant.number + ": the child JVM ended with status " + status
-                        + " and no outcome; log " + log);
-                reason = "the child JVM crashed with status " + status + " before the test ended (" + tail(output) + ")";
+                // A JVM that crashed in native code failed its test too; say so, it is not the test's assertion.
+                // Any other end without an outcome is a broken harness.
+                assertTrue(Files.exists(crashReport), "mutant " + mutant.number + ": the child JVM ended with status "
+                        + status + ", no outcome and no crash report; log " + log);
+                List<String> report = Files.readAllLines(crashReport, StandardCharsets.ISO_8859_1);
+                int at = report.indexOf("# Problematic frame:");
+                String frame = at >= 0 && at + 1 < report.size() ? report.get(at + 1).replaceFirst("^#\\s*", "") : "?";
+                reason = "the child JVM crashed in native code before the test ended, in " + frame + " ("
+                        + crashReport.getFileName() + ")";
             } else {
                 assertEquals(1, status, "mutant " + mutant.number + ": " + outcome + "; log " + log);
                 reason = outcome.substring("MUTANT-OUTCOME killed: ".length());

@@ -101,9 +101,9 @@ class EventStormTest {
                     try {
                         done.receiveMessage(Duration.ofSeconds(Await.BOUND_SECONDS));
                     } catch (AssertionError timeout) {
-                        throw new AssertionError("lost replies: round " + round + ", " + e + " of " + EVENTS
+                        throw Await.reported(new AssertionError("lost replies: round " + round + ", " + e + " of " + EVENTS
                                 + " clients got every reply within " + Await.BOUND_SECONDS + " s (" + ledger + ")",
-                                timeout);
+                                timeout));
                     }
                 }
                 for (StreamHandle s : streams) {

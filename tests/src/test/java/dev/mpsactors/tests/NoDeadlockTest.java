@@ -92,8 +92,8 @@ class NoDeadlockTest {
                 try {
                     done.receiveMessage(Duration.ofSeconds(Await.BOUND_SECONDS));
                 } catch (AssertionError timeout) {
-                    throw new AssertionError("deadlock: " + c + " of " + clients + " clients finished, no reply within "
-                            + Await.BOUND_SECONDS + " s (" + shared.ledger() + ")", timeout);
+                    throw Await.reported(new AssertionError("deadlock: " + c + " of " + clients + " clients finished, no reply within "
+                            + Await.BOUND_SECONDS + " s (" + shared.ledger() + ")", timeout));
                 }
             }
             // Drain: a final commit on every stream and its completion.
