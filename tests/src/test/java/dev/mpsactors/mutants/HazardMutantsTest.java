@@ -61,7 +61,7 @@ class HazardMutantsTest {
         long limit = CHILD_LIMIT_SECONDS;
         if (mutant.boundSeconds > 0) {
             command.add("-Dmps-actors.test.bound-seconds=" + mutant.boundSeconds);
-            limit = 2L * mutant.boundSeconds + 10;
+            limit = 2L * mutant.boundSeconds + 20;
         }
         command.add(MutantMain.class.getName());
         command.add(Integer.toString(mutant.number));
@@ -73,6 +73,11 @@ class HazardMutantsTest {
         Process child = builder.start();
         boolean ended = child.waitFor(limit, TimeUnit.SECONDS);
         if (!ended) {
+            // Where it hung, for the log: the child's threads.
+            Path threads = logs.resolve("mutant-" + mutant.number + ".threads.txt");
+            new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(),
+                    Long.toString(child.pid()), "Thread.print").redirectErrorStream(true)
+                    .redirectOutput(threads.toFile()).start().waitFor(20, TimeUnit.SECONDS);
             child.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
         }
         double seconds = (System.nanoTime() - started) / 1e9;
