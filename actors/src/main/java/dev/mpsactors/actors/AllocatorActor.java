@@ -23,13 +23,16 @@ import dev.mpsactors.protocol.StreamProtocol.PointCompleted;
 import dev.mpsactors.runtime.RuntimeSettings.AllocatorSettings;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.TreeMap;
 import java.util.concurrent.TimeoutException;
+import java.util.function.Consumer;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.PreRestart;
@@ -97,6 +100,7 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
     private final FaultInjector faults;
     private final FaultInjector.Owner draws;
     private final Duration askTimeout;
+    private final Consumer<List<DeviceBuffer>> heldAtStop;
     /** High watermark, bytes: reserved never goes above it. */
     private final long limitBytes;
     /** Low watermark, bytes: above it, cached buffers of other classes go back before a new device allocation. */
@@ -133,9 +137,21 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
                 : FaultInjector.off(), askTimeout);
     }
 
+    /** Leases still held when the runtime stops are closed at once (an allocator on its own). */
     public static Behavior<Command> create(NativeDevice device, AllocatorSettings settings, FaultInjector faults,
                                            Duration askTimeout) {
+        return create(device, settings, faults, askTimeout, buffers -> buffers.forEach(DeviceBuffer::close));
+    }
+
+    /**
+     * @param heldAtStop receives the buffers of leases still held when the runtime stops, and closes them once
+     *                   their holders have stopped too (DeviceRuntime closes them after every child stopped, so
+     *                   a model actor preparing a batch never finds its memory closed under it)
+     */
+    public static Behavior<Command> create(NativeDevice device, AllocatorSettings settings, FaultInjector faults,
+                                           Duration askTimeout, Consumer<List<DeviceBuffer>> heldAtStop) {
         Objects.requireNonNull(device, "device");
+        Objects.requireNonNull(heldAtStop, "heldAtStop");
         Objects.requireNonNull(settings, "settings");
         Objects.requireNonNull(askTimeout, "askTimeout");
         long limit = settings.limitFor(device.info().memoryBytes());
@@ -145,13 +161,14 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
         }
         Lineage lineage = new Lineage();
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-                new AllocatorActor(ctx, timers, device, settings, limit, faults, askTimeout, lineage)));
+                new AllocatorActor(ctx, timers, device, settings, limit, faults, askTimeout, lineage, heldAtStop)));
     }
 
     private AllocatorActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, NativeDevice device,
                            AllocatorSettings settings, long limitBytes, FaultInjector faults, Duration askTimeout,
-                           Lineage lineage) {
+                           Lineage lineage, Consumer<List<DeviceBuffer>> heldAtStop) {
         super(ctx);
+        this.heldAtStop = heldAtStop;
         this.device = device;
         this.timers = timers;
         this.lineage = lineage;
@@ -517,16 +534,16 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
 
     /**
      * The runtime is stopping, so the device must close: leases still held (or whose Free is still in the
-     * mailbox, which a stopped actor never reads) are closed here. A holder that uses one afterwards gets
-     * an IllegalStateException; commands already encoded keep their native reference until they ran.
+     * mailbox, which a stopped actor never reads) go to {@code heldAtStop}, which closes them once their
+     * holders cannot use them any more. A holder that uses one after that gets an IllegalStateException;
+     * commands already encoded keep their native reference until they ran.
      */
     private Behavior<Command> closeLiveLeases() {
         if (!leases.isEmpty()) {
-            getContext().getLog().debug("allocator stopped with {} leases outstanding; closing them", leases.size());
+            getContext().getLog().debug("allocator stopped with {} leases outstanding; handing them over to be closed",
+                    leases.size());
         }
-        for (DeviceBuffer buffer : leases.values()) {
-            buffer.close();
-        }
+        heldAtStop.accept(new ArrayList<>(leases.values()));
         leases.clear();
         return this;
     }

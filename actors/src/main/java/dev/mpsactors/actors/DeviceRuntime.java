@@ -1,5 +1,6 @@
 package dev.mpsactors.actors;
 
+import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.DeviceOptions;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.nativemps.NativeDevice;
@@ -27,7 +28,9 @@ import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.runtime.RuntimeSettings;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Queue;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Executor;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -65,9 +68,15 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
      *                     after the runtime stopped; pass a new future if you do not need it
      */
     public static Behavior<Command> create(RuntimeSettings settings, CompletableFuture<LiveObjects> deviceClosed) {
+        return create(settings, deviceClosed, new FaultInjector(settings.faults()));
+    }
+
+    /** With a fault injector of the caller's (a test's hold of batch preparation, say). */
+    public static Behavior<Command> create(RuntimeSettings settings, CompletableFuture<LiveObjects> deviceClosed,
+                                           FaultInjector faults) {
         return Behaviors.setup(ctx -> {
             try {
-                return new DeviceRuntime(ctx, settings, deviceClosed);
+                return new DeviceRuntime(ctx, settings, deviceClosed, faults);
             } catch (RuntimeException e) {
                 // The device did not open (or an owner could not start): whoever waits for the runtime learns why.
                 deviceClosed.completeExceptionally(e);
@@ -78,8 +87,11 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
 
     /** Shared by the owners this runtime spawns; its counters are atomics (statistics). */
     private final FaultInjector faults;
+    /** Leases still held when the allocator stopped, closed once every child has stopped. */
+    private final Queue<DeviceBuffer> heldAtStop = new ConcurrentLinkedQueue<>();
 
-    private DeviceRuntime(ActorContext<Command> ctx, RuntimeSettings s, CompletableFuture<LiveObjects> deviceClosed) {
+    private DeviceRuntime(ActorContext<Command> ctx, RuntimeSettings s, CompletableFuture<LiveObjects> deviceClosed,
+                          FaultInjector faults) {
         super(ctx);
         this.settings = s;
         this.deviceClosed = deviceClosed;
@@ -89,10 +101,11 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         Executor compile = ctx.getSystem().dispatchers().lookup(
                 DispatcherSelector.fromConfig(RuntimeSettings.COMPILE_DISPATCHER));
         this.blocking = compile;
-        this.faults = new FaultInjector(s.faults());
+        this.faults = faults;
 
         ActorRef<AllocatorProtocol.Command> allocator = ctx.spawn(
-                Behaviors.supervise(AllocatorActor.create(device, s.allocator(), faults, s.askTimeout()))
+                Behaviors.supervise(AllocatorActor.create(device, s.allocator(), faults, s.askTimeout(),
+                                heldAtStop::addAll))
                         .onFailure(SupervisorStrategy.restart()), "allocator", owners);
         ActorRef<EventPoolProtocol.Command> eventPool = ctx.spawn(
                 Behaviors.supervise(EventPoolActor.create(device, s.maxEvents(), s.askTimeout()))
@@ -134,6 +147,9 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                 })
                 .onMessage(ModelReady.class, this::onModelReady)
                 .onSignal(PostStop.class, s -> {
+                    // Every child has stopped: nobody can be preparing work in leased memory any more.
+                    heldAtStop.forEach(DeviceBuffer::close);
+                    heldAtStop.clear();
                     closeDeviceWhenDrained();
                     return this;
                 })
@@ -179,7 +195,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         }
         ActorRef<InferenceProtocol.Command> model = getContext().spawn(
                 Behaviors.supervise(ModelActor.create(request.name(), m.engine(), refs, settings.model(),
-                        settings.askTimeout())).onFailure(SupervisorStrategy.restart()),
+                        settings.askTimeout(), faults)).onFailure(SupervisorStrategy.restart()),
                 "model-" + request.name(), DispatcherSelector.fromConfig(RuntimeSettings.OWNER_DISPATCHER));
         models.put(request.name(), model);
         request.replyTo().tell(new ModelLoaded(request.name(), model, m.engine().description()));

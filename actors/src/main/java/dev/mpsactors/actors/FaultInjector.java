@@ -16,9 +16,29 @@ public final class FaultInjector {
     private final AtomicLong allocationFailures = new AtomicLong();
     private final AtomicLong hangs = new AtomicLong();
     private final AtomicLong crashes = new AtomicLong();
+    /** Run by a model actor, on its own thread, after a batch's memory arrived and before its inputs are written. */
+    private final Runnable batchPreparationHold;
 
     public FaultInjector(FaultSettings settings) {
+        this(settings, () -> {});
+    }
+
+    private FaultInjector(FaultSettings settings, Runnable batchPreparationHold) {
         this.settings = settings;
+        this.batchPreparationHold = batchPreparationHold;
+    }
+
+    /**
+     * The same faults, plus {@code hold} run by a model actor while it prepares a batch (its memory leased,
+     * its inputs not yet written), blocking that actor for as long as {@code hold} runs: a test opens the
+     * window in which the runtime stops under a batch being prepared, on purpose.
+     */
+    public FaultInjector holdingBatchPreparation(Runnable hold) {
+        return new FaultInjector(settings, hold);
+    }
+
+    void holdBatchPreparation() {
+        batchPreparationHold.run();
     }
 
     /** An injector that never fires (fault injection off). */

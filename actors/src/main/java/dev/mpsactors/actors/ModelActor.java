@@ -107,6 +107,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final String name;
     private final ModelEngine engine;
     private final RuntimeRefs runtime;
+    private final FaultInjector faults;
     private final ModelSettings settings;
     private final Duration askTimeout;
     private final TimerScheduler<Command> timers;
@@ -135,13 +136,20 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     public static Behavior<Command> create(String name, ModelEngine engine, RuntimeRefs runtime,
                                            ModelSettings settings, Duration askTimeout) {
+        return create(name, engine, runtime, settings, askTimeout, FaultInjector.off());
+    }
+
+    /** @param faults its batch-preparation hold, if any, runs before each batch's inputs are written */
+    public static Behavior<Command> create(String name, ModelEngine engine, RuntimeRefs runtime,
+                                           ModelSettings settings, Duration askTimeout, FaultInjector faults) {
         return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-                new ModelActor(ctx, timers, name, engine, runtime, settings, askTimeout)));
+                new ModelActor(ctx, timers, name, engine, runtime, settings, askTimeout, faults)));
     }
 
     private ModelActor(ActorContext<Command> ctx, TimerScheduler<Command> timers, String name, ModelEngine engine,
-                       RuntimeRefs runtime, ModelSettings settings, Duration askTimeout) {
+                       RuntimeRefs runtime, ModelSettings settings, Duration askTimeout, FaultInjector faults) {
         super(ctx);
+        this.faults = faults;
         this.timers = timers;
         this.name = name;
         this.engine = engine;
@@ -388,6 +396,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return this;
         }
         batch.memory = allocated.lease();
+        faults.holdBatchPreparation();
         try {
             List<InferenceInputs> inputs = new ArrayList<>(batch.requests.size());
             for (Pending p : batch.requests) {

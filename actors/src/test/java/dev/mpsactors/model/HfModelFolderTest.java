@@ -102,6 +102,74 @@ class HfModelFolderTest {
         }
     }
 
+    /**
+     * F16 and BF16 checked against references that share no code with the loader: hand-written bit
+     * patterns with their values worked out by hand, and every tensor's raw bytes (read from the file
+     * directly) decoded by a second, formula-based implementation here.
+     */
+    @Test
+    void f16AndBf16FoldersLoadToTheValuesTheirBitsEncode() throws IOException {
+        int[] f16Bits = {0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001, 0x03ff, 0x0400, 0x8000, 0x3e00, 0x4248, 0xbc01, 0x5640,
+            0x2e66, 0x7800, 0x1400, 0xfbff};
+        float[] f16Values = {1f, -2f, 0.333251953125f, 65504f, 0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f, -0f, 1.5f,
+            3.140625f, -1.0009765625f, 100f, 0.0999755859375f, 32768f, 0.0009765625f, -65504f};
+        int[] bf16Bits = {0x3f80, 0xc000, 0x3eab, 0x4049, 0x7f7f, 0x0001, 0x0080, 0x8000, 0x3fc0, 0xbf81, 0x42c8, 0x3dcd,
+            0x4700, 0x3a80, 0xff7f, 0x4780};
+        float[] bf16Values = {1f, -2f, 0.333984375f, 3.140625f, (2 - 0x1p-7f) * 0x1p127f, 0x1p-133f, 0x1p-126f, -0f,
+            1.5f, -1.0078125f, 100f, 0.10009765625f, 32768f, 0.0009765625f, -(2 - 0x1p-7f) * 0x1p127f, 65536f};
+        for (Dtype dtype : new Dtype[] {Dtype.F16, Dtype.BF16}) {
+            int[] bits = dtype == Dtype.F16 ? f16Bits : bf16Bits;
+            float[] values = dtype == Dtype.F16 ? f16Values : bf16Values;
+            Path d = dir.resolve("bits-" + dtype.name());
+            BertFolderGenerator.write(d, SMALL, 13, Options.defaults().withDtype(dtype));
+            java.nio.ByteBuffer raw = java.nio.ByteBuffer.allocate(2 * bits.length).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int b : bits) {
+                raw.putShort((short) b);
+            }
+            rewriteWeights(d, name -> name.equals("bert.pooler.dense.bias") ? null : name,
+                    w -> w.addRaw("bert.pooler.dense.bias", dtype, new int[] {SMALL.hiddenSize()}, raw.array()));
+            BertWeights loaded = HfModelFolder.load(d).weights();
+            float[] bias = loaded.values("pooler.dense.bias");
+            for (int i = 0; i < bits.length; i++) {
+                assertEquals(Float.floatToRawIntBits(values[i]), Float.floatToRawIntBits(bias[i]),
+                        dtype + " bits 0x" + Integer.toHexString(bits[i]) + " load as " + values[i] + ", got " + bias[i]);
+            }
+            // Every tensor of the folder against its own bytes, decoded independently.
+            byte[] file = Files.readAllBytes(d.resolve("model.safetensors"));
+            long headerLength = java.nio.ByteBuffer.wrap(file, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong();
+            int checked = 0;
+            try (SafetensorsFile in = SafetensorsFile.open(d.resolve("model.safetensors"))) {
+                for (String name : BertWeights.expectedShapes(SMALL).keySet()) {
+                    SafetensorsFile.TensorInfo info = in.info("bert." + name);
+                    assertEquals(dtype, info.dtype(), name);
+                    float[] got = loaded.values(name);
+                    int at = (int) (8 + headerLength + info.begin());
+                    for (int i = 0; i < got.length; i++) {
+                        int h = (file[at + 2 * i] & 0xff) | (file[at + 2 * i + 1] & 0xff) << 8;
+                        float want = dtype == Dtype.F16 ? halfByFormula(h) : Float.intBitsToFloat(h << 16);
+                        if (Float.floatToRawIntBits(want) != Float.floatToRawIntBits(got[i])) {
+                            throw new AssertionError(dtype + " " + name + "[" + i + "]: bits 0x" + Integer.toHexString(h)
+                                    + " encode " + want + ", loaded " + got[i]);
+                        }
+                        checked++;
+                    }
+                }
+            }
+            assertTrue(checked > 1000, "every value of every tensor checked: " + checked);
+        }
+    }
+
+    /** IEEE binary16 by its definition: (-1)^s * 2^(e-15) * (1 + m/1024), subnormals 2^-14 * m/1024. */
+    private static float halfByFormula(int h) {
+        int sign = h >>> 15 & 1;
+        int exponent = h >>> 10 & 0x1f;
+        int mantissa = h & 0x3ff;
+        assertTrue(exponent != 0x1f, "a finite weight");
+        double magnitude = exponent == 0 ? Math.scalb(mantissa / 1024.0, -14)
+                : Math.scalb(1 + mantissa / 1024.0, exponent - 15);
+        return (float) (sign == 1 ? -magnitude : magnitude);
+    }
+
     @Test
     void theTwoLayoutsTogetherInShardsAndBf16AlsoLoad() throws IOException {
         BertWeights generated = BertFolderGenerator.write(dir, SMALL, 11,
@@ -308,7 +376,12 @@ class HfModelFolderTest {
      * whatever {@code extra} adds. Non-float tensors are dropped.
      */
     private void rewriteWeights(UnaryOperator<String> rename, Consumer<SafetensorsWriter> extra) throws IOException {
-        Path file = dir.resolve("model.safetensors");
+        rewriteWeights(dir, rename, extra);
+    }
+
+    private static void rewriteWeights(Path folder, UnaryOperator<String> rename, Consumer<SafetensorsWriter> extra)
+            throws IOException {
+        Path file = folder.resolve("model.safetensors");
         SafetensorsWriter w = new SafetensorsWriter();
         try (SafetensorsFile in = SafetensorsFile.open(file)) {
             for (String name : in.names()) {

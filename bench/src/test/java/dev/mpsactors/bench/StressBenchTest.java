@@ -2,7 +2,6 @@ package dev.mpsactors.bench;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -25,7 +24,8 @@ import org.w3c.dom.Document;
 
 /**
  * The stress command in-process on a tiny model: every measurement completes, no reply is lost, the JSON
- * has its fields, the sweep's SVG is well-formed XML. Nothing here depends on timings.
+ * has its fields, the sweep's SVG is well-formed XML with a vertex per swept client count inside its
+ * drawing. Nothing here depends on timings.
  */
 class StressBenchTest {
     static final BertConfig TINY = new BertConfig("bert", 200, 32, 2, 4, 64, 32, 2, 1e-12, "gelu");
@@ -159,7 +159,23 @@ class StressBenchTest {
         assertEquals(4, doc.getElementsByTagName("polyline").getLength()); // 2 runs x 2 panels
         String text = Files.readString(svg);
         assertTrue(text.contains("requests/s") && text.contains("p99 latency"));
-        assertNotNull(doc.getDocumentElement().getAttribute("viewBox"));
+        // Every line has one vertex per swept client count, inside the drawing's viewBox.
+        String[] box = doc.getDocumentElement().getAttribute("viewBox").trim().split("\\s+");
+        assertEquals(4, box.length, "viewBox has min-x, min-y, width, height");
+        double width = Double.parseDouble(box[2]);
+        double height = Double.parseDouble(box[3]);
+        assertTrue(width > 0 && height > 0, "a drawing of positive size");
+        org.w3c.dom.NodeList lines = doc.getElementsByTagName("polyline");
+        for (int i = 0; i < lines.getLength(); i++) {
+            String[] vertices = ((org.w3c.dom.Element) lines.item(i)).getAttribute("points").trim().split("\\s+");
+            assertEquals(2, vertices.length, "a vertex for each of the 2 client counts: " + String.join(" ", vertices));
+            for (String vertex : vertices) {
+                String[] xy = vertex.split(",");
+                double x = Double.parseDouble(xy[0]);
+                double y = Double.parseDouble(xy[1]);
+                assertTrue(x >= 0 && x <= width && y >= 0 && y <= height, "vertex " + vertex + " inside the viewBox");
+            }
+        }
     }
 
     private static Set<String> fieldNames(JsonNode node) {

@@ -41,8 +41,10 @@ import org.junit.jupiter.api.Timeout;
 /**
  * Three nodes on 127.0.0.1, each an ActorSystem with its own DeviceRuntime, serve one model as three
  * sharded replicas. While a client spreads requests over the replicas, a node that is not the seed
- * leaves: every request still gets exactly one reply and succeeds (retried on another replica), every
- * replica serves again within a bound, and the results are those of a single node's model actor.
+ * leaves (or crashes): every request still gets exactly one reply and succeeds (retried on another replica;
+ * after a crash, retries are asserted), every replica serves again within a bound, the stopped node's
+ * replica answers requests from another node (each request sent straight to its replica, with a receiver
+ * that would see a second reply), and the results are those of a single node's model actor.
  */
 class ThreeNodeClusterTest {
     static final BertConfig CONFIG = new BertConfig("bert", 50, 32, 2, 4, 64, 40, 2, 1e-12, "gelu");
@@ -155,8 +157,57 @@ class ThreeNodeClusterTest {
             victimClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
             Map<Integer, String> after = awaitAllReplicasServe(client, "after");
             double servedAgain = (System.nanoTime() - stoppedAt) / 1e9;
-            assertTrue(!after.containsValue(victim.system().address().toString()), "no replica left on the victim");
+            String victimAddress = victim.system().address().toString();
+            assertTrue(!after.containsValue(victimAddress), "no replica left on the victim");
             assertTrue(servedAgain < BOUND.toSeconds(), "served again after " + servedAgain + " s");
+
+            // Failover, counted: every replica, the victim's included, is asked directly by a receiver that sees
+            // every reply; each request is answered once, and the victim's replica answers from another node.
+            Integer victimReplica = null;
+            for (Map.Entry<Integer, String> e : placement.entrySet()) {
+                if (e.getValue().equals(victimAddress)) {
+                    victimReplica = e.getKey();
+                }
+            }
+            Map<String, List<ClusterInferReply>> direct = new ConcurrentHashMap<>();
+            ActorRef<ClusterInferReply> receiver = client.system().systemActorOf(
+                    org.apache.pekko.actor.typed.javadsl.Behaviors.receiveMessage(reply -> {
+                        direct.computeIfAbsent(reply.requestId(), k -> Collections.synchronizedList(new ArrayList<>()))
+                                .add(reply);
+                        return org.apache.pekko.actor.typed.javadsl.Behaviors.same();
+                    }), "failover-replies-" + crash, org.apache.pekko.actor.typed.Props.empty());
+            org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding sharding =
+                    org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding.get(client.system());
+            int perReplica = 4;
+            for (int r = 0; r < 3; r++) {
+                for (int k = 0; k < perReplica; k++) {
+                    sharding.entityRefFor(ModelEntity.TYPE_KEY, ModelEntity.entityId(MODEL, r)).tell(
+                            ModelEntity.ClusterInfer.of("direct-" + r + "-" + k, inputs.get(k), receiver));
+                }
+            }
+            long directDeadline = System.nanoTime() + BOUND.toNanos();
+            while (direct.size() < 3 * perReplica && System.nanoTime() < directDeadline) {
+                Thread.sleep(20);
+            }
+            Thread.sleep(300); // a second reply would arrive in this time (as with expectNoMessage)
+            assertEquals(3 * perReplica, direct.size(), "every direct request answered: " + direct.keySet());
+            int fromVictimReplica = 0;
+            for (Map.Entry<String, List<ClusterInferReply>> e : direct.entrySet()) {
+                assertEquals(1, e.getValue().size(), "replies to " + e.getKey());
+                ClusterInferResult ok = assertInstanceOf(ClusterInferResult.class, e.getValue().get(0), e.getKey());
+                assertTrue(!ok.node().equals(victimAddress), e.getKey() + " served by the stopped node");
+                if (victimReplica != null && ok.entityId().equals(ModelEntity.entityId(MODEL, victimReplica))) {
+                    fromVictimReplica++;
+                }
+            }
+            if (victimReplica != null) {
+                assertEquals(perReplica, fromVictimReplica, "the stopped node's replica " + victimReplica
+                        + " served its requests from another node");
+            }
+            if (crash) {
+                // Requests caught on the crashed node got no reply within the attempt timeout: they were retried.
+                assertTrue(client.inference().retries() > 0, "requests caught on the crashed node were retried");
+            }
 
             // The same inputs through a model actor of one node, without the cluster.
             MpsRuntime local = MpsRuntime.attach(client.system(), client.runtime(), BOUND).toCompletableFuture()
@@ -182,11 +233,12 @@ class ThreeNodeClusterTest {
             }
             System.out.printf("three-node cluster (" + (crash ? "crash" : "graceful leave") + "): %d requests in %.2f s "
                             + "(%.1f req/s), served by %s; node %s stopped "
-                            + "mid-run, %d retries, all replicas served again after %.2f s %s; worst relative L2 vs one node "
+                            + "mid-run, %d retries, all replicas served again after %.2f s %s, the stopped node's "
+                            + "replica %s answered %d direct requests from another node; worst relative L2 vs one node "
                             + "%.2e%n",
                     REQUESTS, seconds, REQUESTS / seconds, new TreeSet<>(servedBy), victim.system().address(),
                     client.inference().retries(),
-                    servedAgain, after, worst);
+                    servedAgain, after, victimReplica, fromVictimReplica, worst);
             assertTrue(worst <= 1e-6, "relative L2 vs a single node " + worst);
             assertTrue(servedBy.size() >= 2, "requests were served by several nodes: " + servedBy);
         } finally {

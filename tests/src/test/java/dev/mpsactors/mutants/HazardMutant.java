@@ -1,8 +1,6 @@
 package dev.mpsactors.mutants;
 
-import static net.bytebuddy.matcher.ElementMatchers.isConstructor;
 import static net.bytebuddy.matcher.ElementMatchers.named;
-import static net.bytebuddy.matcher.ElementMatchers.takesArguments;
 
 import java.util.List;
 import net.bytebuddy.asm.AsmVisitorWrapper;
@@ -18,16 +16,14 @@ enum HazardMutant {
             false, 0, List.of(new Weave("dev.mpsactors.actors.KernelCacheShard",
                     Advice.to(MutantAdvice.CompileTwice.class).on(named("onGetPipeline"))))),
     EVENT_POOL(2, "event pool handing out raw references that a release frees", "dev.mpsactors.tests.EventStormTest",
-            false, 0, List.of(new Weave("dev.mpsactors.nativemps.DeviceEvent",
+            false, 8, List.of(new Weave("dev.mpsactors.nativemps.DeviceEvent",
                     Advice.to(MutantAdvice.RawEventReference.class).on(named("share"))))),
-    STREAM_LOCK(3, "stream lock held across a device wait", "dev.mpsactors.tests.NoDeadlockTest", false, 20,
+    STREAM_LOCK(3, "stream lock held across a device wait", "dev.mpsactors.tests.NoDeadlockTest", false, 6,
             List.of(new Weave("dev.mpsactors.actors.StreamActor",
                     Advice.to(MutantAdvice.LockAcrossDeviceWait.class).on(named("onWaitFor"))))),
     SHARED_ENCODER(4, "command encoder mutated without its owner", "dev.mpsactors.tests.SharedEncoderTest", true, 0,
             List.of(new Weave("dev.mpsactors.actors.StreamActor",
-                            Advice.to(MutantAdvice.ExposeEncoder.class).on(isConstructor())),
-                    new Weave("dev.mpsactors.runtime.MpsRuntime",
-                            Advice.to(MutantAdvice.EncodeWithoutOwner.class).on(named("submit").and(takesArguments(3)))))),
+                    Advice.to(MutantAdvice.EncodeWithoutOwner.class).on(named("onSubmit"))))),
     BLOCKING_ALLOCATOR(5, "allocator blocking on a pending free's completion",
             "dev.mpsactors.tests.AllocatorNeverWaitsForUnrelatedWorkTest", false, 0,
             List.of(new Weave("dev.mpsactors.actors.AllocatorActor",
@@ -45,7 +41,8 @@ enum HazardMutant {
     final String testClass;
     /** Whether it needs libmpsnative_mutants.so (native code of the mutant). */
     final boolean nativeMutant;
-    /** For a mutant that hangs the test (a deadlock): the test's bound on each wait, in seconds; 0 = default. */
+    /** For a mutant that makes the test wait for what never comes (a deadlock, a lost reply): the test's
+     * bound on each wait, in seconds; 0 = the default bound. */
     final int boundSeconds;
     final List<Weave> weaves;
 

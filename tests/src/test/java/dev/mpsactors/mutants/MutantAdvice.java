@@ -7,7 +7,6 @@ import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamPoolProtocol;
 import dev.mpsactors.protocol.StreamProtocol;
-import dev.mpsactors.protocol.StreamWork;
 import dev.mpsactors.runtime.MpsRuntime;
 import java.util.List;
 import java.util.Map;
@@ -59,27 +58,20 @@ final class MutantAdvice {
         }
     }
 
-    /** 4 (constructor): StreamActor: its native stream becomes reachable to callers. */
-    static final class ExposeEncoder {
-        @Advice.OnMethodExit
-        static void exit(@Advice.FieldValue("handle") StreamHandle handle,
-                         @Advice.FieldValue("stream") NativeStream stream) {
-            MutantSupport.registerStream(handle, stream);
-        }
-    }
-
-    /** 4: MpsRuntime.submit: callers encode into the stream's open command buffer themselves. */
+    /** 4: StreamActor.onSubmit: submissions are encoded and committed by pool threads, not by the owner. */
     static final class EncodeWithoutOwner {
         @Advice.OnMethodEnter(skipOn = Advice.OnNonDefaultValue.class)
-        static Object enter(@Advice.This MpsRuntime runtime, @Advice.Argument(0) StreamHandle stream,
-                            @Advice.Argument(1) List<StreamWork> work, @Advice.Argument(2) boolean commit) {
-            return MutantSupport.encodeWithoutOwner(runtime, stream, work, commit);
+        static Object enter(@Advice.This Object owner, @Advice.FieldValue("stream") NativeStream stream,
+                            @Advice.FieldValue("handle") StreamHandle handle,
+                            @Advice.FieldValue("pointBase") long pointBase, @Advice.Argument(0) StreamProtocol.Submit m) {
+            MutantSupport.submitWithoutOwner(stream, handle, pointBase, m);
+            return owner;
         }
 
         @Advice.OnMethodExit
-        static void exit(@Advice.Enter Object replaced,
-                         @Advice.Return(readOnly = false, typing = Assigner.Typing.DYNAMIC) Object result) {
-            result = replaced;
+        static void exit(@Advice.Enter Object owner,
+                         @Advice.Return(readOnly = false, typing = Assigner.Typing.DYNAMIC) Object behavior) {
+            behavior = owner;
         }
     }
 

@@ -9,9 +9,9 @@ import java.lang.reflect.Method;
 import java.time.Duration;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.Scheduler;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -25,8 +25,6 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
 public final class MutantSupport {
     /** A blocked owner stays blocked past any test bound (the fork's deadlock never resolves). */
     static final Duration BLOCKED_FOR = Duration.ofMinutes(5);
-    /** Each stream owner's native stream, registered as the owner is created (mutant 4). */
-    private static final Map<Integer, NativeStream> STREAMS = new ConcurrentHashMap<>();
 
     private MutantSupport() {}
 
@@ -70,25 +68,32 @@ public final class MutantSupport {
         }
     }
 
-    // ---- mutant 4: the encoder mutated by its callers ------------------------------------------------
+    // ---- mutant 4: the encoder mutated without its owner --------------------------------------------
 
-    public static void registerStream(StreamHandle handle, NativeStream stream) {
-        STREAMS.put(handle.id(), stream);
-    }
+    /** Threads other than the owner's, as the fork's event and hook code were. */
+    private static final ExecutorService NOT_THE_OWNER = Executors.newFixedThreadPool(4, r -> {
+        Thread t = new Thread(r, "mutant-4-encoder");
+        t.setDaemon(true);
+        return t;
+    });
 
-    /** Encodes on the caller's thread, into the stream's open command buffer, without its owner. */
-    public static CompletionStage<StreamProtocol.Submitted> encodeWithoutOwner(MpsRuntime runtime,
-                                                                              StreamHandle handle,
-                                                                              List<StreamWork> work, boolean commit) {
-        NativeStream stream = STREAMS.get(handle.id());
-        for (StreamWork w : work) {
-            if (!(w instanceof StreamWork.KernelCall k)) {
-                throw new UnsupportedOperationException("mutant 4 encodes kernel calls only, not " + w);
+    /** Encodes (and commits) a submission on another thread, into the stream's open command buffer. */
+    public static void submitWithoutOwner(NativeStream stream, StreamHandle handle, long pointBase,
+                                          StreamProtocol.Submit m) {
+        NOT_THE_OWNER.execute(() -> {
+            try {
+                for (StreamWork w : m.work()) {
+                    if (!(w instanceof StreamWork.KernelCall k)) {
+                        throw new UnsupportedOperationException("mutant 4 encodes kernel calls only, not " + w);
+                    }
+                    stream.encodeKernel(k.pipeline(), k.args());
+                }
+                long point = m.commit() ? pointBase + stream.commit() : 0;
+                m.replyTo().tell(new StreamProtocol.Submitted(handle, point, m.commit() ? 0 : stream.openCommands()));
+            } catch (RuntimeException e) {
+                m.replyTo().tell(new StreamProtocol.SubmitFailed(handle, e.toString()));
             }
-            stream.encodeKernel(k.pipeline(), k.args());
-        }
-        return commit ? runtime.flush(handle)
-                : CompletableFuture.completedFuture(new StreamProtocol.Submitted(handle, 0, stream.openCommands()));
+        });
     }
 
     // ---- mutant 7: a release that waits for the stream ----------------------------------------------

@@ -21,7 +21,8 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 
 /**
  * A runtime of its own (MpsRuntime.start) serving a small generated BERT, for the reliability tests: send
@@ -62,9 +63,16 @@ final class ServedModel implements AutoCloseable {
         final AtomicInteger duplicates = new AtomicInteger();
         final Map<String, CompletableFuture<InferReply>> pending = new ConcurrentHashMap<>();
 
+        /** The first reply to {@code id}; register before sending the request. */
+        CompletableFuture<InferReply> expect(String id) {
+            return pending.computeIfAbsent(id, k -> new CompletableFuture<>());
+        }
+
         void record(InferReply reply) {
             if (byId.putIfAbsent(reply.requestId(), reply) != null) {
                 duplicates.incrementAndGet();
+            } else {
+                expect(reply.requestId()).complete(reply);
             }
         }
 
@@ -83,9 +91,20 @@ final class ServedModel implements AutoCloseable {
         }
     }
 
-    /** Sends {@code requests} requests from {@code clients} concurrent asks; waits for every reply. */
+    private static final AtomicInteger SENDS = new AtomicInteger();
+
+    /**
+     * Sends {@code requests} requests from {@code clients} concurrent clients, each sending its next request
+     * after its previous reply; waits for every reply. Replies go to one receiver actor that records every
+     * message it gets (an ask would drop a second reply unseen), so duplicates are counted, then a short
+     * settling wait gives a late second reply the time to arrive.
+     */
     Replies send(int requests, int clients, long seed, Duration deadline) throws Exception {
         Replies replies = new Replies();
+        ActorRef<InferReply> receiver = runtime.system().systemActorOf(Behaviors.receiveMessage(reply -> {
+            replies.record(reply);
+            return Behaviors.same();
+        }), "replies-" + SENDS.incrementAndGet(), Props.empty());
         Random random = new Random(seed);
         List<InferenceInputs> inputs = new ArrayList<>();
         for (int i = 0; i < requests; i++) {
@@ -98,15 +117,19 @@ final class ServedModel implements AutoCloseable {
                 for (int i = next.getAndIncrement(); i < requests; i = next.getAndIncrement()) {
                     String id = "r-" + i;
                     InferenceInputs in = inputs.get(i);
-                    InferReply reply = AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
-                            r -> deadline == null ? new InferenceProtocol.Infer(id, in, r)
-                                    : InferenceProtocol.Infer.within(id, in, r, deadline),
-                            BOUND, runtime.system().scheduler()).toCompletableFuture().join();
-                    replies.record(reply);
+                    CompletableFuture<InferReply> reply = replies.expect(id);
+                    model.tell(deadline == null ? new InferenceProtocol.Infer(id, in, receiver)
+                            : InferenceProtocol.Infer.within(id, in, receiver, deadline));
+                    try {
+                        reply.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+                    } catch (Exception e) {
+                        throw new IllegalStateException("no reply to " + id + " within " + BOUND, e);
+                    }
                 }
             }));
         }
         CompletableFuture.allOf(workers.toArray(CompletableFuture[]::new)).get(BOUND.toSeconds() * 3, TimeUnit.SECONDS);
+        Thread.sleep(200); // a second reply would arrive in this time (as with expectNoMessage)
         return replies;
     }
 

@@ -1,11 +1,13 @@
 package dev.mpsactors.reliability;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import dev.mpsactors.actors.DeviceRuntime;
+import dev.mpsactors.actors.FaultInjector;
 import dev.mpsactors.model.BertFolderGenerator;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.protocol.InferenceProtocol;
@@ -19,29 +21,49 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.junit.jupiter.api.Test;
 
 /**
- * Stopping the runtime (spawned in the user's ActorSystem, which lives on) while 300 requests are queued
- * and running: each gets exactly one reply (a result, or a failure saying the model stopped), and the
- * device closes with every native object freed.
+ * Stopping the runtime (spawned in the user's ActorSystem, which lives on) under load, with the window a
+ * shutdown must get right held open on purpose: once the model has taken in all 300 requests, the next
+ * batch to be prepared is held (by a fault-injection point) after its memory was leased and before its
+ * inputs are written, with the rest of the requests still queued behind it. The runtime is stopped, the allocator is seen to terminate, and
+ * only then does the held batch go on. Every request gets exactly one reply, each failure says the
+ * runtime stopped (never that a buffer was closed under the batch), some requests were still queued, and
+ * the device closes with every native object freed.
  */
 class ShutdownTest {
     @Test
-    void stoppingTheRuntimeMidLoadAnswersEveryRequestAndFreesEverything() throws Exception {
+    void stoppingTheRuntimeWhileABatchIsPreparedAndRequestsAreQueuedAnswersEachWithTheStop() throws Exception {
         Path folder = Files.createTempDirectory("shutdown-");
         BertFolderGenerator.write(folder, ServedModel.CONFIG, 12);
         Config config = ConfigFactory.parseString("mps-actors { streams = 2, model { max-batch = 4,"
                 + " max-queued = 10000 } }").withFallback(ConfigFactory.load()).resolve();
         ActorTestKit kit = ActorTestKit.create("shutdown", config);
+        CountDownLatch held = new CountDownLatch(1);
+        CountDownLatch release = new CountDownLatch(1);
+        AtomicBoolean armed = new AtomicBoolean(false);
         try {
+            RuntimeSettings settings = RuntimeSettings.fromConfig(config);
+            FaultInjector faults = new FaultInjector(settings.faults()).holdingBatchPreparation(() -> {
+                if (armed.compareAndSet(true, false)) {
+                    held.countDown();
+                    try {
+                        release.await(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+            });
             CompletableFuture<LiveObjects> deviceClosed = new CompletableFuture<>();
-            ActorRef<RuntimeProtocol.Command> guardian = kit.spawn(
-                    DeviceRuntime.create(RuntimeSettings.fromConfig(config), deviceClosed), "runtime");
+            ActorRef<RuntimeProtocol.Command> guardian = kit.spawn(DeviceRuntime.create(settings, deviceClosed, faults),
+                    "runtime");
             MpsRuntime runtime = MpsRuntime.attach(kit.system(), guardian, ServedModel.BOUND).toCompletableFuture()
                     .get(60, TimeUnit.SECONDS);
             ActorRef<InferenceProtocol.Command> model = runtime.loadModel("tiny", folder).toCompletableFuture()
@@ -52,8 +74,20 @@ class ShutdownTest {
             for (int i = 0; i < requests; i++) {
                 model.tell(new InferenceProtocol.Infer("s-" + i, ServedModel.randomRequest(random), probe.getRef()));
             }
-            Thread.sleep(30); // some batches are running, most requests queued
-            kit.stop(guardian, ServedModel.BOUND);
+            // Every request must be in the model's hands first: a stopping actor's unread mailbox is dropped.
+            long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
+            while (runtime.modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS).requests() < requests) {
+                assertTrue(System.nanoTime() < deadline, "the model took in every request");
+                Thread.sleep(2);
+            }
+            armed.set(true); // the next batch to be prepared is held
+            assertTrue(held.await(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS), "a batch reached preparation");
+            // Stop the runtime while that batch is being prepared; the allocator stops meanwhile.
+            CompletableFuture<Void> stopped = CompletableFuture.runAsync(() -> kit.stop(guardian, ServedModel.BOUND));
+            kit.createTestProbe().expectTerminated(runtime.refs().allocator(), ServedModel.BOUND);
+            release.countDown();
+            stopped.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
+
             ServedModel.Replies replies = new ServedModel.Replies();
             for (int i = 0; i < requests; i++) {
                 replies.record(probe.receiveMessage(ServedModel.BOUND));
@@ -61,15 +95,22 @@ class ShutdownTest {
             probe.expectNoMessage(java.time.Duration.ofMillis(200));
             LiveObjects left = deviceClosed.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
             long ok = replies.count(InferResult.class);
-            System.out.printf("shutdown mid-load: %d requests, %d finished, %d failed; native objects left %s%n",
-                    requests, ok, replies.count(InferFailure.class), left);
+            long queued = replies.failureReasons().stream().filter(r -> !r.contains("while its batch ran")).count();
+            long running = replies.failureReasons().stream().filter(r -> r.contains("while its batch ran")).count();
+            System.out.printf("shutdown while a batch is prepared: %d requests, %d finished, %d failed (%d in "
+                            + "running batches, %d still queued); native objects left %s%n", requests, ok,
+                    replies.count(InferFailure.class), running, queued, left);
             assertEquals(requests, replies.byId.size(), "every request answered");
             assertEquals(0, replies.duplicates.get(), "none twice");
             for (String reason : replies.failureReasons()) {
                 assertTrue(reason.contains("stopped"), reason);
+                assertFalse(reason.contains("closed"), "a batch found its memory closed under it: " + reason);
             }
+            assertTrue(running > 0, "the held batch was answered with the stop");
+            assertTrue(queued > 0, "requests were still queued when the runtime stopped");
             assertTrue(left.isEmpty(), "every native object freed: " + left);
         } finally {
+            release.countDown();
             kit.shutdownTestKit();
         }
     }

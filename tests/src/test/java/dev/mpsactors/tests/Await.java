@@ -12,6 +12,16 @@ final class Await {
 
     private Await() {}
 
+    /**
+     * Prints a failure that the test's clean-up may not outlive (owners left blocked, as a hazard mutant
+     * leaves them) on one line, {@code HAZARD-FAILURE <message>}, and returns it to be thrown.
+     */
+    static AssertionError reported(AssertionError failure) {
+        System.out.println("HAZARD-FAILURE " + failure.getMessage());
+        System.out.flush();
+        return failure;
+    }
+
     static <T> T result(CompletionStage<T> stage) {
         try {
             return stage.toCompletableFuture().get(BOUND_SECONDS, TimeUnit.SECONDS);

@@ -37,10 +37,10 @@ final class RuntimeFixture implements AutoCloseable {
 
     @Override
     public void close() throws java.util.concurrent.ExecutionException, java.util.concurrent.TimeoutException {
-        kit.stop(guardian, Duration.ofSeconds(30));
+        kit.stop(guardian, Duration.ofSeconds(Math.min(30, Await.BOUND_SECONDS)));
         LiveObjects left;
         try {
-            left = deviceClosed.get(60, TimeUnit.SECONDS);
+            left = deviceClosed.get(Await.BOUND_SECONDS, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new AssertionError("interrupted while the runtime stopped", e);

@@ -9,27 +9,39 @@ import dev.mpsactors.nativemps.Pipeline;
 import dev.mpsactors.protocol.AllocatorProtocol.BufferLease;
 import dev.mpsactors.protocol.EventPoolProtocol.EventHandle;
 import dev.mpsactors.protocol.StreamHandle;
+import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.protocol.StreamWork;
 import dev.mpsactors.runtime.MpsRuntime;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Queue;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 
 /**
  * Hazard 4: the fork's endKernelCoalescing() touched a stream's encoder without the stream's lock, from
- * event and hook code on other threads. Here one StreamActor owns the encoder; many clients at once encode
- * kernels into the same open command buffer (some committing, some not) and record events on the same
- * stream. Every client's result is exactly what its own sequence of operations gives.
+ * event and hook code on other threads. Here one StreamActor owns the encoder. 40 client actors, running
+ * concurrently, each submit 25 kernels into the same stream's open command buffer (some committing, some
+ * only encoding), while event records land on the same stream through the event pool. Every client's
+ * buffer ends up exactly what its own sequence of additions gives, bit for bit; every submission gets
+ * exactly one reply; the events complete in stream order.
  */
 class SharedEncoderTest {
     static final int CLIENTS = 40;
     static final int STEPS = 25;
     static final int N = 2048;
 
+    record Done(int client) {}
+
     @Test
-    void manyClientsEncodingAndRecordingOnOneStreamGetCorrectResults() throws Exception {
+    void concurrentClientsEncodingAndRecordingOnOneStreamGetExactResults() throws Exception {
         try (RuntimeFixture f = new RuntimeFixture("mps-actors { streams = 2 }")) {
             MpsRuntime rt = f.runtime;
             StreamHandle stream = rt.streams().get(0);
@@ -44,32 +56,41 @@ class SharedEncoderTest {
                 BufferLease b = Workloads.randomBuffer(rt, random, N);
                 float[] v = new float[N];
                 b.buffer().read(0, v);
+                for (int s = 0; s < STEPS; s++) {
+                    for (int i = 0; i < N; i++) {
+                        v[i] = v[i] + stepValues[i]; // the same float additions, in the same order
+                    }
+                }
                 mine.add(b);
                 expected.add(v);
             }
-            List<CompletableFuture<?>> requests = new ArrayList<>();
+            ReplyLedger ledger = new ReplyLedger();
+            Queue<String> refused = new ConcurrentLinkedQueue<>();
+            TestProbe<Done> done = f.kit.createTestProbe();
+            for (int c = 0; c < CLIENTS; c++) {
+                f.kit.spawn(client(c, stream, add, mine.get(c), step, ledger, refused, done.getRef()), "encoder-" + c);
+            }
+            // Event records through the pool, racing the clients' submissions on the same stream.
             List<EventHandle> events = new ArrayList<>();
+            List<CompletableFuture<?>> records = new ArrayList<>();
             for (int s = 0; s < STEPS; s++) {
-                for (int c = 0; c < CLIENTS; c++) {
-                    BufferLease b = mine.get(c);
-                    StreamWork work = new StreamWork.KernelCall(add,
-                            BuiltinKernels.add(b.buffer(), step.buffer(), b.buffer(), N));
-                    // Interleave: some submissions only encode, later ones commit whatever is open.
-                    requests.add(rt.submit(stream, List.of(work), (s + c) % 3 == 0).toCompletableFuture());
-                    float[] e = expected.get(c);
-                    for (int i = 0; i < N; i++) {
-                        e[i] = e[i] + stepValues[i]; // the same float additions, in the same order
-                    }
-                }
                 EventHandle event = Await.result(rt.acquireEvent());
                 events.add(event);
-                requests.add(rt.recordEvent(event, stream).toCompletableFuture());
+                records.add(rt.recordEvent(event, stream).toCompletableFuture());
             }
-            for (CompletableFuture<?> r : requests) {
+            for (int c = 0; c < CLIENTS; c++) {
+                done.receiveMessage(Duration.ofSeconds(Await.BOUND_SECONDS));
+            }
+            for (CompletableFuture<?> r : records) {
                 Await.result(r);
             }
             long last = Await.result(rt.flush(stream)).point();
             Await.result(rt.whenComplete(stream, last));
+            ReplyLedger.settle();
+            assertTrue(refused.isEmpty(), "no submission refused: " + refused);
+            assertEquals(CLIENTS * STEPS, ledger.requests());
+            assertEquals(ledger.requests(), ledger.answered(), "every submission was answered");
+            assertEquals(0, ledger.duplicates(), "no submission was answered twice: " + ledger.duplicated());
             for (int c = 0; c < CLIENTS; c++) {
                 float[] actual = new float[N];
                 mine.get(c).buffer().read(0, actual);
@@ -82,8 +103,8 @@ class SharedEncoderTest {
                 assertTrue(ms >= 0, "events complete in stream order: " + ms);
                 total += ms;
             }
-            System.out.printf("shared encoder: %d clients x %d kernels on one stream, %d events, %.2f ms between "
-                    + "first and last event%n", CLIENTS, STEPS, events.size(), total);
+            System.out.printf("shared encoder: %d client actors x %d kernels on one stream (%s), %d events, %.2f ms "
+                    + "between first and last event%n", CLIENTS, STEPS, ledger, events.size(), total);
             for (EventHandle e : events) {
                 Await.result(rt.releaseEvent(e));
             }
@@ -91,7 +112,36 @@ class SharedEncoderTest {
                 rt.free(b);
             }
             rt.free(step);
-            assertEquals(CLIENTS * STEPS + STEPS, requests.size());
         }
+    }
+
+    /** STEPS submissions of "mine += step", each sent after the previous one's reply; every third commits. */
+    private static Behavior<Object> client(int id, StreamHandle stream, Pipeline add, BufferLease mine,
+                                           BufferLease step, ReplyLedger ledger, Queue<String> refused,
+                                           ActorRef<Done> done) {
+        return Behaviors.setup(ctx -> {
+            int[] sent = {0};
+            StreamWork work = new StreamWork.KernelCall(add,
+                    BuiltinKernels.add(mine.buffer(), step.buffer(), mine.buffer(), N));
+            Runnable next = () -> {
+                int s = sent[0]++;
+                stream.owner().tell(new StreamProtocol.Submit(List.of(work), (s + id) % 3 == 0,
+                        ledger.receiver(ctx, "client " + id + " step " + s, ctx.getSelf())));
+            };
+            next.run();
+            return Behaviors.receiveMessage(message -> {
+                if (message instanceof ReplyLedger.Reply reply) {
+                    if (reply.message() instanceof StreamProtocol.SubmitFailed failed) {
+                        refused.add(reply.what() + ": " + failed.reason());
+                    }
+                    if (sent[0] < STEPS) {
+                        next.run();
+                    } else {
+                        done.tell(new Done(id));
+                    }
+                }
+                return Behaviors.same();
+            });
+        });
     }
 }
