@@ -392,7 +392,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onAllocated(BatchAllocated m) {
         Batch batch = m.batch();
         if (!(m.reply() instanceof AllocatorProtocol.Allocated allocated)) {
-            finish(batch, "no memory for the batch: " + reason(m.reply(), m.failure()));
+            finish(batch, "no memory for the batch: " + reason(m.reply(), m.failure()), m.failure() != null);
             return this;
         }
         batch.memory = allocated.lease();
@@ -415,7 +415,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onLeased(BatchLeased m) {
         Batch batch = m.batch();
         if (m.leased() == null) {
-            finish(batch, "no stream for the batch: " + m.failure());
+            finish(batch, "no stream for the batch: " + m.failure(), true);
             return this;
         }
         batch.stream = m.leased().lease();
@@ -428,7 +428,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onSubmitted(BatchSubmitted m) {
         Batch batch = m.batch();
         if (!(m.reply() instanceof StreamProtocol.Submitted submitted)) {
-            finish(batch, "the stream refused the batch: " + reason(m.reply(), m.failure()));
+            finish(batch, "the stream refused the batch: " + reason(m.reply(), m.failure()), m.failure() != null);
             return this;
         }
         batch.point = submitted.point();
@@ -569,8 +569,16 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     /** Fails every request of the batch that has not been answered and returns what it held. */
     private void finish(Batch batch, String why) {
+        finish(batch, why, false);
+    }
+
+    /**
+     * {@code retryable}: the batch never reached the device and an owner did not answer (the runtime stopping
+     * or gone), so another replica may serve its requests.
+     */
+    private void finish(Batch batch, String why, boolean retryable) {
         for (Pending p : batch.requests) {
-            fail(p.request(), why);
+            fail(p.request(), why, retryable);
             held--;
         }
         release(batch);
@@ -648,7 +656,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         String reason = "model " + name + " " + why;
         for (ArrayDeque<Pending> queue : buckets.values()) {
             for (Pending p : queue) {
-                fail(p.request(), reason);
+                fail(p.request(), reason, terminal); // queued: never reached the device
             }
         }
         buckets.clear();
@@ -656,7 +664,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
         held = 0;
         for (Batch b : new ArrayList<>(running)) {
             for (Pending p : b.requests) {
-                fail(p.request(), reason + " while its batch ran");
+                // Not yet submitted: nothing of it ran, so another replica may serve it.
+                fail(p.request(), reason + " while its batch ran", terminal && b.point == 0);
             }
             if (b.memory != null && !terminal) {
                 // Its work may still be running: the memory goes back only after its point.
@@ -693,8 +702,12 @@ public final class ModelActor extends AbstractBehavior<Command> {
     }
 
     private void fail(Infer m, String reason) {
+        fail(m, reason, false);
+    }
+
+    private void fail(Infer m, String reason, boolean retryable) {
         failed++;
-        m.replyTo().tell(new InferFailure(m.requestId(), reason));
+        m.replyTo().tell(new InferFailure(m.requestId(), reason, retryable));
     }
 
     private static String reason(Object reply, Throwable failure) {

@@ -210,7 +210,8 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
             request.replyTo().tell(new ClusterInferResult(request.requestId(), r.lastHiddenState(), r.poolerOutput(),
                     entityId, node));
         } else if (m.reply() instanceof InferFailure f) {
-            request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.reason(), false, entityId));
+            // Retryable where nothing of it ran and the failure was the replica's runtime, not the request.
+            request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.reason(), f.retryable(), entityId));
         } else if (m.reply() instanceof InferenceProtocol.Overloaded o) {
             // Nothing of it ran: another replica (or a later try) may serve it.
             request.replyTo().tell(new ClusterInferFailure(request.requestId(), "overloaded: " + o.reason(), true,

@@ -198,7 +198,16 @@ public final class InferenceProtocol {
         }
     }
 
-    public record InferFailure(String requestId, String reason) implements InferReply {}
+    /**
+     * @param retryable true when the request never reached the device and the failure was the runtime's, not the
+     *                  request's (the runtime stopping, one of its owners gone): another replica may serve it
+     */
+    public record InferFailure(String requestId, String reason, boolean retryable) implements InferReply {
+        /** A failure that another replica would meet too (bad input, the model's own failure). */
+        public InferFailure(String requestId, String reason) {
+            this(requestId, reason, false);
+        }
+    }
 
     public record GetModelStats(ActorRef<ModelStats> replyTo) implements Command {}
 
