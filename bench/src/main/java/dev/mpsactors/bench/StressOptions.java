@@ -59,7 +59,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     the imported folder); --compare ort adds ONNX Runtime in this process on the original file,
                     at the best of a short search over workers x intra-op threads x batch (ort alone: all four).
                     --lengths MIN..MAX: request lengths drawn from the range (raw and locked, one compiled
-                    shape each, are skipped).
+                    shape each, are left out, and refused when named).
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
@@ -67,6 +67,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
     static StressOptions parse(Deque<String> args, boolean legacy) {
         Path model = null, json = null, plot = null, onnx = null;
         Lengths lengths = null;
+        boolean namesOneShapeBaseline = false; // --compare named raw or locked
         InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
         List<Integer> clients = List.of(64);
         boolean sweep = false;
@@ -96,7 +97,10 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 case "--batch-per-request" -> batch = positive(flag, value(flag, args));
                 case "--mix" -> mix = mix(value(flag, args));
                 case "--layer-norms" -> layerNorms = positive(flag, value(flag, args));
-                case "--compare" -> compare = baselines(value(flag, args));
+                case "--compare" -> {
+                    compare = baselines(value(flag, args));
+                    namesOneShapeBaseline = compare.contains(Baseline.RAW) || compare.contains(Baseline.LOCKED);
+                }
                 case "--json" -> json = Path.of(value(flag, args));
                 case "--plot" -> plot = Path.of(value(flag, args));
                 case "--gemm-seconds" -> gemmSeconds = number(flag, value(flag, args), true);
@@ -132,6 +136,10 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         }
         if (lengths != null && clusterNodes > 0) {
             throw new Cli.UsageException("--lengths is not supported with --cluster-nodes");
+        }
+        if (lengths != null && namesOneShapeBaseline) {
+            throw new Cli.UsageException("--lengths drives the model actor's runs (mps-actors, serial, ort): the raw "
+                    + "and locked baselines compile one shape each and do not take it");
         }
         if (lengths != null) {
             seq = lengths.max(); // the longest request: what the GEMM ceiling shapes use
