@@ -19,11 +19,11 @@ for jar in bench/target/lib/*.jar; do
     *) cp "$jar" .device/lib/ ;;
   esac
 done
-# A cuda run needs neither the cpu backend's OpenBLAS nor the cluster's sharding/persistence stack (classes
+# A cuda run needs neither the cpu backend's OpenBLAS, ONNX Runtime (the cpu peer) nor the cluster's sharding/persistence stack (classes
 # load lazily), and the bundle must stay under the 64 MiB a device call carries: BUNDLE_FOR=cuda drops them.
 if [[ ${BUNDLE_FOR:-all} == cuda ]]; then
   (cd .device/lib && rm -f openblas-*-linux-x86_64.jar jffi-*.jar jnr-*.jar lmdbjava-*.jar pekko-persistence_*.jar \
-      pekko-cluster-sharding*.jar jmh-core-*.jar jopt-simple-*.jar asm-*.jar)
+      pekko-cluster-sharding*.jar jmh-core-*.jar jopt-simple-*.jar asm-*.jar onnxruntime-*.jar)
 fi
 du -sh .device/jre.tgz .device/lib
 # JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).

@@ -10,7 +10,7 @@
 # (carry .device):   bash bench/device/throughput.sh
 # $OUT gets throughput.json (every figure of the call), ncu-summary.txt and throughput-logs.tgz (all logs).
 # Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; none
-# skips), PROFILE (1), NUMERICS (1).
+# skips), PROFILE (1), NUMERICS (1), PEER (1; 0 skips the PyTorch peer).
 set -uo pipefail
 final=${OUT:-/tmp/mps-throughput-out}
 work=/tmp/mps-throughput
@@ -69,10 +69,12 @@ for run in ${RUNS:-fp16-fixed:fp16:4x128: fp16-fixed-8x64:fp16:8x64: fp16-mixed:
   grep -A1 -E "^run " "$work/stress-$name.txt" | grep -v "^--" || tail -3 "$work/stress-$name.txt"
 done
 
-echo "=== PyTorch peer (torch_peer.py), same folder, same GPU"
-python3 bench/device/torch_peer.py "$base" "${PEER_SECONDS:-3}" "$work/torch-peer.json" "${PEER_DTYPES:-fp16,fp32}" \
-  > "$work/torch-peer.log" 2>&1 || status=1
-grep "^{'peer'" "$work/torch-peer.log"
+if [[ ${PEER:-1} == 1 ]]; then
+  echo "=== PyTorch peer (torch_peer.py), same folder, same GPU"
+  python3 bench/device/torch_peer.py "$base" "${PEER_SECONDS:-3}" "$work/torch-peer.json" "${PEER_DTYPES:-fp16,fp32}" \
+    > "$work/torch-peer.log" 2>&1 || status=1
+  grep "^{'peer'" "$work/torch-peer.log"
+fi
 
 summarize() {
 python3 - "$work" "$final/throughput.json" <<'PY'

@@ -801,14 +801,14 @@ void test_validate() {
 void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
                          "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16", "bias_layernorm",
-                         "bias_layernorm16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9};
-  bool ok = cpu_kernel_count() == 16 && cpu_kernel_at(16) == nullptr && cpu_kernel_find("nope") == nullptr &&
+                         "bias_layernorm16", "attention16"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 8};
+  bool ok = cpu_kernel_count() == 17 && cpu_kernel_at(17) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 16; i++) {
+  for (size_t i = 0; i < 17; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
     // 16-bit storage: validated here, executed by a GPU backend only
-    bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15;
+    bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15 || i == 16;
     ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
          (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
          k->nargs <= MPS_MAX_KERNEL_ARGS;
@@ -818,8 +818,9 @@ void test_table() {
        cpu_kernel_find("layernorm")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("softmax")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("pool")->optional_buffers == (1u << 1) &&
-       cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2);
-  check(ok, "table lists 16 kernels with the contract's argument counts and optional buffers");
+       cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2) &&
+       cpu_kernel_find("attention16")->optional_buffers == (1u << 1);
+  check(ok, "table lists 17 kernels with the contract's argument counts and optional buffers");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
   cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},
@@ -833,6 +834,37 @@ void test_table() {
   check(cpu_kernel_find("layernorm16")->validate(ln16, &err) == MPS_ERR_INVALID_ARGUMENT &&
             std::strstr(err.message, "holds 40 bytes but needs 44"),
         "layernorm16 rejects 22 values in 40 bytes: %s", err.message);
+  // attention16: [batch, seq, 3, heads, head_dim] 16-bit values in, [batch, seq, heads, head_dim] out
+  const cpu_kernel* at = cpu_kernel_find("attention16");
+  std::vector<uint16_t> qkv(2 * 3 * 3 * 2 * 32), out(2 * 3 * 2 * 32);
+  std::vector<float> amask(2 * 3, 0.0f);
+  auto at_args = [&](size_t qkv_bytes, void* out_ptr, int64_t head_dim) {
+    return std::vector<cpu_arg>{{MPS_ARG_BUFFER, qkv.data(), qkv_bytes, 0, 0},
+                                {MPS_ARG_BUFFER, amask.data(), amask.size() * 4, 0, 0},
+                                {MPS_ARG_BUFFER, out_ptr, out.size() * 2, 0, 0},
+                                {MPS_ARG_INT, nullptr, 0, 2, 0}, {MPS_ARG_INT, nullptr, 0, 3, 0},
+                                {MPS_ARG_INT, nullptr, 0, 2, 0}, {MPS_ARG_INT, nullptr, 0, head_dim, 0},
+                                {MPS_ARG_FLOAT, nullptr, 0, 0, 0.125}};
+  };
+  auto good = at_args(qkv.size() * 2, out.data(), 32);
+  check(at->validate(good.data(), &err) == MPS_OK, "attention16 accepts its contract: %s", err.message);
+  auto odd = at_args(qkv.size() * 2, out.data(), 48);
+  check(at->validate(odd.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: head_dim is 48 but must be 32, 64 or 128") == 0,
+        "attention16 refuses head_dim 48: %s", err.message);
+  auto short_qkv = at_args(qkv.size() * 2 - 2, out.data(), 32);
+  check(at->validate(short_qkv.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: buffer qkv holds 2302 bytes but needs 2304") == 0,
+        "attention16 refuses a short qkv: %s", err.message);
+  auto over = at_args(qkv.size() * 2, qkv.data(), 32);
+  check(at->validate(over.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: buffer out overlaps buffer qkv") == 0,
+        "attention16 refuses out over qkv: %s", err.message);
+  auto shifted = at_args(qkv.size() * 2 - 16, out.data(), 32);
+  shifted[0].ptr = qkv.data() + 4;  // 8 bytes in: 4-byte aligned, not 16
+  check(at->validate(shifted.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: buffer qkv is not 16-byte aligned (it is read 8 values a load)") == 0,
+        "attention16 refuses a qkv off 16 bytes: %s", err.message);
 }
 
 // ------------------------------------------------------------------------------------------------

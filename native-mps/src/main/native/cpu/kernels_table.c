@@ -25,7 +25,9 @@ enum {
   /* Sentence-embedding pooling: pool runs everywhere, pool16 where 16-bit storage runs */
   K_POOL, K_POOL16,
   /* A linear layer's bias, the residual and LayerNorm in one pass */
-  K_BIAS_LAYERNORM, K_BIAS_LAYERNORM16, K_COUNT
+  K_BIAS_LAYERNORM, K_BIAS_LAYERNORM16,
+  /* Attention (scores, masked softmax, P V) in one kernel, 16-bit storage only */
+  K_ATTENTION16, K_COUNT
 };
 
 /* Defined at the end; validators use its names and kinds for their messages. */
@@ -522,6 +524,48 @@ static mps_status bias_layernorm_execute(const cpu_arg* a, mps_error* err) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
+ * attention16
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { AT_QKV, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE, AT_NARGS };
+static const char* const ATTENTION_NAMES[AT_NARGS] = {"qkv", "mask", "out", "batch", "seq", "heads", "head_dim",
+                                                      "scale"};
+static const int32_t ATTENTION_KINDS[AT_NARGS] = {B, B, B, I, I, I, I, F};
+
+static mps_status attention16_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_ATTENTION16];
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, AT_BATCH, 1, INT32_MAX, err));
+  TRY(need_range(k, a, AT_SEQ, 1, INT32_MAX, err));
+  TRY(need_range(k, a, AT_HEADS, 1, INT32_MAX, err));
+  int64_t d = a[AT_HEAD_DIM].i;
+  if (d != 32 && d != 64 && d != 128) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: head_dim is %" PRId64 " but must be 32, 64 or 128", k->name, d);
+  }
+  int64_t out_elems, tiles;
+  if (!checked_product(&out_elems, (const int64_t[]){a[AT_BATCH].i, a[AT_SEQ].i, a[AT_HEADS].i, d}, 4)) {
+    return overflow(k, "batch * seq * heads * head_dim", err);
+  }
+  if (out_elems > INT64_MAX / 3) return overflow(k, "3 * batch * seq * heads * head_dim", err);
+  /* one block per (64-query tile, head, sequence) on a one-dimensional grid */
+  if (!checked_product(&tiles, (const int64_t[]){(a[AT_SEQ].i + 63) / 64, a[AT_HEADS].i, a[AT_BATCH].i}, 3) ||
+      tiles > INT32_MAX) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: ceil(seq / 64) * heads * batch must be at most 2^31 - 1",
+                    k->name);
+  }
+  if ((uintptr_t)a[AT_QKV].ptr % 16 != 0) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: buffer qkv is not 16-byte aligned (it is read 8 values a load)",
+                    k->name);
+  }
+  TRY(need_elems(k, a, AT_QKV, 3 * out_elems, vbytes(k), err));
+  TRY(need_elems(k, a, AT_OUT, out_elems, vbytes(k), err));
+  if (a[AT_MASK].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, AT_MASK, a[AT_BATCH].i * a[AT_SEQ].i, 4, err));
+  TRY(check_overlap(k, a, AT_OUT, out_elems * vbytes(k), AT_QKV, 3 * out_elems * vbytes(k), 0, err));
+  TRY(check_overlap(k, a, AT_OUT, out_elems * vbytes(k), AT_MASK, a[AT_BATCH].i * a[AT_SEQ].i * 4, 0, err));
+  return mps_ok(err);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
@@ -555,6 +599,8 @@ static const cpu_kernel KERNELS[K_COUNT] = {
                           bias_layernorm_validate, EXEC(bias_layernorm_execute)},
     [K_BIAS_LAYERNORM16] = {"bias_layernorm16", BL_NARGS, BIAS_LAYERNORM_NAMES, BIAS_LAYERNORM_KINDS, 1u << BL_RES,
                             bias_layernorm16_validate, NULL, 2},
+    [K_ATTENTION16] = {"attention16", AT_NARGS, ATTENTION_NAMES, ATTENTION_KINDS, 1u << AT_MASK, attention16_validate,
+                       NULL, 2},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

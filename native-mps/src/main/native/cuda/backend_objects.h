@@ -43,7 +43,7 @@ struct mps_buffer {
   uint64_t bytes;
 };
 
-#define MPS_CUDA_MAX_KERNELS 16
+#define MPS_CUDA_MAX_KERNELS 32
 
 /* Owner: a KernelLibrary shard. Immutable after compile. `module` holds the NVRTC-compiled kernels
  * (NULL when the library needs none, e.g. only gemm without bias or activation). */
@@ -58,6 +58,7 @@ struct mps_library {
   cudaKernel_t round_to_half;                   /* set when the library has gemm: fp16/bf16 operands */
   cudaKernel_t batch_pointers;                  /* set when the library has gemm: two-level batches */
   cudaKernel_t gemm_epilogue16;                 /* set when the library has gemm16 */
+  cudaKernel_t attention16[3];                  /* head_dim 32, 64, 128: set when the library has attention16 */
 };
 
 /* Immutable; `function` is the compiled kernel (NULL for gemm, which runs on cuBLAS plus the library's

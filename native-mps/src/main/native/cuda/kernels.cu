@@ -514,3 +514,206 @@ __device__ void mps_pool_rows(const T* x, const float* mask, T* y, long long bat
 // Every entry point takes `bf16` (ignored by the fp32 ones), so the launcher passes one argument list.
 MPS_ROW_KERNELS(, float)
 MPS_ROW_KERNELS(16, unsigned short)
+
+// ---- attention16: softmax(scale * Q K^T + mask) V without writing the scores -------------------------------
+// qkv is [batch, seq, 3, heads, head_dim] (the rows of one Q|K|V projection), out [batch, seq, heads, head_dim],
+// the mask fp32 [batch, seq] (additive, per key; may be null). One block per (query tile of 64, head,
+// sequence): 4 warps of 16 query rows each. Keys and values go through shared memory 64 at a time; scores live
+// in registers only, in tensor-core fragments (mma.sync m16n8k16, fp32 accumulation; V's fragments through
+// ldmatrix.trans), with the running
+// (online) softmax: each new key tile rescales the row's maximum, sum and output. P is rounded to the storage
+// type for the P V product, as the unfused path rounds the stored probabilities. A row whose every key is
+// masked with -inf gets zeros (as softmax); keys past seq count as -inf.
+#define MPS_ATT_Q 64
+#define MPS_ATT_K 64
+#define MPS_ATT_PAD 8 /* halves of padding per shared row: fragment reads hit 32 distinct banks */
+#define MPS_ATT_THREADS 128
+
+// 8 halves (16 bytes) at a time: qkv and its row stride are 16-byte aligned (validated at encode).
+struct alignas(16) mps_u4 { unsigned int x, y, z, w; };
+
+__device__ __forceinline__ unsigned int mps_smem_addr(const void* p) {
+  unsigned int a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+
+__device__ __forceinline__ unsigned int mps_pack2(float lo, float hi, int bf16) {
+  unsigned int r;
+  if (bf16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// c += a (16x16, row) * b (16x8, col), fp32 accumulators.
+__device__ __forceinline__ void mps_mma16816(float* c, const unsigned int* a, const unsigned int* b, int bf16) {
+  if (bf16) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+}
+
+template <int D>
+__device__ void mps_attention_tile(const unsigned short* qkv, const float* mask, unsigned short* out, long long seq,
+                                   long long heads, float scale, int bf16, long long b, long long head,
+                                   long long q0) {
+  constexpr int KW = (D + MPS_ATT_PAD) / 2;  // 32-bit words of one shared K or V row
+  __shared__ alignas(16) unsigned int ks[MPS_ATT_K * KW];  // K tile, [key][d], pairs of halves
+  __shared__ alignas(16) unsigned int vs[MPS_ATT_K * KW];  // V tile, [key][d]
+  __shared__ float ms[MPS_ATT_K];                          // the tile's mask, -inf past seq
+  const int lane = threadIdx.x % MPS_WARP, warp = threadIdx.x / MPS_WARP, g = lane >> 2, t = lane & 3;
+  const long long row_stride = 3 * heads * D, hidden = heads * D;
+  const unsigned short* base = qkv + b * seq * row_stride + head * D;
+  const float log2e = 1.4426950408889634f;
+
+  // This warp's 16 query rows as A fragments: rows r0 + g and r0 + g + 8, columns 2t.. of each 16-wide step.
+  unsigned int qa[D / 16][4];
+  long long r_lo = q0 + warp * 16 + g, r_hi = r_lo + 8;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    int c = kk * 16 + 2 * t;
+    qa[kk][0] = r_lo < seq ? *reinterpret_cast<const unsigned int*>(base + r_lo * row_stride + c) : 0u;
+    qa[kk][1] = r_hi < seq ? *reinterpret_cast<const unsigned int*>(base + r_hi * row_stride + c) : 0u;
+    qa[kk][2] = r_lo < seq ? *reinterpret_cast<const unsigned int*>(base + r_lo * row_stride + c + 8) : 0u;
+    qa[kk][3] = r_hi < seq ? *reinterpret_cast<const unsigned int*>(base + r_hi * row_stride + c + 8) : 0u;
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m_lo = MPS_NEG_INF, m_hi = MPS_NEG_INF, l_lo = 0.0f, l_hi = 0.0f;
+
+  for (long long k0 = 0; k0 < seq; k0 += MPS_ATT_K) {
+    __syncthreads();  // the previous tile's readers are done
+    // K and V rows 16 bytes a thread, consecutive threads along a row (coalesced); every load of the tile is
+    // issued before the first store (a fixed trip count, unrolled), so the tile costs one memory latency.
+    constexpr int CHUNKS = MPS_ATT_K * D / 8 / MPS_ATT_THREADS;
+    mps_u4 kv[CHUNKS], vv[CHUNKS];
+#pragma unroll
+    for (int u = 0; u < CHUNKS; u++) {
+      int i = threadIdx.x + u * MPS_ATT_THREADS, key = i / (D / 8), c = i % (D / 8);
+      long long kr = k0 + key;
+      kv[u] = vv[u] = mps_u4{0u, 0u, 0u, 0u};
+      if (kr < seq) {
+        kv[u] = *reinterpret_cast<const mps_u4*>(base + kr * row_stride + hidden + 8 * c);
+        vv[u] = *reinterpret_cast<const mps_u4*>(base + kr * row_stride + 2 * hidden + 8 * c);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < CHUNKS; u++) {
+      int i = threadIdx.x + u * MPS_ATT_THREADS, key = i / (D / 8), c = i % (D / 8);
+      *reinterpret_cast<mps_u4*>(ks + key * KW + 4 * c) = kv[u];
+      *reinterpret_cast<mps_u4*>(vs + key * KW + 4 * c) = vv[u];
+    }
+    for (int i = threadIdx.x; i < MPS_ATT_K; i += blockDim.x) {
+      long long kr = k0 + i;
+      ms[i] = kr < seq ? (mask ? mask[b * seq + kr] : 0.0f) : MPS_NEG_INF;
+    }
+    __syncthreads();
+
+    // S = Q K^T for 8 column blocks of 8 keys.
+    float s[MPS_ATT_K / 8][4];
+#pragma unroll
+    for (int j = 0; j < MPS_ATT_K / 8; j++) {
+      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        const unsigned int* kp = ks + (j * 8 + g) * KW + kk * 8 + t;
+        unsigned int bfr[2] = {kp[0], kp[4]};
+        mps_mma16816(s[j], qa[kk], bfr, bf16);
+      }
+    }
+    // scale and mask; the tile's row maxima (a row's values are spread over the 4 threads of a quad)
+    float tm_lo = MPS_NEG_INF, tm_hi = MPS_NEG_INF;
+#pragma unroll
+    for (int j = 0; j < MPS_ATT_K / 8; j++) {
+      float mk0 = ms[j * 8 + 2 * t], mk1 = ms[j * 8 + 2 * t + 1];
+      s[j][0] = s[j][0] * scale + mk0;
+      s[j][1] = s[j][1] * scale + mk1;
+      s[j][2] = s[j][2] * scale + mk0;
+      s[j][3] = s[j][3] * scale + mk1;
+      tm_lo = fmaxf(tm_lo, fmaxf(s[j][0], s[j][1]));
+      tm_hi = fmaxf(tm_hi, fmaxf(s[j][2], s[j][3]));
+    }
+    for (int off = 1; off < 4; off <<= 1) {
+      tm_lo = fmaxf(tm_lo, __shfl_xor_sync(0xffffffffu, tm_lo, off));
+      tm_hi = fmaxf(tm_hi, __shfl_xor_sync(0xffffffffu, tm_hi, off));
+    }
+    float n_lo = fmaxf(m_lo, tm_lo), n_hi = fmaxf(m_hi, tm_hi);
+    // a row with no finite score yet keeps everything at zero
+    float a_lo = n_lo == MPS_NEG_INF ? 1.0f : exp2f((m_lo - n_lo) * log2e);
+    float a_hi = n_hi == MPS_NEG_INF ? 1.0f : exp2f((m_hi - n_hi) * log2e);
+    float sub_lo = n_lo == MPS_NEG_INF ? 0.0f : n_lo, sub_hi = n_hi == MPS_NEG_INF ? 0.0f : n_hi;
+    m_lo = n_lo;
+    m_hi = n_hi;
+    l_lo *= a_lo;
+    l_hi *= a_hi;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+      o[j][0] *= a_lo; o[j][1] *= a_lo; o[j][2] *= a_hi; o[j][3] *= a_hi;
+    }
+#pragma unroll
+    for (int j = 0; j < MPS_ATT_K / 8; j++) {
+      s[j][0] = exp2f((s[j][0] - sub_lo) * log2e);
+      s[j][1] = exp2f((s[j][1] - sub_lo) * log2e);
+      s[j][2] = exp2f((s[j][2] - sub_hi) * log2e);
+      s[j][3] = exp2f((s[j][3] - sub_hi) * log2e);
+      l_lo += s[j][0] + s[j][1];
+      l_hi += s[j][2] + s[j][3];
+    }
+    // O += P V: two adjacent 8-key blocks of S are one A fragment over 16 keys.
+#pragma unroll
+    for (int kk = 0; kk < MPS_ATT_K / 16; kk++) {
+      unsigned int pa[4] = {mps_pack2(s[2 * kk][0], s[2 * kk][1], bf16), mps_pack2(s[2 * kk][2], s[2 * kk][3], bf16),
+                            mps_pack2(s[2 * kk + 1][0], s[2 * kk + 1][1], bf16),
+                            mps_pack2(s[2 * kk + 1][2], s[2 * kk + 1][3], bf16)};
+      // B fragments of two 8-column blocks of V at once: lanes 0-15 address keys kk*16 + 0..15 at column
+      // 16 jj, lanes 16-31 the same keys at 16 jj + 8; .trans hands each lane its (2 keys, 1 column) pairs.
+      int key = kk * 16 + (lane & 15), col = (lane >> 4) * 8;
+#pragma unroll
+      for (int jj = 0; jj < D / 16; jj++) {
+        unsigned int r[4];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(mps_smem_addr(vs + key * KW + (jj * 16 + col) / 2)));
+        mps_mma16816(o[2 * jj], pa, r, bf16);
+        mps_mma16816(o[2 * jj + 1], pa, r + 2, bf16);
+      }
+    }
+  }
+  for (int off = 1; off < 4; off <<= 1) {
+    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, off);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, off);
+  }
+  float inv_lo = l_lo > 0.0f ? 1.0f / l_lo : 0.0f, inv_hi = l_hi > 0.0f ? 1.0f / l_hi : 0.0f;
+  unsigned short* ob = out + b * seq * hidden + head * D;
+#pragma unroll
+  for (int j = 0; j < D / 8; j++) {
+    int c = j * 8 + 2 * t;
+    unsigned int lo = mps_pack2(o[j][0] * inv_lo, o[j][1] * inv_lo, bf16);
+    unsigned int hi = mps_pack2(o[j][2] * inv_hi, o[j][3] * inv_hi, bf16);
+    if (r_lo < seq) *reinterpret_cast<unsigned int*>(ob + r_lo * hidden + c) = lo;
+    if (r_hi < seq) *reinterpret_cast<unsigned int*>(ob + r_hi * hidden + c) = hi;
+  }
+}
+
+// Grid: one block of 128 threads per (query tile, head, sequence), query tiles fastest; head_dim 32, 64 or 128
+// (validated at encode).
+#define MPS_ATTENTION_ENTRY(D)                                                                               \
+  extern "C" __global__ void __launch_bounds__(MPS_ATT_THREADS) mps_attention16_d##D(                       \
+      const unsigned short* qkv, const float* mask, unsigned short* out, long long batch, long long seq,     \
+      long long heads, float scale, int bf16) {                                                              \
+    long long tiles = (seq + MPS_ATT_Q - 1) / MPS_ATT_Q, blk = blockIdx.x;                                   \
+    long long q_tile = blk % tiles, rest = blk / tiles;                                                      \
+    mps_attention_tile<D>(qkv, mask, out, seq, heads, scale, bf16, rest / heads, rest % heads,               \
+                          q_tile * MPS_ATT_Q);                                                               \
+  }
+MPS_ATTENTION_ENTRY(32)
+MPS_ATTENTION_ENTRY(64)
+MPS_ATTENTION_ENTRY(128)

@@ -19,9 +19,11 @@ enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
 enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
+enum { AT_QKV, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE };
 
 #define MPS_ELEMENTWISE_THREADS 256
 #define MPS_ROWS_PER_BLOCK 4 /* warp-per-row kernels (layernorm, softmax): as in kernels.cu */
+#define MPS_ATT_Q 64         /* attention16: queries a block, 4 warps of 16 (kernels.cu) */
 
 static const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
@@ -307,6 +309,16 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       /* a thread per hidden column up to 1024 (then each value is pooled once), 32 at least */
       long long threads = (hidden + 31) / 32 * 32;
       return launch(fn, name, (unsigned)batch, (unsigned)(threads > 1024 ? 1024 : threads), params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_ATTENTION16: {
+      void *qkv = a[AT_QKV].ptr, *mask = ptr_or_null(&a[AT_MASK]), *out = a[AT_OUT].ptr;
+      long long batch = a[AT_BATCH].i, seq = a[AT_SEQ].i, heads = a[AT_HEADS].i, head_dim = a[AT_HEAD_DIM].i;
+      float scale = (float)a[AT_SCALE].f;
+      const void* entry = p->library->attention16[head_dim == 32 ? 0 : head_dim == 64 ? 1 : 2];
+      void* params[] = {&qkv, &mask, &out, &batch, &seq, &heads, &scale, &bf16};
+      /* validated: the block count fits 2^31 - 1 */
+      long long blocks = (seq + MPS_ATT_Q - 1) / MPS_ATT_Q * heads * batch;
+      return launch(entry, name, (unsigned)blocks, 128, params, ctx->stream, err);
     }
     default:
       return mps_fail(err, MPS_ERR_NOT_FOUND, "cuda: kernel %s has no launcher", name);

@@ -126,6 +126,11 @@ mps_status mps_library_compile(mps_device* device, const char* source, const cha
                      sixteen ? &lib->gemm_epilogue16 : &lib->gemm_epilogue, err);
       if (s == MPS_OK && !lib->round_to_half) s = get_kernel(lib, "mps_round_to_half", &lib->round_to_half, err);
       if (s == MPS_OK && !lib->batch_pointers) s = get_kernel(lib, "mps_batch_pointers", &lib->batch_pointers, err);
+    } else if (strcmp(chosen[i]->name, "attention16") == 0) {
+      /* one entry point per head size (the fragments are sized at compile time) */
+      s = get_kernel(lib, "mps_attention16_d32", &lib->attention16[0], err);
+      if (s == MPS_OK) s = get_kernel(lib, "mps_attention16_d64", &lib->attention16[1], err);
+      if (s == MPS_OK) s = get_kernel(lib, "mps_attention16_d128", &lib->attention16[2], err);
     } else {
       s = get_kernel(lib, name, &lib->functions[index], err);
     }

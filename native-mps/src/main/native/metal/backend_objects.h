@@ -48,7 +48,7 @@ struct mps_buffer {
   void* mtl_buffer; /* id<MTLBuffer> */
 };
 
-#define MPS_METAL_MAX_KERNELS 16
+#define MPS_METAL_MAX_KERNELS 32
 
 /* Owner: a KernelLibrary shard. Immutable after compile. The compiled MSL library and one compute pipeline
  * state per chosen kernel (pipeline states are immutable and thread-safe, so every stream may use them). */

@@ -43,7 +43,8 @@ import java.util.Objects;
  *
  * <p><b>Per layer</b>: qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
  * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
- * [BL, H]; tmp = LayerNorm(ctx·Woᵀ + bo + x) (the GEMM without bias, then bias_layernorm: bias, residual
+ * [BL, H] (with 16-bit storage and head sizes 32, 64, 128 one {@link #ATTENTION16} kernel computes ctx from the
+ * qkv rows instead, the scores never written); tmp = LayerNorm(ctx·Woᵀ + bo + x) (the GEMM without bias, then bias_layernorm: bias, residual
  * and LayerNorm in one pass); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue); x = LayerNorm(ffn·W2ᵀ + b2 + tmp)
  * (likewise). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
  * token with lda = L·H. Embedding: the {@code pool} kernel over last_hidden_state, masked by the attention mask.
@@ -56,9 +57,22 @@ public final class BertProgram implements AutoCloseable {
     public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding", "pool",
             "bias_layernorm");
 
-    /** The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants). */
+    /** The fused attention kernel (16-bit storage only): the attention scores never leave the chip. */
+    public static final String ATTENTION16 = "attention16";
+
+    /** Head sizes {@link #ATTENTION16} runs; other sizes take the GEMM, softmax, GEMM path. */
+    private static final java.util.Set<Long> FUSED_HEAD_DIMS = java.util.Set.of(32L, 64L, 128L);
+
+    /**
+     * The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants, and
+     * {@link #ATTENTION16} with 16-bit storage).
+     */
     public static List<String> functions(TensorStorage storage) {
-        return FUNCTIONS.stream().map(storage::kernel).toList();
+        List<String> names = new java.util.ArrayList<>(FUNCTIONS.stream().map(storage::kernel).toList());
+        if (storage != TensorStorage.FP32) {
+            names.add(ATTENTION16);
+        }
+        return List.copyOf(names);
     }
 
     public enum Region { WEIGHTS, INPUT_IDS, TOKEN_TYPE_IDS, POSITION_IDS, ATTENTION_MASK, SCRATCH, OUTPUT }
@@ -68,9 +82,17 @@ public final class BertProgram implements AutoCloseable {
     /** The parts of the OUTPUT region. */
     public enum Output { LAST_HIDDEN_STATE, POOLER_OUTPUT, EMBEDDING }
 
-    /** The pipelines a program runs; the program retains them natively, so callers may close theirs. */
+    /**
+     * The pipelines a program runs; the program retains them natively, so callers may close theirs.
+     * {@code attention} (null: none) is {@link #ATTENTION16}, which replaces the attention's two GEMMs and softmax.
+     */
     public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
-                            Pipeline biasLayerNorm) {
+                            Pipeline biasLayerNorm, Pipeline attention) {
+        public Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
+                         Pipeline biasLayerNorm) {
+            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, null);
+        }
+
         public Pipelines {
             Objects.requireNonNull(biasLayerNorm, "biasLayerNorm");
             Objects.requireNonNull(gemm, "gemm");
@@ -84,6 +106,9 @@ public final class BertProgram implements AutoCloseable {
         public void close() {
             for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm)) {
                 p.close();
+            }
+            if (attention != null) {
+                attention.close();
             }
         }
 
@@ -101,7 +126,8 @@ public final class BertProgram implements AutoCloseable {
             }
             return new Pipelines(byFunction.get(storage.kernel("gemm")), byFunction.get(storage.kernel("layernorm")),
                     byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")),
-                    byFunction.get(storage.kernel("pool")), byFunction.get(storage.kernel("bias_layernorm")));
+                    byFunction.get(storage.kernel("pool")), byFunction.get(storage.kernel("bias_layernorm")),
+                    storage == TensorStorage.FP32 ? null : byFunction.get(ATTENTION16));
         }
 
         /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
@@ -248,15 +274,20 @@ public final class BertProgram implements AutoCloseable {
         for (BertDeviceWeights.LayerOffsets o : w.layers) {
             program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), weight(o.qkvBias()), qkv, 3 * h,
                     bl, h, 3 * h, BuiltinKernels.ACT_NONE));
-            // scores[s, head] = Q K^T / sqrt(d): sequences outer, heads inner, both strided inside qkv rows.
-            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(storage.bytes() * h), 3 * h).t(),
-                    Operand.of(scores, l), null, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, b, heads,
-                    new Strides(l * 3 * h, d), new Strides(l * 3 * h, d), new Strides(heads * l * l, l * l)));
-            program.kernel(p.softmax(), ProgramArgs.softmax(scores, mask, b, heads, l, l, 1.0));
-            // ctx[s, :, head] = P V: each head's [L, d] block lands in its columns of the [BL, H] rows.
-            program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(2L * storage.bytes() * h), 3 * h),
-                    Operand.of(ctx, h), null, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, b, heads,
-                    new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
+            if (p.attention() != null && FUSED_HEAD_DIMS.contains(d)) {
+                // ctx = softmax(Q K^T / sqrt(d) + mask) V in one kernel, straight from the qkv rows.
+                program.kernel(p.attention(), ProgramArgs.attention(qkv, mask, ctx, b, l, heads, d, 1.0 / Math.sqrt(d)));
+            } else {
+                // scores[s, head] = Q K^T / sqrt(d): sequences outer, heads inner, both strided inside qkv rows.
+                program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(storage.bytes() * h), 3 * h).t(),
+                        Operand.of(scores, l), null, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, b, heads,
+                        new Strides(l * 3 * h, d), new Strides(l * 3 * h, d), new Strides(heads * l * l, l * l)));
+                program.kernel(p.softmax(), ProgramArgs.softmax(scores, mask, b, heads, l, l, 1.0));
+                // ctx[s, :, head] = P V: each head's [L, d] block lands in its columns of the [BL, H] rows.
+                program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(2L * storage.bytes() * h), 3 * h),
+                        Operand.of(ctx, h), null, l, d, l, 1.0, 0.0, BuiltinKernels.ACT_NONE, b, heads,
+                        new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
+            }
             // The output projection's bias joins the residual and LayerNorm in one pass (bias_layernorm).
             program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), null, tmp, h, bl, h, h,
                     BuiltinKernels.ACT_NONE));

@@ -136,6 +136,16 @@ public final class ProgramArgs {
                 .f(eps);
     }
 
+    /**
+     * out[b, i, h] = softmax_j(scale * q[b, i, h]·k[b, j, h] + mask[b, j]) v[b, j, h] in one kernel (16-bit storage
+     * only: {@code attention16}), qkv [batch, seq, 3, heads, headDim], out [batch, seq, heads, headDim], the mask
+     * fp32 additive [batch, seq] (may be null); headDim 32, 64 or 128.
+     */
+    public static ProgramArgs attention(Ref qkv, Ref mask, Ref out, long batch, long seq, long heads, long headDim,
+                                        double scale) {
+        return new ProgramArgs().slot(qkv).optional(mask).slot(out).i(batch).i(seq).i(heads).i(headDim).f(scale);
+    }
+
     /** In place over [batch, heads, rows, cols]: softmax(scale * x + mask[b, col]); mask may be null. */
     public static ProgramArgs softmax(Ref x, Ref mask, long batch, long heads, long rows, long cols, double scale) {
         return new ProgramArgs().slot(x).optional(mask).i(batch).i(heads).i(rows).i(cols).f(scale);
