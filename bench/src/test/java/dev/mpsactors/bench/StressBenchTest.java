@@ -79,9 +79,11 @@ class StressBenchTest {
         }
         assertThrows(Cli.UsageException.class, () -> StressOptions.parse(
                 new java.util.ArrayDeque<>(List.of("--lengths", "16..2")), false));
-        // raw and locked (one compiled shape each) are skipped under --lengths, not refused
+        // raw and locked (one compiled shape each) are left out under --lengths, and refused when named
         assertEquals(16, StressOptions.parse(
-                new java.util.ArrayDeque<>(List.of("--lengths", "2..16", "--compare", "raw")), false).lengths().max());
+                new java.util.ArrayDeque<>(List.of("--lengths", "2..16")), false).lengths().max());
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(
+                new java.util.ArrayDeque<>(List.of("--lengths", "2..16", "--compare", "raw")), false));
     }
 
     @Test
