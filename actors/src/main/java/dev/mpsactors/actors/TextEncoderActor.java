@@ -161,7 +161,11 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         }
         Embed m = p.embed();
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
-            m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
+            if (result.embedding() == null || result.embedding().length != p.tokenCounts().length) {
+                fail(m, "the model's reply carries no embedding for each text");
+            } else {
+                m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
+            }
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
             fail(m, "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {

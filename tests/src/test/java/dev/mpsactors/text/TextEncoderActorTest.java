@@ -113,6 +113,12 @@ class TextEncoderActorTest {
         // a duplicate reply from the model is not passed on
         first.replyTo().tell(new InferenceProtocol.InferFailure(first.requestId(), "again"));
         replies.expectNoMessage(Duration.ofMillis(200));
+        // a result without the embedding asked for is a failure, not a null vector
+        encoder.tell(new Embed("no-embedding", List.of("a"), null, replies.getRef()));
+        Infer third = model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
+        third.replyTo().tell(new InferenceProtocol.InferResult(third.requestId(), null, null, null));
+        assertEquals("the model's reply carries no embedding for each text",
+                assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
     }
 
     @Test
