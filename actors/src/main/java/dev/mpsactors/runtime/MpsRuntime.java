@@ -3,6 +3,7 @@ package dev.mpsactors.runtime;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import dev.mpsactors.actors.DeviceRuntime;
+import dev.mpsactors.actors.TextEncoderActor;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.nativemps.Pipeline;
 import dev.mpsactors.protocol.AllocatorProtocol;
@@ -15,6 +16,7 @@ import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamPoolProtocol;
 import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.protocol.StreamWork;
+import dev.mpsactors.protocol.TextProtocol;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -293,6 +295,52 @@ public final class MpsRuntime implements AutoCloseable {
                         throw new OverloadedException(o.reason());
                     }
                     return (InferenceProtocol.InferResult) reply;
+                });
+    }
+
+    // ---- text ---------------------------------------------------------------------------------------
+
+    /**
+     * Loads a Hugging Face folder as a text encoder: its model (as {@link #loadModel}), its
+     * {@code tokenizer.json} and its sentence-transformers settings (pooling, normalization, sequence limit),
+     * and starts the actor that owns the tokenizer. Fails with the reason naming the file or setting at fault.
+     */
+    public CompletionStage<ActorRef<TextProtocol.Command>> loadTextEncoder(String name, java.nio.file.Path folder) {
+        TextSettings settings = TextSettings.fromConfig(system.settings().config());
+        java.util.concurrent.Executor tokenize = system.dispatchers().lookup(
+                org.apache.pekko.actor.typed.DispatcherSelector.fromConfig(TextSettings.TOKENIZE_DISPATCHER));
+        CompletableFuture<TextEncoderActor.Text> text = CompletableFuture.supplyAsync(
+                () -> TextEncoderActor.Text.load(folder), tokenize);
+        return text.thenCompose(t -> loadModel(name, folder)
+                .<ActorRef<TextProtocol.Command>>thenApply(model -> system.systemActorOf(
+                        TextEncoderActor.create(model, t, settings, tokenize),
+                        "text-encoder-" + java.util.UUID.randomUUID(), org.apache.pekko.actor.typed.Props.empty()))
+                .whenComplete((ref, failure) -> {
+                    if (failure != null) {
+                        t.tokenizer().close();
+                    }
+                }))
+                .exceptionally(e -> {
+                    Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null
+                            ? e.getCause() : e;
+                    throw cause instanceof MpsRuntimeException m ? m : new MpsRuntimeException(cause.getMessage());
+                });
+    }
+
+    /**
+     * Embeds {@code texts} (one vector per text, in order); completes exceptionally with an
+     * {@link EmbedFailedException} naming the bad texts, or the model's reason. Its deadline is the ask timeout.
+     *
+     * @param options null: the folder's pooling and normalization, truncation on
+     */
+    public CompletionStage<TextProtocol.Embeddings> embed(ActorRef<TextProtocol.Command> encoder, String requestId,
+                                                          List<String> texts, TextProtocol.EmbedOptions options) {
+        return ask(encoder, (ActorRef<TextProtocol.EmbedReply> r) -> new TextProtocol.Embed(requestId, texts, options, r,
+                java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
+                    if (reply instanceof TextProtocol.EmbedFailure f) {
+                        throw new EmbedFailedException(f.reason(), f.problems());
+                    }
+                    return (TextProtocol.Embeddings) reply;
                 });
     }
 

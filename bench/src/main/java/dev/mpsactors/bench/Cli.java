@@ -15,6 +15,7 @@ import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import dev.mpsactors.runtime.InvalidConfigException;
 import dev.mpsactors.runtime.MpsRuntime;
 import dev.mpsactors.runtime.RuntimeSettings;
+import dev.mpsactors.text.SentenceEncoderConfig;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,7 +29,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 
 /**
  * {@code bin/mps-actors}: {@code run}, {@code import-onnx}, {@code info}, {@code stress} (alias {@code load-test}),
- * {@code native-workload}, {@code generate-model}.
+ * {@code native-workload}, {@code generate-model}, {@code embed}.
  * Failures print one line ("mps-actors: ...") to stderr and exit non-zero: 2 for bad usage or input,
  * 1 for a failure of the runtime or the model.
  */
@@ -44,13 +45,18 @@ public final class Cli {
               import-onnx MODEL.onnx [--tokenizer tokenizer.json] --out DIR
                                         import an ONNX export of a BERT-family encoder as a Hugging Face folder
                                         (config.json derived from the graph, model.safetensors, the tokenizer)
+                    [--pooling cls|mean|max|mean_sqrt_len [--normalize] [--max-seq-length N]]
+                                        also write the sentence-transformers files (modules.json, 1_Pooling,
+                                        a Normalize module, sentence_bert_config.json): the graph ends at
+                                        last_hidden_state and cannot say how the model card pools; for
+                                        all-MiniLM-L6-v2: --pooling mean --normalize --max-seq-length 256
               info [--backend cpu]      the backend, the device and the effective configuration
               native-workload [...]     the multi-stream native workload (--help for its options)
               generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
               jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
               node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
                                         a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
-            """ + ClusterClientCommand.USAGE + Soak.USAGE;
+            """ + EmbedCommand.USAGE + ClusterClientCommand.USAGE + Soak.USAGE;
 
     static final class UsageException extends RuntimeException {
         UsageException(String message) {
@@ -72,6 +78,7 @@ public final class Cli {
                 case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
                 case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
                 case "import-onnx" -> importOnnx(args);
+                case "embed" -> EmbedCommand.run(args, ConfigFactory.load(), System.err);
                 case "cluster-client" -> {
                     int status = ClusterClientCommand.run(args, System.out);
                     if (status != 0) {
@@ -141,10 +148,32 @@ public final class Cli {
 
     private static void importOnnx(Deque<String> args) throws IOException {
         Path onnx = null, tokenizer = null, out = null;
+        InferenceProtocol.Pooling pooling = null;
+        boolean normalize = false;
+        Integer maxSeqLength = null;
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             switch (flag) {
                 case "--tokenizer" -> tokenizer = Path.of(value(flag, args));
+                case "--pooling" -> {
+                    try {
+                        pooling = InferenceProtocol.Pooling.of(value(flag, args));
+                    } catch (IllegalArgumentException e) {
+                        throw new UsageException("--pooling: " + e.getMessage());
+                    }
+                }
+                case "--normalize" -> normalize = true;
+                case "--max-seq-length" -> {
+                    String v = value(flag, args);
+                    try {
+                        maxSeqLength = Integer.parseInt(v);
+                    } catch (NumberFormatException e) {
+                        throw new UsageException("--max-seq-length takes an integer, got '" + v + "'");
+                    }
+                    if (maxSeqLength < 2) {
+                        throw new UsageException("--max-seq-length must be >= 2, got " + maxSeqLength);
+                    }
+                }
                 case "--out" -> out = Path.of(value(flag, args));
                 default -> {
                     if (flag.startsWith("--") || onnx != null) {
@@ -156,6 +185,9 @@ public final class Cli {
         }
         if (onnx == null || out == null) {
             throw new UsageException("import-onnx needs MODEL.onnx and --out DIR");
+        }
+        if (pooling == null && (normalize || maxSeqLength != null)) {
+            throw new UsageException("import-onnx: --normalize and --max-seq-length go with --pooling");
         }
         OnnxBertImporter.Imported imported;
         try {
@@ -169,6 +201,13 @@ public final class Cli {
                 + ", eps " + imported.config().get("layer_norm_eps") + "), " + OnnxBertImporter.WEIGHTS_FILE + " ("
                 + imported.tensors().size() + " tensors" + (imported.hasPooler() ? "" : ", no pooler") + ")"
                 + (tokenizer == null ? "" : ", " + OnnxBertImporter.TOKENIZER_FILE));
+        if (pooling != null) {
+            int limit = maxSeqLength != null ? maxSeqLength : imported.config().get("max_position_embeddings").intValue();
+            SentenceEncoderConfig.write(out, pooling, normalize, limit);
+            System.out.println("wrote " + out + ": " + SentenceEncoderConfig.MODULES_FILE + ", 1_Pooling/config.json ("
+                    + pooling.name().toLowerCase(java.util.Locale.ROOT) + (normalize ? ", then Normalize" : "") + "), "
+                    + SentenceEncoderConfig.SENTENCE_BERT_CONFIG_FILE + " (max_seq_length " + limit + ")");
+        }
     }
 
     /** {@code load-test} is the same command under its older name. */
@@ -268,7 +307,7 @@ public final class Cli {
         mapper.writeValue(file.toFile(), root);
     }
 
-    private static <T> T await(java.util.concurrent.CompletionStage<T> stage) throws InterruptedException {
+    static <T> T await(java.util.concurrent.CompletionStage<T> stage) throws InterruptedException {
         try {
             return stage.toCompletableFuture().get(10, TimeUnit.MINUTES);
         } catch (ExecutionException e) {

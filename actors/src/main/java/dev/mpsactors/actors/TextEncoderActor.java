@@ -1,0 +1,205 @@
+package dev.mpsactors.actors;
+
+import dev.mpsactors.protocol.InferenceProtocol;
+import dev.mpsactors.protocol.InferenceProtocol.InferReply;
+import dev.mpsactors.protocol.InferenceProtocol.Pooling;
+import dev.mpsactors.protocol.TextProtocol.Command;
+import dev.mpsactors.protocol.TextProtocol.Embed;
+import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.Embeddings;
+import dev.mpsactors.protocol.TextProtocol.Internal;
+import dev.mpsactors.protocol.TextProtocol.TextProblem;
+import dev.mpsactors.runtime.TextSettings;
+import dev.mpsactors.text.SentenceEncoderConfig;
+import dev.mpsactors.text.TextTokenizer;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.stream.Collectors;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+
+/**
+ * Owns a model folder's tokenizer and speaks text in front of its model actor. An {@link Embed} is checked
+ * (count), tokenized on the tokenize dispatcher (never on this actor's thread nor the model's), padded into
+ * one {@link InferenceProtocol.Infer} asking only for the pooled embedding, and answered from the model's
+ * reply. Every Embed is answered exactly once: with {@link Embeddings}, or with an {@link EmbedFailure} on
+ * a bad text, a model failure or overload, the model actor stopping, or this actor stopping.
+ */
+public final class TextEncoderActor extends AbstractBehavior<Command> {
+    /** The folder's tokenizer and sentence settings, loaded before the actor starts. */
+    public record Text(TextTokenizer tokenizer, SentenceEncoderConfig config) {
+        /** Reads {@code folder}; throws {@link dev.mpsactors.text.TextFormatException} naming what is wrong. */
+        public static Text load(Path folder) {
+            SentenceEncoderConfig config = SentenceEncoderConfig.read(folder);
+            return new Text(TextTokenizer.load(folder, config.maxTokens()), config);
+        }
+    }
+
+    private record Tokenized(long key, TextTokenizer.Batch batch, Throwable error) implements Internal {}
+
+    private record ModelReplied(InferReply reply) implements Internal {}
+
+    private record ModelStopped() implements Internal {}
+
+    private record Pending(Embed embed, int[] tokenCounts, boolean[] truncated) {}
+
+    private final ActorRef<InferenceProtocol.Command> model;
+    private final Text text;
+    private final TextSettings settings;
+    private final Executor tokenize;
+    private final ActorRef<InferReply> replies;
+    /** Requests being tokenized, by key. */
+    private final Map<Long, Embed> tokenizing = new HashMap<>();
+    /** Requests at the model, by the model request's id. */
+    private final Map<String, Pending> atModel = new HashMap<>();
+    private long nextKey;
+
+    public static Behavior<Command> create(ActorRef<InferenceProtocol.Command> model, Text text, TextSettings settings,
+                                           Executor tokenize) {
+        return Behaviors.setup(ctx -> new TextEncoderActor(ctx, model, text, settings, tokenize));
+    }
+
+    private TextEncoderActor(ActorContext<Command> ctx, ActorRef<InferenceProtocol.Command> model, Text text,
+                             TextSettings settings, Executor tokenize) {
+        super(ctx);
+        this.model = model;
+        this.text = text;
+        this.settings = settings;
+        this.tokenize = tokenize;
+        this.replies = ctx.messageAdapter(InferReply.class, ModelReplied::new);
+        ctx.watchWith(model, new ModelStopped());
+    }
+
+    @Override
+    public Receive<Command> createReceive() {
+        return newReceiveBuilder()
+                .onMessage(Embed.class, this::onEmbed)
+                .onMessage(Tokenized.class, this::onTokenized)
+                .onMessage(ModelReplied.class, this::onModelReplied)
+                .onMessage(ModelStopped.class, m -> onModelStopped())
+                .onSignal(PostStop.class, s -> onStop())
+                .build();
+    }
+
+    private Behavior<Command> onEmbed(Embed m) {
+        int n = m.texts().size();
+        if (n == 0) {
+            fail(m, "no texts to embed");
+        } else if (n > settings.maxTexts()) {
+            fail(m, n + " texts in one request; at most " + settings.maxTexts() + " (mps-actors.text.max-texts)");
+        } else if (expired(m)) {
+            fail(m, "deadline " + m.deadline() + " passed before tokenizing");
+        } else {
+            long key = nextKey++;
+            tokenizing.put(key, m);
+            boolean truncate = m.options().truncate();
+            getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> text.tokenizer().encode(m.texts(), truncate),
+                    tokenize), (batch, error) -> new Tokenized(key, batch, error));
+        }
+        return this;
+    }
+
+    private Behavior<Command> onTokenized(Tokenized t) {
+        Embed m = tokenizing.remove(t.key());
+        if (m == null) {
+            return this;
+        }
+        if (t.error() != null) {
+            Throwable cause = t.error().getCause() != null ? t.error().getCause() : t.error();
+            fail(m, "tokenizing failed: " + cause);
+            return this;
+        }
+        List<TextProblem> problems = t.batch().problems();
+        if (!problems.isEmpty()) {
+            m.replyTo().tell(new EmbedFailure(m.requestId(), problems.size() + " of " + m.texts().size()
+                    + " texts cannot be embedded: " + problems.stream().map(TextProblem::toString)
+                    .collect(Collectors.joining("; ")), problems));
+            return this;
+        }
+        if (expired(m)) {
+            fail(m, "deadline " + m.deadline() + " passed while tokenizing");
+            return this;
+        }
+        List<TextTokenizer.Tokens> tokens = t.batch().tokens();
+        int longest = tokens.stream().mapToInt(TextTokenizer.Tokens::length).max().orElseThrow();
+        int b = tokens.size();
+        int[][] ids = new int[b][longest], mask = new int[b][longest], types = new int[b][longest];
+        int[] counts = new int[b];
+        boolean[] truncated = new boolean[b];
+        for (int i = 0; i < b; i++) {
+            TextTokenizer.Tokens s = tokens.get(i);
+            System.arraycopy(s.ids(), 0, ids[i], 0, s.length());
+            System.arraycopy(s.typeIds(), 0, types[i], 0, s.length());
+            java.util.Arrays.fill(mask[i], 0, s.length(), 1);
+            counts[i] = s.length();
+            truncated[i] = s.truncated();
+        }
+        Pooling pooling = m.options().pooling() != null ? m.options().pooling() : text.config().pooling();
+        boolean normalize = m.options().normalize() != null ? m.options().normalize() : text.config().normalize();
+        // the model sees one request per Embed; its id is made unique here so callers may reuse theirs
+        String id = m.requestId() + "#" + t.key();
+        atModel.put(id, new Pending(m, counts, truncated));
+        model.tell(new InferenceProtocol.Infer(id, new InferenceProtocol.InferenceInputs(ids, mask, types), replies,
+                m.deadline(), InferenceProtocol.OutputSpec.embedding(pooling, normalize)));
+        return this;
+    }
+
+    private Behavior<Command> onModelReplied(ModelReplied r) {
+        Pending p = atModel.remove(r.reply().requestId());
+        if (p == null) {
+            return this;
+        }
+        Embed m = p.embed();
+        if (r.reply() instanceof InferenceProtocol.InferResult result) {
+            if (result.embedding() == null || result.embedding().length != p.tokenCounts().length) {
+                fail(m, "the model's reply carries no embedding for each text");
+            } else {
+                m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
+            }
+        } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
+            fail(m, "the model failed the request: " + f.reason());
+        } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
+            fail(m, "overloaded: " + o.reason());
+        }
+        return this;
+    }
+
+    private Behavior<Command> onModelStopped() {
+        for (Pending p : atModel.values()) {
+            fail(p.embed(), "the model actor stopped before answering");
+        }
+        atModel.clear();
+        return Behaviors.stopped();
+    }
+
+    private Behavior<Command> onStop() {
+        for (Embed m : tokenizing.values()) {
+            fail(m, "the text encoder stopped");
+        }
+        for (Pending p : atModel.values()) {
+            fail(p.embed(), "the text encoder stopped");
+        }
+        tokenizing.clear();
+        atModel.clear();
+        text.tokenizer().close();
+        return this;
+    }
+
+    private static boolean expired(Embed m) {
+        return m.deadline() != null && !Instant.now().isBefore(m.deadline());
+    }
+
+    private static void fail(Embed m, String reason) {
+        m.replyTo().tell(new EmbedFailure(m.requestId(), reason));
+    }
+}

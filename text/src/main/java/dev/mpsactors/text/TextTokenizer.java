@@ -1,0 +1,187 @@
+package dev.mpsactors.text;
+
+import ai.djl.huggingface.tokenizers.Encoding;
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.mpsactors.protocol.TextProtocol.TextProblem;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A model folder's {@code tokenizer.json} run by Hugging Face's tokenizers library (Rust, through DJL's
+ * binding): the same normalizer, pre-tokenizer, model and post-processor (special tokens) as in Python.
+ * The file's own padding is turned off (batches are padded by the model) and its truncation replaced by
+ * the model's limit ({@link SentenceEncoderConfig#maxTokens()}).
+ *
+ * <p>Safe for concurrent {@link #encode} calls (the native tokenizer is immutable). {@link #close} frees
+ * the native tokenizer once no encode is running: an encode that starts after close fails, one that is
+ * running finishes on a live tokenizer.
+ */
+public final class TextTokenizer implements AutoCloseable {
+    public static final String TOKENIZER_FILE = "tokenizer.json";
+    private static final long CLOSED = 1L << 62;
+
+    private final HuggingFaceTokenizer tokenizer;
+    private final int maxTokens;
+    /** Running encodes, plus {@link #CLOSED} once closed; the native tokenizer is freed when it is exactly CLOSED. */
+    private final AtomicLong users = new AtomicLong();
+
+    private TextTokenizer(HuggingFaceTokenizer tokenizer, int maxTokens) {
+        this.tokenizer = tokenizer;
+        this.maxTokens = maxTokens;
+    }
+
+    /** Loads {@code folder/tokenizer.json}, truncating at {@code maxTokens}; throws {@link TextFormatException}. */
+    public static TextTokenizer load(Path folder, int maxTokens) {
+        Path file = folder.resolve(TOKENIZER_FILE);
+        if (!Files.isRegularFile(file)) {
+            throw new TextFormatException(file + ": no such file (the model folder needs the tokenizer it was trained with)");
+        }
+        // parse first: the native loader's messages for a broken file are less clear than Jackson's
+        try {
+            JsonNode root = new ObjectMapper().readTree(file.toFile());
+            if (root == null || !root.isObject() || !root.has("model")) {
+                throw new TextFormatException(file + ": not a Hugging Face tokenizer.json (a JSON object with \"model\")");
+            }
+        } catch (IOException e) {
+            throw new TextFormatException(file + ": not valid JSON: "
+                    + String.valueOf(e.getMessage()).lines().findFirst().orElse(""), e);
+        }
+        try {
+            HuggingFaceTokenizer t = HuggingFaceTokenizer.newInstance(file, Map.of(
+                    "addSpecialTokens", "true",
+                    "padding", "false",
+                    "truncation", "true",
+                    "maxLength", Integer.toString(maxTokens)));
+            return new TextTokenizer(t, maxTokens);
+        } catch (IOException | RuntimeException e) {
+            throw new TextFormatException(file + ": the tokenizers library refused it: " + e.getMessage(), e);
+        }
+    }
+
+    public int maxTokens() {
+        return maxTokens;
+    }
+
+    /** One text's tokens, or the reason it has none. */
+    public record Tokens(int[] ids, int[] typeIds, boolean truncated) {
+        public int length() {
+            return ids.length;
+        }
+    }
+
+    /**
+     * The texts' tokens in order, and the problems of those that cannot be used (a text with a problem has a
+     * null entry). {@code truncate} false refuses a text over the limit instead of cutting it.
+     */
+    public record Batch(List<Tokens> tokens, List<TextProblem> problems) {}
+
+    public Batch encode(List<String> texts, boolean truncate) {
+        acquire();
+        try {
+            List<Tokens> out = new ArrayList<>(texts.size());
+            List<TextProblem> problems = new ArrayList<>();
+            for (int i = 0; i < texts.size(); i++) {
+                String text = texts.get(i);
+                String problem = check(text);
+                Tokens tokens = null;
+                if (problem == null) {
+                    Encoding e = tokenizer.encode(text);
+                    long[] ids = e.getIds();
+                    long[] special = e.getSpecialTokenMask();
+                    boolean onlySpecial = true;
+                    for (long s : special) {
+                        onlySpecial &= s != 0;
+                    }
+                    if (onlySpecial) {
+                        problem = "the tokenizer finds no tokens in it (only special tokens)";
+                    } else if (e.exceedMaxLength() && !truncate) {
+                        problem = "longer than the model's limit of " + maxTokens + " tokens and truncation is off";
+                    } else {
+                        tokens = new Tokens(narrow(ids), narrow(e.getTypeIds()), e.exceedMaxLength());
+                    }
+                }
+                if (problem != null) {
+                    problems.add(new TextProblem(i, problem));
+                }
+                out.add(tokens);
+            }
+            return new Batch(out, problems);
+        } finally {
+            release();
+        }
+    }
+
+    /** What is wrong with a text before it reaches the tokenizer, or null. */
+    static String check(String text) {
+        if (text == null) {
+            return "null";
+        }
+        if (text.isEmpty()) {
+            return "empty";
+        }
+        for (int i = 0; i < text.length(); i++) {
+            char c = text.charAt(i);
+            if (Character.isHighSurrogate(c)) {
+                if (i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1))) {
+                    i++;
+                    continue;
+                }
+                return "unpaired high surrogate U+" + Integer.toHexString(c).toUpperCase(java.util.Locale.ROOT)
+                        + " at char " + i + " (not valid UTF-16)";
+            }
+            if (Character.isLowSurrogate(c)) {
+                return "unpaired low surrogate U+" + Integer.toHexString(c).toUpperCase(java.util.Locale.ROOT)
+                        + " at char " + i + " (not valid UTF-16)";
+            }
+        }
+        if (text.codePoints().allMatch(cp -> Character.isWhitespace(cp) || Character.isSpaceChar(cp))) {
+            return "whitespace only";
+        }
+        return null;
+    }
+
+    private static int[] narrow(long[] v) {
+        int[] out = new int[v.length];
+        for (int i = 0; i < v.length; i++) {
+            out[i] = Math.toIntExact(v[i]);
+        }
+        return out;
+    }
+
+    private void acquire() {
+        long now = users.incrementAndGet();
+        if (now >= CLOSED) {
+            release();
+            throw new IllegalStateException("the tokenizer is closed");
+        }
+    }
+
+    private void release() {
+        if (users.decrementAndGet() == CLOSED) {
+            freeOnce();
+        }
+    }
+
+    private final java.util.concurrent.atomic.AtomicBoolean freed = new java.util.concurrent.atomic.AtomicBoolean();
+
+    private void freeOnce() {
+        if (freed.compareAndSet(false, true)) {
+            tokenizer.close();
+        }
+    }
+
+    @Override
+    public void close() {
+        long before = users.getAndUpdate(u -> u >= CLOSED ? u : u + CLOSED);
+        if (before == 0) {
+            freeOnce();
+        }
+    }
+}
