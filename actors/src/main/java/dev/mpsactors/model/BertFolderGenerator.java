@@ -239,7 +239,8 @@ public final class BertFolderGenerator {
         json.writeValue(file.toFile(), o);
     }
 
-    private static final String USAGE = "usage: BertFolderGenerator OUT_DIR [--hidden H] [--layers N] [--heads A]"
+    /** The command line's usage line. */
+    public static final String USAGE = "usage: BertFolderGenerator OUT_DIR [--hidden H] [--layers N] [--heads A]"
             + " [--intermediate I] [--vocab V] [--max-pos P] [--type-vocab T] [--seed S] [--dtype f32|f16|bf16]"
             + " [--shards K] [--no-prefix] [--no-pooler]";
 

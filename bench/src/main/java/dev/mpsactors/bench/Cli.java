@@ -35,7 +35,7 @@ import org.apache.pekko.actor.typed.ActorRef;
  */
 public final class Cli {
     private static final String USAGE = """
-            usage: mps-actors <command> [options]
+            usage: mps-actors <command> [options]     (every command answers --help; --version prints the version)
             """ + StressOptions.USAGE + """
               run --model DIR --input IN.json --output OUT.json [--backend cpu] [--outputs LIST]
                     run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
@@ -69,6 +69,17 @@ public final class Cli {
     public static void main(String[] argv) throws Exception {
         Deque<String> args = new ArrayDeque<>(List.of(argv));
         String command = args.isEmpty() ? "help" : args.pollFirst();
+        if (command.equals("--version") || command.equals("version")) {
+            System.out.println("mps-actors " + version());
+            return;
+        }
+        if (asksForHelp(command, args)) {
+            System.out.print(command.equals("generate-model")
+                    ? BertFolderGenerator.USAGE.replace("usage: BertFolderGenerator", "usage: mps-actors generate-model")
+                            + System.lineSeparator()
+                    : USAGE);
+            return;
+        }
         try {
             switch (command) {
                 case "run" -> run(args);
@@ -102,6 +113,23 @@ public final class Cli {
             System.err.println("mps-actors: " + oneLine(e));
             System.exit(1);
         }
+    }
+
+    /**
+     * Whether {@code args} of {@code command} hold {@code --help} or {@code -h}: answered with the usage on stdout
+     * and exit status 0. {@code native-workload} and {@code jmh} answer it themselves.
+     */
+    private static boolean asksForHelp(String command, Deque<String> args) {
+        if (command.equals("native-workload") || command.equals("jmh")) {
+            return false;
+        }
+        return args.contains("--help") || args.contains("-h");
+    }
+
+    /** The packaged jar's Implementation-Version. */
+    private static String version() {
+        String v = Cli.class.getPackage().getImplementationVersion();
+        return v != null ? v : "(unknown: not run from the packaged jar)";
     }
 
     /** Bad input files: exit 2 with one line. */

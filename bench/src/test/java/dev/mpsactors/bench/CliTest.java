@@ -53,6 +53,22 @@ class CliTest {
     }
 
     @Test
+    void everyCommandAnswersHelpOnStdoutWithStatusZero() throws Exception {
+        for (String command : List.of("stress", "load-test", "run", "info", "import-onnx", "embed", "cluster-client",
+                "node", "soak", "generate-model")) {
+            Outcome o = cli(command, "--help");
+            assertEquals(0, o.exit(), command + " --help: " + o.stderr());
+            String usage = command.equals("load-test") ? "stress" : command;
+            assertTrue(o.stdout().contains("usage: mps-actors") && o.stdout().contains(usage),
+                    command + " --help prints its usage: " + o.stdout());
+            assertEquals("", o.stderr().strip(), command + " --help writes nothing to stderr");
+        }
+        Outcome v = cli("--version");
+        assertEquals(0, v.exit(), v.stderr());
+        assertTrue(v.stdout().startsWith("mps-actors "), v.stdout());
+    }
+
+    @Test
     void runWritesLastHiddenStateAndPoolerOutput() throws Exception {
         Path in = dir.resolve("in.json");
         Files.writeString(in, "{\"input_ids\": [[1, 2, 3, 4], [5, 6, 7, 0]], \"attention_mask\": [[1, 1, 1, 1],"
