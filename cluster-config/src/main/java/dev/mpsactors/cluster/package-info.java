@@ -1,4 +1,4 @@
 /**
- * Typesafe Config and Pekko Cluster setup for running models as sharded entities across nodes (issue 7 fills it).
+ * Pekko Cluster: models served as sharded entities across nodes, the node and client command lines, and their configuration.
  */
 package dev.mpsactors.cluster;

@@ -30,7 +30,7 @@ import org.junit.jupiter.api.Test;
  * lock-ordering deadlock under contention. Here nothing holds anything while it waits. While a long job
  * runs on each of 4 streams, every stream is asked at once to wait for the running job of each neighbour
  * (a ring of cross-stream waits in both directions: any owner that held itself while waiting for another
- * stream would close the cycle), and 48 client actors, running concurrently, each issue 60 random
+ * stream would close the cycle), and 48 client actors, running concurrently, each send 60 random
  * operations one after another (submit, cross-stream wait, flush, wait-for-completion). Everything
  * completes within the bound, every request gets exactly one reply (counted by receivers that would see a
  * second), none is refused, and every cross-stream wait asked for was encoded.
