@@ -3,9 +3,11 @@ package dev.mpsactors.actors;
 import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferReply;
 import dev.mpsactors.protocol.InferenceProtocol.Pooling;
+import dev.mpsactors.protocol.TextProtocol;
 import dev.mpsactors.protocol.TextProtocol.Command;
 import dev.mpsactors.protocol.TextProtocol.Embed;
-import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.TextFailure;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.protocol.TextProtocol.Internal;
 import dev.mpsactors.protocol.TextProtocol.TextProblem;
@@ -32,7 +34,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * Owns a model folder's tokenizer and speaks text in front of its model actor. An {@link Embed} is checked
  * (count), tokenized on the tokenize dispatcher (never on this actor's thread nor the model's), padded into
  * one {@link InferenceProtocol.Infer} asking only for the pooled embedding, and answered from the model's
- * reply. Every Embed is answered exactly once: with {@link Embeddings}, or with an {@link EmbedFailure} on
+ * reply. Every Embed is answered exactly once: with {@link Embeddings}, or with an {@link TextFailure} on
  * a bad text, a model failure or overload, the model actor stopping, or this actor stopping.
  */
 public final class TextEncoderActor extends AbstractBehavior<Command> {
@@ -84,6 +86,9 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Embed.class, this::onEmbed)
+                .onMessage(TextProtocol.Rerank.class, this::onRerank)
+                .onMessage(TextProtocol.Classify.class, this::onClassify)
+                .onMessage(TextProtocol.Describe.class, this::onDescribe)
                 .onMessage(Tokenized.class, this::onTokenized)
                 .onMessage(ModelReplied.class, this::onModelReplied)
                 .onMessage(ModelStopped.class, m -> onModelStopped())
@@ -94,11 +99,12 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     private Behavior<Command> onEmbed(Embed m) {
         int n = m.texts().size();
         if (n == 0) {
-            fail(m, "no texts to embed");
+            fail(m, FailureKind.INVALID_REQUEST, "no texts to embed");
         } else if (n > settings.maxTexts()) {
-            fail(m, n + " texts in one request; at most " + settings.maxTexts() + " (mps-actors.text.max-texts)");
+            fail(m, FailureKind.INVALID_REQUEST,
+                    n + " texts in one request; at most " + settings.maxTexts() + " (mps-actors.text.max-texts)");
         } else if (expired(m)) {
-            fail(m, "deadline " + m.deadline() + " passed before tokenizing");
+            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed before tokenizing");
         } else {
             long key = nextKey++;
             tokenizing.put(key, m);
@@ -109,6 +115,28 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return this;
     }
 
+    private Behavior<Command> onRerank(TextProtocol.Rerank m) {
+        m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.UNSUPPORTED, noHead("rerank")));
+        return this;
+    }
+
+    private Behavior<Command> onClassify(TextProtocol.Classify m) {
+        m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.UNSUPPORTED, noHead("classify")));
+        return this;
+    }
+
+    private String noHead(String task) {
+        return "cannot " + task + ": the model " + model.path().name()
+                + " has no sequence-classification head (its folder holds an encoder body only)";
+    }
+
+    private Behavior<Command> onDescribe(TextProtocol.Describe m) {
+        m.replyTo().tell(new TextProtocol.EncoderInfo(text.config().family(), text.config().hiddenSize(),
+                text.config().maxTokens(), java.util.Set.of(TextProtocol.Task.EMBED), List.of(),
+                text.config().pooling(), text.config().normalize()));
+        return this;
+    }
+
     private Behavior<Command> onTokenized(Tokenized t) {
         Embed m = tokenizing.remove(t.key());
         if (m == null) {
@@ -116,18 +144,18 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         }
         if (t.error() != null) {
             Throwable cause = t.error().getCause() != null ? t.error().getCause() : t.error();
-            fail(m, "tokenizing failed: " + cause);
+            fail(m, FailureKind.INVALID_REQUEST, "tokenizing failed: " + cause);
             return this;
         }
         List<TextProblem> problems = t.batch().problems();
         if (!problems.isEmpty()) {
-            m.replyTo().tell(new EmbedFailure(m.requestId(), problems.size() + " of " + m.texts().size()
+            m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.INVALID_REQUEST, problems.size() + " of " + m.texts().size()
                     + " texts cannot be embedded: " + problems.stream().map(TextProblem::toString)
                     .collect(Collectors.joining("; ")), problems));
             return this;
         }
         if (expired(m)) {
-            fail(m, "deadline " + m.deadline() + " passed while tokenizing");
+            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed while tokenizing");
             return this;
         }
         List<TextTokenizer.Tokens> tokens = t.batch().tokens();
@@ -162,21 +190,22 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         Embed m = p.embed();
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
             if (result.embedding() == null || result.embedding().length != p.tokenCounts().length) {
-                fail(m, "the model's reply carries no embedding for each text");
+                fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no embedding for each text");
             } else {
                 m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
             }
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
-            fail(m, "the model failed the request: " + f.reason());
+            fail(m, f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED : FailureKind.UNAVAILABLE,
+                    "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
-            fail(m, "overloaded: " + o.reason());
+            fail(m, FailureKind.OVERLOADED, "overloaded: " + o.reason());
         }
         return this;
     }
 
     private Behavior<Command> onModelStopped() {
         for (Pending p : atModel.values()) {
-            fail(p.embed(), "the model actor stopped before answering");
+            fail(p.embed(), FailureKind.UNAVAILABLE, "the model actor stopped before answering");
         }
         atModel.clear();
         return Behaviors.stopped();
@@ -184,10 +213,10 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
 
     private Behavior<Command> onStop() {
         for (Embed m : tokenizing.values()) {
-            fail(m, "the text encoder stopped");
+            fail(m, FailureKind.UNAVAILABLE, "the text encoder stopped");
         }
         for (Pending p : atModel.values()) {
-            fail(p.embed(), "the text encoder stopped");
+            fail(p.embed(), FailureKind.UNAVAILABLE, "the text encoder stopped");
         }
         tokenizing.clear();
         atModel.clear();
@@ -199,7 +228,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return m.deadline() != null && !Instant.now().isBefore(m.deadline());
     }
 
-    private static void fail(Embed m, String reason) {
-        m.replyTo().tell(new EmbedFailure(m.requestId(), reason));
+    private static void fail(Embed m, FailureKind kind, String reason) {
+        m.replyTo().tell(new TextFailure(m.requestId(), kind, reason));
     }
 }

@@ -1,7 +1,7 @@
 package dev.mpsactors.runtime;
 
 import dev.mpsactors.protocol.TextProtocol;
-import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.EmbedReply;
 import java.time.Duration;
 import java.time.Instant;
@@ -17,7 +17,7 @@ import org.apache.pekko.stream.javadsl.Flow;
  * Pekko Streams access to a text encoder: a {@link Flow} from {@link Request}s to replies, in request
  * order, at most {@code parallelism} in flight (backpressure beyond), as {@link InferenceFlow} is for token
  * ids. Every element gets exactly one reply element; one without an answer within {@code timeout} becomes
- * an {@link EmbedFailure} saying so, and each request carries {@code timeout} as its deadline.
+ * an {@link TextFailure} saying so, and each request carries {@code timeout} as its deadline.
  */
 public final class EmbeddingFlow {
     private EmbeddingFlow() {}
@@ -40,7 +40,7 @@ public final class EmbeddingFlow {
                                 replyTo -> new TextProtocol.Embed(request.requestId(), request.texts(), request.options(),
                                         replyTo, Instant.now().plus(timeout)),
                                 timeout, scheduler)
-                        .exceptionally(e -> new EmbedFailure(request.requestId(),
+                        .exceptionally(e -> new TextFailure(request.requestId(), TextProtocol.FailureKind.UNAVAILABLE,
                                 "no reply from the text encoder within " + timeout + ": " + e)));
     }
 }

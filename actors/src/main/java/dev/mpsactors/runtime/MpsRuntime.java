@@ -329,7 +329,7 @@ public final class MpsRuntime implements AutoCloseable {
 
     /**
      * Embeds {@code texts} (one vector per text, in order); completes exceptionally with an
-     * {@link EmbedFailedException} naming the bad texts, or the model's reason. Its deadline is the ask timeout.
+     * {@link TextRequestFailedException} naming the bad texts, or the model's reason. Its deadline is the ask timeout.
      *
      * @param options null: the folder's pooling and normalization, truncation on
      */
@@ -337,11 +337,54 @@ public final class MpsRuntime implements AutoCloseable {
                                                           List<String> texts, TextProtocol.EmbedOptions options) {
         return ask(encoder, (ActorRef<TextProtocol.EmbedReply> r) -> new TextProtocol.Embed(requestId, texts, options, r,
                 java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
-                    if (reply instanceof TextProtocol.EmbedFailure f) {
-                        throw new EmbedFailedException(f.reason(), f.problems());
+                    if (reply instanceof TextProtocol.TextFailure f) {
+                        throw new TextRequestFailedException(f);
                     }
                     return (TextProtocol.Embeddings) reply;
                 });
+    }
+
+    /**
+     * Scores each text against {@code query} with the encoder's cross-encoder head (one score per text, in
+     * order); completes exceptionally with a {@link TextRequestFailedException} (kind UNSUPPORTED when the
+     * model has no such head). Its deadline is the ask timeout.
+     *
+     * @param options null: truncation on, the head's activation applied
+     */
+    public CompletionStage<TextProtocol.Scores> rerank(ActorRef<TextProtocol.Command> encoder, String requestId,
+                                                       String query, List<String> texts,
+                                                       TextProtocol.ScoreOptions options) {
+        return ask(encoder, (ActorRef<TextProtocol.RerankReply> r) -> new TextProtocol.Rerank(requestId, query, texts,
+                options, r, java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
+                    if (reply instanceof TextProtocol.TextFailure f) {
+                        throw new TextRequestFailedException(f);
+                    }
+                    return (TextProtocol.Scores) reply;
+                });
+    }
+
+    /**
+     * Classifies each text with the encoder's sequence-classification head (every label with its score,
+     * highest first); completes exceptionally with a {@link TextRequestFailedException}. Its deadline is the
+     * ask timeout.
+     *
+     * @param options null: truncation on, the head's activation applied
+     */
+    public CompletionStage<TextProtocol.Classifications> classify(ActorRef<TextProtocol.Command> encoder,
+                                                                  String requestId, List<String> texts,
+                                                                  TextProtocol.ScoreOptions options) {
+        return ask(encoder, (ActorRef<TextProtocol.ClassifyReply> r) -> new TextProtocol.Classify(requestId, texts,
+                options, r, java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
+                    if (reply instanceof TextProtocol.TextFailure f) {
+                        throw new TextRequestFailedException(f);
+                    }
+                    return (TextProtocol.Classifications) reply;
+                });
+    }
+
+    /** What the encoder is (family, width, token limit) and what it can be asked for. */
+    public CompletionStage<TextProtocol.EncoderInfo> describe(ActorRef<TextProtocol.Command> encoder) {
+        return ask(encoder, TextProtocol.Describe::new);
     }
 
     /** Faults the runtime injected so far (zero unless mps-actors.fault-injection is on). */

@@ -6,7 +6,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.Config;
 import dev.mpsactors.protocol.InferenceProtocol.Pooling;
 import dev.mpsactors.protocol.TextProtocol;
-import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.protocol.TextProtocol.TextProblem;
 import dev.mpsactors.runtime.EmbeddingFlow;
@@ -107,7 +107,7 @@ final class EmbedCommand {
                     .via(EmbeddingFlow.create(encoder, parallelism, timeout, rt.system().scheduler()))
                     .runWith(Sink.foreach(reply -> {
                         int first = Integer.parseInt(reply.requestId());
-                        if (reply instanceof EmbedFailure f) {
+                        if (reply instanceof TextFailure f) {
                             throw failure(inputFile, first, f);
                         }
                         Embeddings e = (Embeddings) reply;
@@ -125,7 +125,7 @@ final class EmbedCommand {
     }
 
     /** A failed request as the user's file sees it: bad texts by line number (exit 2), else the reason (exit 1). */
-    private static RuntimeException failure(Path input, int firstIndex, EmbedFailure f) {
+    private static RuntimeException failure(Path input, int firstIndex, TextFailure f) {
         if (f.problems().isEmpty()) {
             return new RuntimeException("lines " + (firstIndex + 1) + "..: " + f.reason());
         }

@@ -8,7 +8,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 
 /**
  * Messages of a text encoder: the model behind it speaks token ids ({@link InferenceProtocol.Infer}); this
- * speaks text. An {@link Embed} is answered by exactly one {@link Embeddings} or {@link EmbedFailure}
+ * speaks text. An {@link Embed} is answered by exactly one {@link Embeddings} or {@link TextFailure}
  * carrying its id. Texts are tokenized off every owner and model actor, then run as one request of the
  * model, so concurrent requests share device batches. A request with a bad text fails whole, naming each
  * bad text by its index; other requests, in the same device batch or not, are unaffected.
@@ -31,7 +31,7 @@ public final class TextProtocol {
         }
     }
 
-    public sealed interface Command permits Embed, Internal {}
+    public sealed interface Command permits Embed, Rerank, Classify, Describe, Internal {}
 
     /** Messages private to the encoder's implementation. */
     public non-sealed interface Internal extends Command {}
@@ -56,8 +56,128 @@ public final class TextProtocol {
         }
     }
 
-    public sealed interface EmbedReply permits Embeddings, EmbedFailure {
+    /** What a text request is answered with: its result or a {@link TextFailure}. */
+    public sealed interface TextReply permits EmbedReply, RerankReply, ClassifyReply {
         String requestId();
+    }
+
+    public sealed interface EmbedReply extends TextReply permits Embeddings, TextFailure {}
+
+    public sealed interface RerankReply extends TextReply permits Scores, TextFailure {}
+
+    public sealed interface ClassifyReply extends TextReply permits Classifications, TextFailure {}
+
+    /** What a model folder can be asked for, by its weights: a body embeds; a sequence-classification head scores. */
+    public enum Task {
+        /** {@link Embed}: every folder (its pooled hidden states). */
+        EMBED,
+        /** {@link Rerank}: a sequence-classification head with one label (a cross-encoder). */
+        RERANK,
+        /** {@link Classify}: a sequence-classification head. */
+        CLASSIFY
+    }
+
+    /**
+     * Per-request choices of a scoring request.
+     *
+     * @param truncate  texts (pairs) longer than the model's limit are cut to it (true) or refused (false)
+     * @param rawScores the head's logits as they are (true), or passed through the activation the model
+     *                  names: sigmoid for one label or {@code multi_label_classification}, softmax otherwise
+     */
+    public record ScoreOptions(boolean truncate, boolean rawScores) {
+        public static final ScoreOptions DEFAULT = new ScoreOptions(true, false);
+    }
+
+    /**
+     * Scores each text against the query with a cross-encoder: each (query, text) runs as one pair
+     * ({@code [CLS] query [SEP] text [SEP]} or the family's own pair template).
+     *
+     * @param options  null: {@link ScoreOptions#DEFAULT}
+     * @param deadline when the caller stops waiting (null: never)
+     */
+    public record Rerank(String requestId, String query, List<String> texts, ScoreOptions options,
+                         ActorRef<RerankReply> replyTo, Instant deadline) implements Command {
+        public Rerank {
+            Objects.requireNonNull(requestId, "requestId");
+            Objects.requireNonNull(texts, "texts");
+            Objects.requireNonNull(replyTo, "replyTo");
+            options = options == null ? ScoreOptions.DEFAULT : options;
+            texts = java.util.Collections.unmodifiableList(new java.util.ArrayList<>(texts));
+        }
+
+        public Rerank(String requestId, String query, List<String> texts, ActorRef<RerankReply> replyTo) {
+            this(requestId, query, texts, null, replyTo, null);
+        }
+    }
+
+    /**
+     * One relevance score per text, in the request's order.
+     *
+     * @param tokenCounts tokens each pair ran as, special tokens included, after truncation
+     * @param truncated   whether each pair was cut to the model's limit
+     */
+    public record Scores(String requestId, float[] scores, int[] tokenCounts, boolean[] truncated)
+            implements RerankReply {}
+
+    /**
+     * Classifies each text with the model's sequence-classification head.
+     *
+     * @param options  null: {@link ScoreOptions#DEFAULT}
+     * @param deadline when the caller stops waiting (null: never)
+     */
+    public record Classify(String requestId, List<String> texts, ScoreOptions options,
+                           ActorRef<ClassifyReply> replyTo, Instant deadline) implements Command {
+        public Classify {
+            Objects.requireNonNull(requestId, "requestId");
+            Objects.requireNonNull(texts, "texts");
+            Objects.requireNonNull(replyTo, "replyTo");
+            options = options == null ? ScoreOptions.DEFAULT : options;
+            texts = java.util.Collections.unmodifiableList(new java.util.ArrayList<>(texts));
+        }
+
+        public Classify(String requestId, List<String> texts, ActorRef<ClassifyReply> replyTo) {
+            this(requestId, texts, null, replyTo, null);
+        }
+    }
+
+    /** A label of the head ({@code id2label}) and its score. */
+    public record LabelScore(String label, float score) {}
+
+    /**
+     * Per text, in the request's order, every label of the head with its score, highest first.
+     *
+     * @param tokenCounts tokens each text ran as, special tokens included, after truncation
+     * @param truncated   whether each text was cut to the model's limit
+     */
+    public record Classifications(String requestId, List<List<LabelScore>> labels, int[] tokenCounts,
+                                  boolean[] truncated) implements ClassifyReply {
+        public Classifications {
+            labels = labels.stream().map(List::copyOf).toList();
+        }
+    }
+
+    /** Asks the encoder what it is and what it can be asked for. */
+    public record Describe(ActorRef<EncoderInfo> replyTo) implements Command {
+        public Describe {
+            Objects.requireNonNull(replyTo, "replyTo");
+        }
+    }
+
+    /**
+     * @param family     the model family ({@code bert}, {@code roberta}, ...), as the folder's config names it
+     * @param hiddenSize the width of an embedding
+     * @param maxTokens  the most tokens a text (or pair) runs as, special tokens included
+     * @param tasks      what it can be asked for
+     * @param labels     the head's labels in id order (empty without a head)
+     * @param pooling    the folder's default pooling for {@link Embed}
+     * @param normalize  whether {@link Embed} L2-normalizes by default
+     */
+    public record EncoderInfo(String family, int hiddenSize, int maxTokens, java.util.Set<Task> tasks,
+                              List<String> labels, Pooling pooling, boolean normalize) {
+        public EncoderInfo {
+            tasks = java.util.Set.copyOf(tasks);
+            labels = List.copyOf(labels);
+        }
     }
 
     /**
@@ -78,17 +198,35 @@ public final class TextProtocol {
         }
     }
 
+    /** What kind of failure a {@link TextFailure} is: what a caller (or an HTTP front) does about it. */
+    public enum FailureKind {
+        /** The request itself is wrong (no texts, too many, a bad or over-long text): do not retry it as is. */
+        INVALID_REQUEST,
+        /** The model cannot do what was asked (no classification head for a rerank, a pooling it lacks). */
+        UNSUPPORTED,
+        /** The model's queue is full: retry later. */
+        OVERLOADED,
+        /** The request's deadline passed before it reached the device. */
+        DEADLINE_EXCEEDED,
+        /** The model or the encoder stopped, or the device failed the batch. */
+        UNAVAILABLE
+    }
+
     /**
+     * Why a text request was not answered with its result.
+     *
      * @param reason   the whole story in one line
      * @param problems the bad texts (empty when the failure is not about one text: overload, deadline, device)
      */
-    public record EmbedFailure(String requestId, String reason, List<TextProblem> problems) implements EmbedReply {
-        public EmbedFailure {
+    public record TextFailure(String requestId, FailureKind kind, String reason, List<TextProblem> problems)
+            implements EmbedReply, RerankReply, ClassifyReply {
+        public TextFailure {
+            Objects.requireNonNull(kind, "kind");
             problems = problems == null ? List.of() : List.copyOf(problems);
         }
 
-        public EmbedFailure(String requestId, String reason) {
-            this(requestId, reason, List.of());
+        public TextFailure(String requestId, FailureKind kind, String reason) {
+            this(requestId, kind, reason, List.of());
         }
     }
 }

@@ -13,11 +13,11 @@ import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.Pooling;
 import dev.mpsactors.protocol.TextProtocol;
 import dev.mpsactors.protocol.TextProtocol.Embed;
-import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.EmbedOptions;
 import dev.mpsactors.protocol.TextProtocol.EmbedReply;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
-import dev.mpsactors.runtime.EmbedFailedException;
+import dev.mpsactors.runtime.TextRequestFailedException;
 import dev.mpsactors.runtime.EmbeddingFlow;
 import dev.mpsactors.runtime.MpsRuntime;
 import java.io.InputStream;
@@ -132,7 +132,7 @@ class EmbedTest {
         assertArrayEquals(new boolean[] {false, true}, cut.truncated());
         ExecutionException refused = assertFailsWith(rt.embed(encoder, "r", List.of("short", longText),
                 EmbedOptions.DEFAULT.withTruncate(false)));
-        EmbedFailedException e = assertInstanceOf(EmbedFailedException.class, refused.getCause());
+        TextRequestFailedException e = assertInstanceOf(TextRequestFailedException.class, refused.getCause());
         assertEquals(List.of(new TextProtocol.TextProblem(1,
                 "longer than the model's limit of " + LIMIT + " tokens and truncation is off")), e.problems());
     }
@@ -173,7 +173,7 @@ class EmbedTest {
                     assertClose(toDouble(alone.vectors()[t]), e.vectors()[t], r.requestId() + " text " + t);
                 }
             } else {
-                EmbedFailure f = assertInstanceOf(EmbedFailure.class, r);
+                TextFailure f = assertInstanceOf(TextFailure.class, r);
                 assertEquals(expected.get(r.requestId()), f.reason());
             }
         }
@@ -215,7 +215,7 @@ class EmbedTest {
                 }
             } else {
                 Throwable t = o instanceof java.util.concurrent.CompletionException c ? c.getCause() : (Throwable) o;
-                EmbedFailedException e = assertInstanceOf(EmbedFailedException.class, t, String.valueOf(t));
+                TextRequestFailedException e = assertInstanceOf(TextRequestFailedException.class, t, String.valueOf(t));
                 assertFalse(e.problems().isEmpty(), "a refused fuzz request names its bad texts: " + e.getMessage());
                 refused++;
             }
@@ -241,7 +241,7 @@ class EmbedTest {
         assertEquals(20, out.size());
         for (int i = 0; i < 20; i++) {
             assertEquals("s" + i, out.get(i).requestId());
-            Class<?> want = i % 5 == 4 ? EmbedFailure.class : Embeddings.class;
+            Class<?> want = i % 5 == 4 ? TextFailure.class : Embeddings.class;
             assertTrue(want.isInstance(out.get(i)), "element " + i + ": " + out.get(i));
         }
     }

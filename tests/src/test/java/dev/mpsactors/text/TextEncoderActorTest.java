@@ -12,7 +12,7 @@ import dev.mpsactors.protocol.InferenceProtocol.Infer;
 import dev.mpsactors.protocol.InferenceProtocol.Pooling;
 import dev.mpsactors.protocol.TextProtocol;
 import dev.mpsactors.protocol.TextProtocol.Embed;
-import dev.mpsactors.protocol.TextProtocol.EmbedFailure;
+import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.EmbedOptions;
 import dev.mpsactors.protocol.TextProtocol.EmbedReply;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
@@ -95,7 +95,7 @@ class TextEncoderActorTest {
     }
 
     @Test
-    void modelFailuresAndOverloadBecomeEmbedFailuresOnceEach() {
+    void modelFailuresAndOverloadBecomeTextFailuresOnceEach() {
         TestProbe<InferenceProtocol.Command> model = kit.createTestProbe();
         TestProbe<EmbedReply> replies = kit.createTestProbe();
         ActorRef<TextProtocol.Command> encoder = encoder(model);
@@ -107,8 +107,8 @@ class TextEncoderActorTest {
         first.replyTo().tell(new InferenceProtocol.InferFailure(first.requestId(), "kernel failed"));
         second.replyTo().tell(new InferenceProtocol.Overloaded(second.requestId(), "queue full"));
         Set<String> reasons = new HashSet<>();
-        reasons.add(assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
-        reasons.add(assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
+        reasons.add(assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
+        reasons.add(assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
         assertEquals(Set.of("the model failed the request: kernel failed", "overloaded: queue full"), reasons);
         // a duplicate reply from the model is not passed on
         first.replyTo().tell(new InferenceProtocol.InferFailure(first.requestId(), "again"));
@@ -118,7 +118,7 @@ class TextEncoderActorTest {
         Infer third = model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
         third.replyTo().tell(new InferenceProtocol.InferResult(third.requestId(), null, null, null));
         assertEquals("the model's reply carries no embedding for each text",
-                assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
+                assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
     }
 
     @Test
@@ -129,7 +129,7 @@ class TextEncoderActorTest {
         encoder.tell(new Embed("pending", List.of("a"), null, replies.getRef()));
         model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
         model.stop();
-        EmbedFailure f = assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30)));
+        TextFailure f = assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30)));
         assertEquals("the model actor stopped before answering", f.reason());
         replies.expectTerminated(encoder, Duration.ofSeconds(30));
 
@@ -139,7 +139,7 @@ class TextEncoderActorTest {
         model2.expectMessageClass(Infer.class, Duration.ofSeconds(30));
         kit.stop(encoder2);
         assertEquals("the text encoder stopped",
-                assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
+                assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
         replies.expectNoMessage(Duration.ofMillis(200));
     }
 
@@ -150,9 +150,9 @@ class TextEncoderActorTest {
         ActorRef<TextProtocol.Command> encoder = encoder(model);
         encoder.tell(new Embed("five", List.of("a", "b", "c", "d", "e"), null, replies.getRef()));
         assertEquals("5 texts in one request; at most 4 (mps-actors.text.max-texts)",
-                assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
+                assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason());
         encoder.tell(new Embed("late", List.of("a"), null, replies.getRef(), Instant.now().minusSeconds(1)));
-        assertTrue(assertInstanceOf(EmbedFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason()
+        assertTrue(assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30))).reason()
                 .contains("passed before tokenizing"));
         model.expectNoMessage(Duration.ofMillis(200));
     }

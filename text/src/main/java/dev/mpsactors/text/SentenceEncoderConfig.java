@@ -23,7 +23,8 @@ import java.util.Map;
  *
  * @param source where each setting came from, for messages and {@code info}
  */
-public record SentenceEncoderConfig(Pooling pooling, boolean normalize, int maxTokens, String source) {
+public record SentenceEncoderConfig(String family, int hiddenSize, Pooling pooling, boolean normalize, int maxTokens,
+                                    String source) {
     public static final String MODULES_FILE = "modules.json";
     public static final String SENTENCE_BERT_CONFIG_FILE = "sentence_bert_config.json";
     public static final String POOLING_TYPE = "sentence_transformers.models.Pooling";
@@ -60,6 +61,12 @@ public record SentenceEncoderConfig(Pooling pooling, boolean normalize, int maxT
                     + ": max_position_embeddings is missing or not a positive integer");
         }
         int modelLimit = positions.intValue();
+        String family = config.path("model_type").asText("bert");
+        JsonNode width = config.has("hidden_size") ? config.get("hidden_size") : config.get("dim");
+        if (width == null || !width.canConvertToInt() || width.intValue() < 1) {
+            throw new TextFormatException(folder.resolve("config.json")
+                    + ": hidden_size (or dim) is missing or not a positive integer");
+        }
 
         Pooling pooling = Pooling.MEAN;
         boolean normalize = false;
@@ -122,7 +129,7 @@ public record SentenceEncoderConfig(Pooling pooling, boolean normalize, int maxT
             }
         }
         source.add("limit " + limitSource);
-        return new SentenceEncoderConfig(pooling, normalize, maxTokens, String.join(", ", source));
+        return new SentenceEncoderConfig(family, width.intValue(), pooling, normalize, maxTokens, String.join(", ", source));
     }
 
     private static Pooling readPooling(Path file) {

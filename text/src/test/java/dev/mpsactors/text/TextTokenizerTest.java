@@ -102,7 +102,7 @@ class TextTokenizerTest {
     void sentenceTransformersFilesSetPoolingNormalizationAndLimit() throws Exception {
         folder(512);
         SentenceEncoderConfig plain = SentenceEncoderConfig.read(dir);
-        assertEquals(new SentenceEncoderConfig(Pooling.MEAN, false, 512, plain.source()), plain);
+        assertEquals(new SentenceEncoderConfig("bert", plain.hiddenSize(), Pooling.MEAN, false, 512, plain.source()), plain);
 
         SentenceEncoderConfig.write(dir, Pooling.MEAN, true, 256);
         SentenceEncoderConfig st = SentenceEncoderConfig.read(dir);
