@@ -1,5 +1,6 @@
 // Native tests of the cpu backend's runtime: devices, buffers, libraries, events and streams driven from
 // several threads at once. Runs plain, under ASan+UBSan and under TSan (see run-sanitizers.sh).
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -413,10 +414,68 @@ void test_event_records_settle(mps_device* d, mps_pipeline* add) {
   CHECK(ca.wait_for_stop() && cb.wait_for_stop(), "both stop");
 }
 
+// The cpu backend split into devices through the C ABI: the count, each device's share of cores and memory,
+// ordinals out of the split refused, and each device's objects counted on that device alone.
+void test_cpu_split() {
+  mps_error err{};
+  int32_t count = -1;
+  mps_device_options one{"cpu", 0, 1, MPS_MATH_FP32};
+  MUST(mps_device_count(&one, &count, &err));
+  CHECK(count == 1, "an unsplit cpu backend has one device, got %d", count);
+  mps_device_options cuda{"cuda", 0, 1, MPS_MATH_FP32};
+  CHECK(mps_device_count(&cuda, &count, &err) == MPS_ERR_NOT_FOUND, "no cuda count in the cpu library");
+  CHECK(mps_device_count(&one, nullptr, &err) == MPS_ERR_INVALID_ARGUMENT, "NULL out rejected");
+
+  const int32_t split = 3;
+  mps_device_options options{"cpu", 0, 1, MPS_MATH_FP32, split};
+  MUST(mps_device_count(&options, &count, &err));
+  CHECK(count == split, "split in %d, count %d", split, count);
+  mps_device* whole = nullptr;
+  MUST(mps_device_open(&one, &whole, &err));
+  mps_device_info whole_info{};
+  MUST(mps_device_info_get(whole, &whole_info, &err));
+  std::vector<mps_device*> devices(split, nullptr);
+  int64_t units = 0;
+  for (int32_t i = 0; i < split; i++) {
+    options.ordinal = i;
+    MUST(mps_device_open(&options, &devices[i], &err));
+    mps_device_info info{};
+    MUST(mps_device_info_get(devices[i], &info, &err));
+    CHECK(info.compute_units >= 1, "device %d has %d compute units", i, info.compute_units);
+    CHECK(info.memory_bytes == whole_info.memory_bytes / split, "device %d memory %llu is a third of %llu", i,
+          (unsigned long long)info.memory_bytes, (unsigned long long)whole_info.memory_bytes);
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "[device %d of %d]", i, split);
+    CHECK(std::strstr(info.name, expected) != nullptr, "name '%s' says %s", info.name, expected);
+    units += info.compute_units;
+  }
+  // The cores are shared out, not multiplied (each device keeps at least one).
+  CHECK(units == std::max<int64_t>(whole_info.compute_units, split), "compute units %lld over %d devices of %d cores",
+        (long long)units, split, whole_info.compute_units);
+  options.ordinal = split;
+  mps_device* extra = nullptr;
+  CHECK(mps_device_open(&options, &extra, &err) == MPS_ERR_INVALID_ARGUMENT, "ordinal %d of %d rejected", split, split);
+  CHECK(std::strstr(err.message, "cpu.devices") != nullptr, "message names the setting: %s", err.message);
+
+  // Objects belong to the device that made them.
+  mps_buffer* b = nullptr;
+  MUST(mps_buffer_alloc(devices[1], 4096, &b, &err));
+  mps_live_objects live0{}, live1{};
+  MUST(mps_device_live_objects_get(devices[0], &live0, &err));
+  MUST(mps_device_live_objects_get(devices[1], &live1, &err));
+  CHECK(live0.buffers == 0 && live1.buffers == 1, "buffer counted on device 1 only (%lld, %lld)",
+        (long long)live0.buffers, (long long)live1.buffers);
+  CHECK(mps_device_close(devices[1], &err) == MPS_ERR_BUSY, "device 1 busy while its buffer lives");
+  MUST(mps_buffer_release(b, &err));
+  for (mps_device* d : devices) MUST(mps_device_close(d, &err));
+  MUST(mps_device_close(whole, &err));
+}
+
 }  // namespace
 
 int main() {
   test_device_errors();
+  test_cpu_split();
   mps_device_options options{"cpu", 0, 1, MPS_MATH_FP32};
   mps_device* d = nullptr;
   mps_error err{};

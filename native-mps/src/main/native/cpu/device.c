@@ -29,19 +29,48 @@ static void read_cpu_model_name(char* out, size_t capacity) {
   fclose(f);
 }
 
-mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err) {
-  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_open: out is NULL");
-  *out = NULL;
+static mps_status require_cpu(const mps_device_options* options, mps_error* err) {
   const char* backend = options && options->backend ? options->backend : "cpu";
   if (strcmp(backend, "cpu") != 0) {
     return mps_fail(err, MPS_ERR_NOT_FOUND,
                     "backend '%s' is not in this native library (it provides: cpu); "
                     "cuda (libmpsnative_cuda.so) and metal are separate builds for machines that have them", backend);
   }
+  return MPS_OK;
+}
+
+/* The split the options ask for: 1 unless cpu_devices > 1. */
+static int32_t cpu_split(const mps_device_options* options) {
+  return options && options->cpu_devices > 1 ? options->cpu_devices : 1;
+}
+
+mps_status mps_device_count(const mps_device_options* options, int32_t* out, mps_error* err) {
+  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_count: out is NULL");
+  *out = 0;
+  mps_status s = require_cpu(options, err);
+  if (s != MPS_OK) return s;
+  if (options->cpu_devices > 1024) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "cpu backend: %d devices asked, at most 1024",
+                    (int)options->cpu_devices);
+  }
+  *out = cpu_split(options);
+  return mps_ok(err);
+}
+
+mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err) {
+  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_open: out is NULL");
+  *out = NULL;
+  mps_status s = require_cpu(options, err);
+  if (s != MPS_OK) return s;
   int32_t ordinal = options ? options->ordinal : 0;
-  if (ordinal != 0) {
-    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "cpu backend has one device (ordinal 0), not ordinal %d",
-                    (int)ordinal);
+  int32_t split = cpu_split(options);
+  if (split > 1024) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "cpu backend: %d devices asked, at most 1024", (int)split);
+  }
+  if (ordinal < 0 || ordinal >= split) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT,
+                    "cpu backend has %d device(s) (ordinals 0 to %d; mps-actors.cpu.devices splits the host), "
+                    "not ordinal %d", (int)split, (int)split - 1, (int)ordinal);
   }
   if (options && options->math_mode != MPS_MATH_FP32) {
     return mps_fail(err, MPS_ERR_UNSUPPORTED,
@@ -51,14 +80,25 @@ mps_status mps_device_open(const mps_device_options* options, mps_device** out, 
   mps_device* d = calloc(1, sizeof *d);
   if (!d) return mps_fail(err, MPS_ERR_OUT_OF_MEMORY, "mps_device_open: out of host memory");
   snprintf(d->info.backend, sizeof d->info.backend, "cpu");
-  read_cpu_model_name(d->info.name, sizeof d->info.name);
+  char model[96];
+  read_cpu_model_name(model, sizeof model);
+  if (split > 1) {
+    snprintf(d->info.name, sizeof d->info.name, "%s [device %d of %d]", model, (int)ordinal, (int)split);
+  } else {
+    snprintf(d->info.name, sizeof d->info.name, "%s", model);
+  }
   long pages = sysconf(_SC_PHYS_PAGES);
   long page_size = sysconf(_SC_PAGESIZE);
-  d->info.memory_bytes = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
-  /* One buffer may take at most half the machine: larger requests are almost surely size bugs. */
+  uint64_t host_bytes = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
+  /* A split host gives each device an equal share of the memory and of the cores (the first devices take
+   * the remainder of the cores, every device at least one). */
+  d->info.memory_bytes = host_bytes / (uint64_t)split;
+  /* One buffer may take at most half the device: larger requests are almost surely size bugs. */
   d->info.max_buffer_bytes = d->info.memory_bytes / 2;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  d->info.compute_units = cores > 0 ? (int32_t)cores : 1;
+  int32_t all = cores > 0 ? (int32_t)cores : 1;
+  int32_t share = all / split + (ordinal < all % split ? 1 : 0);
+  d->info.compute_units = share > 0 ? share : 1;
   d->info.host_visible = 1;
   d->blas_threads = options && options->blas_threads > 0 ? options->blas_threads : 1;
   *out = d;

@@ -18,6 +18,21 @@ uint64_t mps_cuda_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+mps_status mps_device_count(const mps_device_options* options, int32_t* out, mps_error* err) {
+  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_count: out is NULL");
+  *out = 0;
+  const char* backend = options && options->backend ? options->backend : "cpu";
+  if (strcmp(backend, "cuda") != 0) {
+    return mps_fail(err, MPS_ERR_NOT_FOUND,
+                    "backend '%s' is not in this native library (libmpsnative_cuda.so provides: cuda)", backend);
+  }
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return mps_cuda_fail(err, e, "cuda: no usable CUDA driver or device (cudaGetDeviceCount)");
+  *out = (int32_t)count;
+  return mps_ok(err);
+}
+
 mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err) {
   if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_open: out is NULL");
   *out = NULL;

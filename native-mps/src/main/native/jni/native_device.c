@@ -4,20 +4,37 @@
 
 JNIEXPORT jlong JNICALL Java_dev_mpsactors_nativemps_NativeDevice_open0(JNIEnv* env, jclass cls, jstring backend,
                                                                         jint ordinal, jint blas_threads,
-                                                                        jint math_mode) {
+                                                                        jint math_mode, jint cpu_devices) {
   if (!backend) {
     mps_jni_throw(env, "java/lang/NullPointerException", "backend");
     return 0;
   }
   const char* name = (*env)->GetStringUTFChars(env, backend, NULL);
   if (!name) return 0;
-  mps_device_options options = {name, ordinal, blas_threads, math_mode};
+  mps_device_options options = {name, ordinal, blas_threads, math_mode, cpu_devices};
   mps_device* device = NULL;
   mps_error err;
   mps_status s = mps_device_open(&options, &device, &err);
   (*env)->ReleaseStringUTFChars(env, backend, name);
   if (mps_jni_check(env, s, &err)) return 0;
   return MPS_HANDLE(device);
+}
+
+JNIEXPORT jint JNICALL Java_dev_mpsactors_nativemps_NativeDevice_count0(JNIEnv* env, jclass cls, jstring backend,
+                                                                        jint cpu_devices) {
+  if (!backend) {
+    mps_jni_throw(env, "java/lang/NullPointerException", "backend");
+    return 0;
+  }
+  const char* name = (*env)->GetStringUTFChars(env, backend, NULL);
+  if (!name) return 0;
+  mps_device_options options = {name, 0, 1, MPS_MATH_FP32, cpu_devices};
+  int32_t count = 0;
+  mps_error err;
+  mps_status s = mps_device_count(&options, &count, &err);
+  (*env)->ReleaseStringUTFChars(env, backend, name);
+  if (mps_jni_check(env, s, &err)) return 0;
+  return (jint)count;
 }
 
 JNIEXPORT jobject JNICALL Java_dev_mpsactors_nativemps_NativeDevice_info0(JNIEnv* env, jclass cls, jlong handle) {

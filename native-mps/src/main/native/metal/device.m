@@ -83,6 +83,21 @@ static void fill_info(mps_device* d, id<MTLDevice> device) {
   d->info.host_visible = 1; /* shared storage: one allocation both processors address */
 }
 
+mps_status mps_device_count(const mps_device_options* options, int32_t* out, mps_error* err) {
+  if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_count: out is NULL");
+  *out = 0;
+  const char* backend = options && options->backend ? options->backend : "cpu";
+  if (strcmp(backend, "metal") != 0) {
+    return mps_fail(err, MPS_ERR_NOT_FOUND,
+                    "backend '%s' is not in this native library (libmpsnative_metal.dylib provides: metal)", backend);
+  }
+  @autoreleasepool {
+    NSArray<id<MTLDevice>>* devices = MTLCopyAllDevices();
+    *out = (int32_t)devices.count;
+  }
+  return mps_ok(err);
+}
+
 mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err) {
   if (!out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_device_open: out is NULL");
   *out = NULL;

@@ -66,6 +66,10 @@ typedef struct mps_device_options {
    * MPS_MATH_BF16 (fp32 storage, inputs rounded to that format inside the GEMM, fp32 accumulation).
    * The cpu backend always computes in fp32 and accepts only MPS_MATH_FP32. */
   int32_t math_mode;
+  /* cpu: how many devices the host's cores are split into (<= 0 means 1). Device i of n gets its share of the
+   * cores as compute units and 1/n of the memory, so a runtime with one owner set per device can be tested on
+   * one machine. Other backends ignore it: their devices are the GPUs the driver reports. */
+  int32_t cpu_devices;
 } mps_device_options;
 
 enum { MPS_MATH_FP32 = 0, MPS_MATH_TF32 = 1, MPS_MATH_FP16 = 2, MPS_MATH_BF16 = 3 };
@@ -91,6 +95,10 @@ typedef struct mps_live_objects {
   int64_t programs;
 } mps_live_objects;
 
+/* How many devices of options->backend this host offers: cuda asks cudaGetDeviceCount, metal counts
+ * MTLCopyAllDevices, cpu reports options->cpu_devices (1 when <= 0). Ordinals 0 .. *out - 1 open. A library that
+ * does not provide the backend fails with MPS_ERR_NOT_FOUND, like mps_device_open. */
+MPS_API mps_status mps_device_count(const mps_device_options* options, int32_t* out, mps_error* err);
 MPS_API mps_status mps_device_open(const mps_device_options* options, mps_device** out, mps_error* err);
 MPS_API mps_status mps_device_info_get(const mps_device* device, mps_device_info* out, mps_error* err);
 MPS_API mps_status mps_device_live_objects_get(const mps_device* device, mps_live_objects* out, mps_error* err);

@@ -1,7 +1,6 @@
 package dev.mpsactors.actors;
 
 import dev.mpsactors.nativemps.DeviceBuffer;
-import dev.mpsactors.nativemps.DeviceOptions;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.nativemps.NativeDevice;
 import dev.mpsactors.protocol.AllocatorProtocol;
@@ -95,7 +94,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         super(ctx);
         this.settings = s;
         this.deviceClosed = deviceClosed;
-        this.device = NativeDevice.open(new DeviceOptions(s.backend(), s.deviceOrdinal(), s.blasThreads(), s.gemmMath()));
+        this.device = NativeDevice.open(s.deviceOptions(s.deviceOrdinal()));
         DispatcherSelector owners = DispatcherSelector.fromConfig(RuntimeSettings.OWNER_DISPATCHER);
         DispatcherSelector streamsDispatcher = DispatcherSelector.fromConfig(RuntimeSettings.STREAM_DISPATCHER);
         Executor compile = ctx.getSystem().dispatchers().lookup(
@@ -127,8 +126,8 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                 "stream-pool", owners);
         this.refs = new RuntimeRefs(device.info(), allocator, eventPool, new KernelLibraryShards(shards), pool,
                 streams);
-        ctx.getLog().info("mps-actors runtime started: {} backend '{}', {} streams, {} kernel shards",
-                s.backend(), device.info().name(), s.streams(), s.kernelShards());
+        ctx.getLog().info("mps-actors runtime started: {} backend device {} '{}', {} streams, {} kernel shards",
+                s.backend(), s.deviceOrdinal(), device.info().name(), s.streams(), s.kernelShards());
     }
 
     @Override
@@ -138,6 +137,17 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                     m.replyTo().tell(refs);
                     return this;
                 })
+                .onMessage(RuntimeProtocol.GetDevices.class, m -> {
+                    m.replyTo().tell(new RuntimeProtocol.Devices(List.of(new RuntimeProtocol.DeviceRefs(
+                            settings.deviceOrdinal(), refs, getContext().getSelf()))));
+                    return this;
+                })
+                .onMessage(RuntimeProtocol.GetDeviceStatus.class, m -> {
+                    m.replyTo().tell(new RuntimeProtocol.DeviceStatus(List.of(new RuntimeProtocol.DeviceState(
+                            settings.deviceOrdinal(), device.info().name(), true, 0, false, null))));
+                    return this;
+                })
+                .onMessage(RuntimeProtocol.InjectDeviceCrash.class, this::onInjectDeviceCrash)
                 .onMessage(LoadModel.class, this::onLoadModel)
                 .onMessage(RuntimeProtocol.GetFaultCounts.class, m -> {
                     FaultInjector.Counts c = faults.counts();
@@ -156,7 +166,26 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                 .build();
     }
 
+    private Behavior<Command> onInjectDeviceCrash(RuntimeProtocol.InjectDeviceCrash m) {
+        if (m.ordinal() != settings.deviceOrdinal()) {
+            LOG.warn("InjectDeviceCrash for device {} ignored: this runtime runs device {}", m.ordinal(),
+                    settings.deviceOrdinal());
+            return this;
+        }
+        if (!faults.enabled()) {
+            LOG.warn("InjectDeviceCrash ignored: mps-actors.fault-injection.enabled is off");
+            return this;
+        }
+        faults.countCrash();
+        throw new IllegalStateException("injected crash of the runtime of device " + settings.deviceOrdinal());
+    }
+
     private Behavior<Command> onLoadModel(LoadModel m) {
+        if (m.devices() != null && !m.devices().contains(settings.deviceOrdinal())) {
+            m.replyTo().tell(new ModelLoadFailed(m.name(), "this runtime runs device " + settings.deviceOrdinal()
+                    + " only, not " + m.devices()));
+            return this;
+        }
         if (models.containsKey(m.name())) {
             m.replyTo().tell(new ModelLoadFailed(m.name(), "a model named '" + m.name() + "' is already loaded"));
             return this;

@@ -3,58 +3,54 @@ package dev.mpsactors.runtime;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import dev.mpsactors.actors.DeviceRuntime;
-import dev.mpsactors.actors.TextEncoderActor;
+import dev.mpsactors.actors.FaultInjector;
+import dev.mpsactors.actors.HostRuntime;
 import dev.mpsactors.nativemps.LiveObjects;
-import dev.mpsactors.nativemps.Pipeline;
-import dev.mpsactors.protocol.AllocatorProtocol;
-import dev.mpsactors.protocol.EventPoolProtocol;
-import dev.mpsactors.protocol.InferenceProtocol;
-import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.protocol.RuntimeProtocol.RuntimeRefs;
-import dev.mpsactors.protocol.StreamHandle;
-import dev.mpsactors.protocol.StreamPoolProtocol;
-import dev.mpsactors.protocol.StreamProtocol;
-import dev.mpsactors.protocol.StreamWork;
-import dev.mpsactors.protocol.TextProtocol;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.function.IntFunction;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.RecipientRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
- * The Java facade for callers outside actors: every method sends one message to the owner concerned and
- * returns a {@link CompletionStage} of its reply (a failure reply completes it exceptionally with an
- * {@link MpsRuntimeException} carrying the owner's reason). Nothing here blocks except {@link #start},
- * which waits for the runtime to come up, and {@link #close}, which waits for it to shut down.
+ * The Java facade for callers outside actors, grouped by concern: {@link #memory()}, {@link #streams()},
+ * {@link #events()} and {@link #kernels()} talk to the owners of one device (the first, or any through
+ * {@link #device(int)}); {@link #models()} loads models and text encoders replicated over every device and
+ * sends them requests. Every request sends one message to the owner concerned and returns a
+ * {@link CompletionStage} of its reply (a failure reply completes it exceptionally with an
+ * {@link MpsRuntimeException} carrying the owner's reason). Nothing here blocks except {@link #start}, which
+ * waits for the runtime to come up, and {@link #close}, which waits for it to shut down.
  *
- * <p>Two ways to embed: {@link #start(Config)} runs the runtime in an ActorSystem of its own;
- * {@link #attach} wraps a {@link DeviceRuntime} you spawned inside your own ActorSystem.
+ * <p>Two ways to embed: {@link #start(Config)} runs a {@link HostRuntime} (one DeviceRuntime per device of
+ * {@code mps-actors.devices}) in an ActorSystem of its own; {@link #attach} wraps a HostRuntime or a
+ * DeviceRuntime you spawned inside your own ActorSystem.
  */
 public final class MpsRuntime implements AutoCloseable {
     private final ActorSystem<?> system;
     private final ActorRef<RuntimeProtocol.Command> runtimeRef;
     private final boolean ownsSystem;
-    private final RuntimeRefs refs;
-    private final Duration askTimeout;
+    private final Asker asker;
     private final CompletableFuture<LiveObjects> deviceClosed;
+    private final Models models;
+    private volatile List<RuntimeDevice> devices;
 
     private MpsRuntime(ActorSystem<?> system, ActorRef<RuntimeProtocol.Command> runtimeRef, boolean ownsSystem,
-                       RuntimeRefs refs, Duration askTimeout, CompletableFuture<LiveObjects> deviceClosed) {
+                       RuntimeProtocol.Devices devices, Duration askTimeout, CompletableFuture<LiveObjects> deviceClosed) {
         this.system = system;
         this.runtimeRef = runtimeRef;
         this.ownsSystem = ownsSystem;
-        this.refs = refs;
-        this.askTimeout = askTimeout;
+        this.asker = new Asker(system, askTimeout);
         this.deviceClosed = deviceClosed;
+        this.models = new Models(runtimeRef, asker);
+        this.devices = views(devices);
     }
 
     /** Starts a runtime with {@code ConfigFactory.load()}. */
@@ -64,20 +60,41 @@ public final class MpsRuntime implements AutoCloseable {
 
     /**
      * Starts a runtime in an ActorSystem of its own, configured by {@code config} (mps-actors.* keys,
-     * reference.conf as fallback). Invalid configuration throws {@link InvalidConfigException} naming the key;
-     * a device that cannot open throws with the backend's message.
+     * reference.conf as fallback), on every device {@code mps-actors.devices} selects. Invalid configuration
+     * throws {@link InvalidConfigException} naming the key; a device that cannot open throws with the backend's
+     * message.
      */
     public static MpsRuntime start(Config config) {
         Config resolved = config.withFallback(ConfigFactory.defaultReference()).resolve();
         RuntimeSettings settings = RuntimeSettings.fromConfig(resolved);
+        return start(resolved, ordinal -> new FaultInjector(settings.faults()));
+    }
+
+    /**
+     * {@link #start(Config)} with each device's fault injector made by {@code faults} (from the device's
+     * ordinal): tests that slow or hold one device.
+     */
+    public static MpsRuntime start(Config config, IntFunction<FaultInjector> faults) {
+        Config resolved = config.withFallback(ConfigFactory.defaultReference()).resolve();
+        RuntimeSettings settings = RuntimeSettings.fromConfig(resolved);
+        // Refuse a device selection the backend cannot satisfy before any actor starts, naming the key.
+        try {
+            HostRuntime.selectDevices(settings);
+        } catch (dev.mpsactors.nativemps.NativeException e) {
+            throw new MpsRuntimeException("the runtime did not start: " + rootMessage(e));
+        }
         CompletableFuture<LiveObjects> closed = new CompletableFuture<>();
         ActorSystem<RuntimeProtocol.Command> system =
-                ActorSystem.create(DeviceRuntime.create(settings, closed), "mps-actors", resolved);
+                ActorSystem.create(HostRuntime.create(settings, closed, faults), "mps-actors", resolved);
         try {
-            CompletableFuture<RuntimeRefs> started = AskPattern.<RuntimeProtocol.Command, RuntimeRefs>ask(system,
-                    RuntimeProtocol.GetRuntime::new, settings.askTimeout(), system.scheduler()).toCompletableFuture();
+            CompletableFuture<RuntimeProtocol.Devices> started = AskPattern.<RuntimeProtocol.Command,
+                    RuntimeProtocol.Devices>ask(system, RuntimeProtocol.GetDevices::new, settings.askTimeout(),
+                    system.scheduler()).toCompletableFuture();
             // A guardian that failed in setup completes `closed` exceptionally: fail at once with its reason.
             CompletableFuture.anyOf(started, closed).get(settings.askTimeout().toMillis(), TimeUnit.MILLISECONDS);
+            if (closed.isCompletedExceptionally()) {
+                closed.get();
+            }
             return new MpsRuntime(system, system, true, started.getNow(null), settings.askTimeout(), closed);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -85,317 +102,97 @@ public final class MpsRuntime implements AutoCloseable {
             throw new MpsRuntimeException("interrupted while the runtime started");
         } catch (ExecutionException | TimeoutException e) {
             system.terminate();
-            // The guardian failed in setup (e.g. the device did not open): surface why.
+            // The guardian failed in setup (e.g. a device did not open): surface why.
             throw new MpsRuntimeException("the runtime did not start: " + rootMessage(e));
         }
     }
 
-    /** Wraps a {@link DeviceRuntime} spawned inside the caller's own ActorSystem. */
+    /** Wraps a {@link HostRuntime} or {@link DeviceRuntime} spawned inside the caller's own ActorSystem. */
     public static CompletionStage<MpsRuntime> attach(ActorSystem<?> system, ActorRef<RuntimeProtocol.Command> runtime,
                                                      Duration askTimeout) {
-        return AskPattern.<RuntimeProtocol.Command, RuntimeRefs>ask(runtime, RuntimeProtocol.GetRuntime::new,
+        return AskPattern.<RuntimeProtocol.Command, RuntimeProtocol.Devices>ask(runtime, RuntimeProtocol.GetDevices::new,
                         askTimeout, system.scheduler())
-                .thenApply(refs -> new MpsRuntime(system, runtime, false, refs, askTimeout, new CompletableFuture<>()));
+                .thenApply(d -> new MpsRuntime(system, runtime, false, d, askTimeout, new CompletableFuture<>()));
     }
 
-    public RuntimeRefs refs() {
-        return refs;
+    // ---- devices ------------------------------------------------------------------------------------
+
+    /** Every device that was up when the runtime started (or at the last {@link #refreshDevices()}), by ordinal. */
+    public List<RuntimeDevice> devices() {
+        return devices;
     }
 
-    public List<StreamHandle> streams() {
-        return refs.streams();
-    }
-
-    // ---- memory -------------------------------------------------------------------------------------
-
-    public CompletionStage<AllocatorProtocol.BufferLease> allocate(long bytes) {
-        return ask(refs.allocator(), (ActorRef<AllocatorProtocol.AllocationReply> r) ->
-                new AllocatorProtocol.Allocate(bytes, r)).thenApply(MpsRuntime::lease);
-    }
-
-    /** From {@code stream}'s arena: reused at once for that stream's later work. */
-    public CompletionStage<AllocatorProtocol.BufferLease> allocateOn(StreamHandle stream, long bytes) {
-        return ask(stream.owner(), (ActorRef<AllocatorProtocol.AllocationReply> r) ->
-                new StreamProtocol.AllocateOnStream(bytes, r)).thenApply(MpsRuntime::lease);
-    }
-
-    public void free(AllocatorProtocol.BufferLease lease) {
-        refs.allocator().tell(new AllocatorProtocol.Free(lease));
-    }
-
-    public void freeAfter(AllocatorProtocol.BufferLease lease, StreamHandle stream, long point) {
-        refs.allocator().tell(new AllocatorProtocol.FreeAfter(lease, stream, point));
-    }
-
-    public void freeOn(StreamHandle stream, AllocatorProtocol.BufferLease lease) {
-        stream.owner().tell(new StreamProtocol.FreeOnStream(lease));
-    }
-
-    public CompletionStage<AllocatorProtocol.AllocatorStats> allocatorStats() {
-        return ask(refs.allocator(), AllocatorProtocol.GetAllocatorStats::new);
-    }
-
-    public CompletionStage<AllocatorProtocol.Trimmed> trim() {
-        return ask(refs.allocator(), AllocatorProtocol.Trim::new);
-    }
-
-    // ---- streams ------------------------------------------------------------------------------------
-
-    public CompletionStage<StreamPoolProtocol.StreamLease> leaseStream() {
-        return ask(refs.streamPool(), (ActorRef<StreamPoolProtocol.Leased> r) -> new StreamPoolProtocol.Lease(r))
-                .thenApply(StreamPoolProtocol.Leased::lease);
-    }
-
-    /** One-way; returns at once. The stream's pending work still completes. */
-    public void release(StreamPoolProtocol.StreamLease lease) {
-        refs.streamPool().tell(new StreamPoolProtocol.Release(lease));
-    }
-
-    public CompletionStage<StreamPoolProtocol.PoolLoad> streamPoolLoad() {
-        return ask(refs.streamPool(), StreamPoolProtocol.GetPoolLoad::new);
-    }
-
-    /** Encodes and (when {@code commit}) commits; completes when the work is encoded, not when it ran. */
-    public CompletionStage<StreamProtocol.Submitted> submit(StreamHandle stream, List<StreamWork> work, boolean commit) {
-        return ask(stream.owner(), (ActorRef<StreamProtocol.SubmitReply> r) ->
-                new StreamProtocol.Submit(work, commit, r)).thenApply(MpsRuntime::submitted);
-    }
-
-    /** Encodes, commits and completes when the work has executed on the device. */
-    public CompletionStage<StreamProtocol.PointCompleted> run(StreamHandle stream, List<StreamWork> work) {
-        // One ask: onComplete hears once, on completion or at once if the submission is refused.
-        return ask(stream.owner(), (ActorRef<StreamProtocol.PointCompleted> onComplete) ->
-                new StreamProtocol.Submit(work, true, system.ignoreRef(), onComplete)).thenApply(MpsRuntime::completed);
-    }
-
-    public CompletionStage<StreamProtocol.Submitted> flush(StreamHandle stream) {
-        return ask(stream.owner(), (ActorRef<StreamProtocol.SubmitReply> r) -> new StreamProtocol.Flush(r))
-                .thenApply(MpsRuntime::submitted);
-    }
-
-    public CompletionStage<StreamProtocol.PointCompleted> whenComplete(StreamHandle stream, long point) {
-        return ask(stream.owner(), (ActorRef<StreamProtocol.PointCompleted> r) ->
-                new StreamProtocol.NotifyWhenComplete(point, r)).thenApply(MpsRuntime::completed);
-    }
-
-    /** Makes {@code stream} wait on the device for {@code point} of {@code other}. */
-    public CompletionStage<StreamProtocol.WaitEncoded> waitFor(StreamHandle stream, StreamHandle other, long point) {
-        return ask(stream.owner(), (ActorRef<StreamProtocol.WaitReply> r) -> new StreamProtocol.WaitFor(other, point, r))
-                .thenApply(reply -> {
-                    if (reply instanceof StreamProtocol.WaitFailed f) {
-                        throw new MpsRuntimeException(f.reason());
-                    }
-                    return (StreamProtocol.WaitEncoded) reply;
-                });
-    }
-
-    public CompletionStage<StreamProtocol.StreamStats> streamStats(StreamHandle stream) {
-        return ask(stream.owner(), StreamProtocol.GetStreamStats::new);
-    }
-
-    // ---- kernels ------------------------------------------------------------------------------------
-
-    public CompletionStage<Pipeline> pipeline(KernelCacheProtocol.KernelKey key) {
-        return ask(refs.kernels().shardFor(key), (ActorRef<KernelCacheProtocol.PipelineReply> r) ->
-                new KernelCacheProtocol.GetPipeline(key, false, r)).thenApply(reply -> {
-                    if (reply instanceof KernelCacheProtocol.PipelineFailed f) {
-                        throw new MpsRuntimeException(f.reason());
-                    }
-                    return ((KernelCacheProtocol.PipelineReady) reply).pipeline();
-                });
-    }
-
-    /** The kernel cache's counters summed over its shards. */
-    public CompletionStage<KernelCacheProtocol.CacheStats> kernelCacheStats() {
-        List<CompletableFuture<KernelCacheProtocol.CacheStats>> all = new ArrayList<>();
-        for (ActorRef<KernelCacheProtocol.Command> shard : refs.kernels().shards()) {
-            all.add(ask(shard, KernelCacheProtocol.GetCacheStats::new).toCompletableFuture());
-        }
-        return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new))
-                .thenApply(v -> KernelCacheProtocol.CacheStats.sum(all.stream().map(CompletableFuture::join).toList()));
-    }
-
-    // ---- events -------------------------------------------------------------------------------------
-
-    public CompletionStage<EventPoolProtocol.EventHandle> acquireEvent() {
-        return event(EventPoolProtocol.Acquire::new).thenApply(r -> ((EventPoolProtocol.Acquired) r).handle());
-    }
-
-    public CompletionStage<EventPoolProtocol.Recorded> recordEvent(EventPoolProtocol.EventHandle event,
-                                                                  StreamHandle stream) {
-        return event(r -> new EventPoolProtocol.Record(event, stream, r)).thenApply(r -> (EventPoolProtocol.Recorded) r);
-    }
-
-    public CompletionStage<EventPoolProtocol.WaitEncoded> waitForEvent(EventPoolProtocol.EventHandle event,
-                                                                      StreamHandle stream) {
-        return event(r -> new EventPoolProtocol.WaitForEvent(event, stream, r))
-                .thenApply(r -> (EventPoolProtocol.WaitEncoded) r);
-    }
-
-    public CompletionStage<Boolean> isEventComplete(EventPoolProtocol.EventHandle event) {
-        return event(r -> new EventPoolProtocol.Query(event, r))
-                .thenApply(r -> ((EventPoolProtocol.EventStatus) r).complete());
-    }
-
-    public CompletionStage<Double> elapsedMillis(EventPoolProtocol.EventHandle start, EventPoolProtocol.EventHandle end) {
-        return event(r -> new EventPoolProtocol.Elapsed(start, end, r))
-                .thenApply(r -> ((EventPoolProtocol.ElapsedTime) r).millis());
-    }
-
-    public CompletionStage<EventPoolProtocol.Released> releaseEvent(EventPoolProtocol.EventHandle event) {
-        return event(r -> new EventPoolProtocol.Release(event, r)).thenApply(r -> (EventPoolProtocol.Released) r);
-    }
-
-    private CompletionStage<EventPoolProtocol.EventReply> event(
-            org.apache.pekko.japi.function.Function<ActorRef<EventPoolProtocol.EventReply>, EventPoolProtocol.Command> f) {
-        return ask(refs.eventPool(), f).thenApply(reply -> {
-            if (reply instanceof EventPoolProtocol.EventFailed failed) {
-                throw new MpsRuntimeException(failed.reason());
+    /** The device with ordinal {@code ordinal}; throws if the runtime does not use it. */
+    public RuntimeDevice device(int ordinal) {
+        for (RuntimeDevice d : devices) {
+            if (d.ordinal() == ordinal) {
+                return d;
             }
-            return reply;
+        }
+        throw new IllegalArgumentException("the runtime has no device " + ordinal + "; its devices are "
+                + devices.stream().map(RuntimeDevice::ordinal).toList());
+    }
+
+    /** Asks the runtime again for its devices' owners (after a device's runtime was started again). */
+    public CompletionStage<List<RuntimeDevice>> refreshDevices() {
+        return asker.ask(runtimeRef, RuntimeProtocol.GetDevices::new).thenApply(d -> {
+            devices = views(d);
+            return devices;
         });
     }
 
-    // ---- models -------------------------------------------------------------------------------------
-
-    /** Loads a Hugging Face folder and starts its model actor; fails with the loader's reason. */
-    public CompletionStage<ActorRef<InferenceProtocol.Command>> loadModel(String name, java.nio.file.Path folder) {
-        return ask(runtimeRef, (ActorRef<RuntimeProtocol.ModelLoadReply> r) -> new RuntimeProtocol.LoadModel(name, folder, r))
-                .thenApply(reply -> {
-                    if (reply instanceof RuntimeProtocol.ModelLoadFailed f) {
-                        throw new MpsRuntimeException(f.reason());
-                    }
-                    return ((RuntimeProtocol.ModelLoaded) reply).model();
-                });
+    /** Whether each device is up and how often its runtime was started again. */
+    public CompletionStage<RuntimeProtocol.DeviceStatus> deviceStatus() {
+        return asker.ask(runtimeRef, RuntimeProtocol.GetDeviceStatus::new);
     }
 
     /**
-     * One request; completes with the result, or exceptionally with the model's reason
-     * ({@link OverloadedException} when the model refused it at admission). Its deadline is the ask
-     * timeout: if it is still queued then, it is dropped before it reaches the device.
+     * Fault injection: crashes the runtime of device {@code ordinal} (its owners and model replicas stop, their
+     * requests are answered or moved to other replicas, and the runtime is started again). Ignored with a
+     * warning unless {@code mps-actors.fault-injection.enabled} is on. One-way.
      */
-    public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
-                                                               String requestId,
-                                                               InferenceProtocol.InferenceInputs inputs) {
-        return infer(model, requestId, inputs, InferenceProtocol.OutputSpec.HF_DEFAULT);
+    public void crashDevice(int ordinal) {
+        runtimeRef.tell(new RuntimeProtocol.InjectDeviceCrash(ordinal));
     }
 
-    /** {@link #infer(ActorRef, String, InferenceProtocol.InferenceInputs)} for the outputs {@code outputs}. */
-    public CompletionStage<InferenceProtocol.InferResult> infer(ActorRef<InferenceProtocol.Command> model,
-                                                               String requestId,
-                                                               InferenceProtocol.InferenceInputs inputs,
-                                                               InferenceProtocol.OutputSpec outputs) {
-        return ask(model, (ActorRef<InferenceProtocol.InferReply> r) ->
-                InferenceProtocol.Infer.within(requestId, inputs, r, askTimeout, outputs))
-                .thenApply(reply -> {
-                    if (reply instanceof InferenceProtocol.InferFailure f) {
-                        throw new MpsRuntimeException(f.reason());
-                    }
-                    if (reply instanceof InferenceProtocol.Overloaded o) {
-                        throw new OverloadedException(o.reason());
-                    }
-                    return (InferenceProtocol.InferResult) reply;
-                });
+    /** The first device's owners' refs (for talking to them from actors). */
+    public RuntimeRefs refs() {
+        return first().refs();
     }
 
-    // ---- text ---------------------------------------------------------------------------------------
+    // ---- the first device's owners, by concern ------------------------------------------------------
 
-    /**
-     * Loads a Hugging Face folder as a text encoder: its model (as {@link #loadModel}), its
-     * {@code tokenizer.json} and its sentence-transformers settings (pooling, normalization, sequence limit),
-     * and starts the actor that owns the tokenizer. Fails with the reason naming the file or setting at fault.
-     */
-    public CompletionStage<ActorRef<TextProtocol.Command>> loadTextEncoder(String name, java.nio.file.Path folder) {
-        TextSettings settings = TextSettings.fromConfig(system.settings().config());
-        java.util.concurrent.Executor tokenize = system.dispatchers().lookup(
-                org.apache.pekko.actor.typed.DispatcherSelector.fromConfig(TextSettings.TOKENIZE_DISPATCHER));
-        CompletableFuture<TextEncoderActor.Text> text = CompletableFuture.supplyAsync(
-                () -> TextEncoderActor.Text.load(folder), tokenize);
-        return text.thenCompose(t -> loadModel(name, folder)
-                .<ActorRef<TextProtocol.Command>>thenApply(model -> system.systemActorOf(
-                        TextEncoderActor.create(model, t, settings, tokenize),
-                        "text-encoder-" + java.util.UUID.randomUUID(), org.apache.pekko.actor.typed.Props.empty()))
-                .whenComplete((ref, failure) -> {
-                    if (failure != null) {
-                        t.tokenizer().close();
-                    }
-                }))
-                .exceptionally(e -> {
-                    Throwable cause = e instanceof java.util.concurrent.CompletionException && e.getCause() != null
-                            ? e.getCause() : e;
-                    throw cause instanceof MpsRuntimeException m ? m : new MpsRuntimeException(cause.getMessage());
-                });
+    /** Device memory of the first device; {@code device(i).memory()} for another. */
+    public DeviceMemory memory() {
+        return first().memory();
     }
 
-    /**
-     * Embeds {@code texts} (one vector per text, in order); completes exceptionally with an
-     * {@link TextRequestFailedException} naming the bad texts, or the model's reason. Its deadline is the ask timeout.
-     *
-     * @param options null: the folder's pooling and normalization, truncation on
-     */
-    public CompletionStage<TextProtocol.Embeddings> embed(ActorRef<TextProtocol.Command> encoder, String requestId,
-                                                          List<String> texts, TextProtocol.EmbedOptions options) {
-        return ask(encoder, (ActorRef<TextProtocol.EmbedReply> r) -> new TextProtocol.Embed(requestId, texts, options, r,
-                java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
-                    if (reply instanceof TextProtocol.TextFailure f) {
-                        throw new TextRequestFailedException(f);
-                    }
-                    return (TextProtocol.Embeddings) reply;
-                });
+    /** Streams of the first device; {@code device(i).streams()} for another. */
+    public DeviceStreams streams() {
+        return first().streams();
     }
 
-    /**
-     * Scores each text against {@code query} with the encoder's cross-encoder head (one score per text, in
-     * order); completes exceptionally with a {@link TextRequestFailedException} (kind UNSUPPORTED when the
-     * model has no such head). Its deadline is the ask timeout.
-     *
-     * @param options null: truncation on, the head's activation applied
-     */
-    public CompletionStage<TextProtocol.Scores> rerank(ActorRef<TextProtocol.Command> encoder, String requestId,
-                                                       String query, List<String> texts,
-                                                       TextProtocol.ScoreOptions options) {
-        return ask(encoder, (ActorRef<TextProtocol.RerankReply> r) -> new TextProtocol.Rerank(requestId, query, texts,
-                options, r, java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
-                    if (reply instanceof TextProtocol.TextFailure f) {
-                        throw new TextRequestFailedException(f);
-                    }
-                    return (TextProtocol.Scores) reply;
-                });
+    /** Events of the first device; {@code device(i).events()} for another. */
+    public DeviceEvents events() {
+        return first().events();
     }
 
-    /**
-     * Classifies each text with the encoder's sequence-classification head (every label with its score,
-     * highest first); completes exceptionally with a {@link TextRequestFailedException}. Its deadline is the
-     * ask timeout.
-     *
-     * @param options null: truncation on, the head's activation applied
-     */
-    public CompletionStage<TextProtocol.Classifications> classify(ActorRef<TextProtocol.Command> encoder,
-                                                                  String requestId, List<String> texts,
-                                                                  TextProtocol.ScoreOptions options) {
-        return ask(encoder, (ActorRef<TextProtocol.ClassifyReply> r) -> new TextProtocol.Classify(requestId, texts,
-                options, r, java.time.Instant.now().plus(askTimeout))).thenApply(reply -> {
-                    if (reply instanceof TextProtocol.TextFailure f) {
-                        throw new TextRequestFailedException(f);
-                    }
-                    return (TextProtocol.Classifications) reply;
-                });
+    /** The kernel cache of the first device; {@code device(i).kernels()} for another. */
+    public DeviceKernels kernels() {
+        return first().kernels();
     }
 
-    /** What the encoder is (family, width, token limit) and what it can be asked for. */
-    public CompletionStage<TextProtocol.EncoderInfo> describe(ActorRef<TextProtocol.Command> encoder) {
-        return ask(encoder, TextProtocol.Describe::new);
+    /** Models and text encoders, each replicated over its devices behind one ref. */
+    public Models models() {
+        return models;
     }
 
-    /** Faults the runtime injected so far (zero unless mps-actors.fault-injection is on). */
+    /** Faults the runtime injected so far, over every device (zero unless mps-actors.fault-injection is on). */
     public CompletionStage<RuntimeProtocol.FaultCounts> faultCounts() {
-        return ask(runtimeRef, RuntimeProtocol.GetFaultCounts::new);
+        return asker.ask(runtimeRef, RuntimeProtocol.GetFaultCounts::new);
     }
 
-    public CompletionStage<InferenceProtocol.ModelStats> modelStats(ActorRef<InferenceProtocol.Command> model) {
-        return ask(model, InferenceProtocol.GetModelStats::new);
-    }
-
+    /** The ActorSystem the runtime runs in. */
     public ActorSystem<?> system() {
         return system;
     }
@@ -403,12 +200,12 @@ public final class MpsRuntime implements AutoCloseable {
     // ---- lifecycle ----------------------------------------------------------------------------------
 
     /**
-     * Stops the runtime (when it owns its ActorSystem) and waits, in the caller's thread, until the device
-     * is closed. Returns what was still alive natively (empty after a clean shutdown).
+     * Stops the runtime (when it owns its ActorSystem) and waits, in the caller's thread, until every device
+     * is closed. Returns what was still alive natively on all devices together (empty after a clean shutdown).
      */
     public LiveObjects shutdown(Duration timeout) throws TimeoutException, InterruptedException {
         if (!ownsSystem) {
-            throw new IllegalStateException("this runtime lives in the caller's ActorSystem: stop its DeviceRuntime actor");
+            throw new IllegalStateException("this runtime lives in the caller's ActorSystem: stop its runtime actor");
         }
         system.terminate();
         try {
@@ -419,13 +216,14 @@ public final class MpsRuntime implements AutoCloseable {
         }
     }
 
+    /** {@link #shutdown} with the ask timeout plus 30 s; does nothing for an attached runtime. */
     @Override
     public void close() {
         if (!ownsSystem) {
             return;
         }
         try {
-            shutdown(askTimeout.plusSeconds(30));
+            shutdown(asker.timeout().plusSeconds(30));
         } catch (TimeoutException e) {
             throw new MpsRuntimeException("runtime did not shut down in time");
         } catch (InterruptedException e) {
@@ -435,30 +233,16 @@ public final class MpsRuntime implements AutoCloseable {
 
     // ---- helpers ------------------------------------------------------------------------------------
 
-    private <Q, R> CompletionStage<R> ask(RecipientRef<Q> target,
-                                          org.apache.pekko.japi.function.Function<ActorRef<R>, Q> message) {
-        return AskPattern.ask(target, message, askTimeout, system.scheduler());
+    private RuntimeDevice first() {
+        List<RuntimeDevice> d = devices;
+        if (d.isEmpty()) {
+            throw new IllegalStateException("no device of the runtime is up");
+        }
+        return d.get(0);
     }
 
-    private static AllocatorProtocol.BufferLease lease(AllocatorProtocol.AllocationReply reply) {
-        if (reply instanceof AllocatorProtocol.AllocationFailed f) {
-            throw new MpsRuntimeException(f.reason());
-        }
-        return ((AllocatorProtocol.Allocated) reply).lease();
-    }
-
-    private static StreamProtocol.Submitted submitted(StreamProtocol.SubmitReply reply) {
-        if (reply instanceof StreamProtocol.SubmitFailed f) {
-            throw new MpsRuntimeException(f.reason());
-        }
-        return (StreamProtocol.Submitted) reply;
-    }
-
-    private static StreamProtocol.PointCompleted completed(StreamProtocol.PointCompleted c) {
-        if (!c.succeeded()) {
-            throw new MpsRuntimeException(c.failure());
-        }
-        return c;
+    private List<RuntimeDevice> views(RuntimeProtocol.Devices d) {
+        return d.devices().stream().map(refs -> new RuntimeDevice(refs, asker)).toList();
     }
 
     private static String rootMessage(Throwable e) {

@@ -15,13 +15,91 @@ import java.util.function.Function;
 public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads, int streams,
                               int streamStashCapacity, Duration askTimeout, Duration shutdownTimeout,
                               int kernelShards, int maxEvents, AllocatorSettings allocator,
-                              ModelSettings model, FaultSettings faults, GemmMath gemmMath, Duration streamWatchdog) {
+                              ModelSettings model, FaultSettings faults, GemmMath gemmMath, Duration streamWatchdog,
+                              DeviceSelection devices, int cpuDevices, RestartSettings deviceRestart) {
     public static final String PREFIX = "mps-actors";
     public static final String STREAM_DISPATCHER = PREFIX + ".dispatchers.stream";
     public static final String OWNER_DISPATCHER = PREFIX + ".dispatchers.owners";
     public static final String COMPILE_DISPATCHER = PREFIX + ".dispatchers.compile";
     public static final String OUTPUTS_DISPATCHER = PREFIX + ".dispatchers.outputs";
     private static final Set<String> BACKENDS = Set.of("cpu", "cuda", "metal");
+
+    /** The same settings for the DeviceRuntime of device {@code ordinal}. */
+    public RuntimeSettings forDevice(int ordinal) {
+        return new RuntimeSettings(backend, ordinal, blasThreads, streams, streamStashCapacity, askTimeout,
+                shutdownTimeout, kernelShards, maxEvents, allocator, model, faults, gemmMath, streamWatchdog, devices,
+                cpuDevices, deviceRestart);
+    }
+
+    /** How device {@code ordinal} of this backend is opened. */
+    public dev.mpsactors.nativemps.DeviceOptions deviceOptions(int ordinal) {
+        return new dev.mpsactors.nativemps.DeviceOptions(backend, ordinal, blasThreads, gemmMath, cpuDevices);
+    }
+
+    /**
+     * How a device whose runtime stopped is started again: after {@code minBackoff}, doubling up to
+     * {@code maxBackoff}, at most {@code maxRestarts} times in a row without coming up.
+     */
+    public record RestartSettings(Duration minBackoff, Duration maxBackoff, int maxRestarts) {
+        /** The wait before restart number {@code attempt} (1 for the first). */
+        public Duration backoff(int attempt) {
+            long factor = 1L << Math.min(20, Math.max(0, attempt - 1));
+            Duration d = minBackoff.multipliedBy(factor);
+            return d.compareTo(maxBackoff) > 0 ? maxBackoff : d;
+        }
+    }
+
+    /**
+     * Which devices of the backend the runtime uses ({@code mps-actors.devices}): every one it reports, the
+     * first {@code count}, or the listed ordinals. Resolved against the backend's count when the runtime starts.
+     */
+    public record DeviceSelection(boolean all, int count, java.util.List<Integer> ordinals) {
+        public static final DeviceSelection ALL = new DeviceSelection(true, 0, java.util.List.of());
+
+        public DeviceSelection {
+            ordinals = java.util.List.copyOf(ordinals);
+        }
+
+        public static DeviceSelection first(int count) {
+            return new DeviceSelection(false, count, java.util.List.of());
+        }
+
+        public static DeviceSelection of(java.util.List<Integer> ordinals) {
+            return new DeviceSelection(false, 0, ordinals);
+        }
+
+        /**
+         * The ordinals to open on a backend that reports {@code available} devices; a selection the backend
+         * cannot satisfy is an {@link InvalidConfigException} naming {@code mps-actors.devices}.
+         */
+        public java.util.List<Integer> resolve(int available, String backend) {
+            if (available < 1) {
+                throw invalid("devices", "the " + backend + " backend reports no device");
+            }
+            if (all) {
+                return java.util.stream.IntStream.range(0, available).boxed().toList();
+            }
+            if (ordinals.isEmpty()) {
+                if (count > available) {
+                    throw invalid("devices", "asks for " + count + " devices but the " + backend + " backend reports "
+                            + available);
+                }
+                return java.util.stream.IntStream.range(0, count).boxed().toList();
+            }
+            for (int o : ordinals) {
+                if (o >= available) {
+                    throw invalid("devices", "names device " + o + " but the " + backend + " backend reports "
+                            + available + " (ordinals 0 to " + (available - 1) + ")");
+                }
+            }
+            return ordinals;
+        }
+
+        @Override
+        public String toString() {
+            return all ? "all" : ordinals.isEmpty() ? String.valueOf(count) : ordinals.toString();
+        }
+    }
 
     /** Whether InjectCrash messages and the fault rates below take effect. */
     public boolean faultInjection() {
@@ -80,10 +158,20 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
             throw invalid("gemm-math", "'" + mathName + "' needs tensor cores (backend cuda); the " + backend
                     + " backend computes in fp32");
         }
+        int cpuDevices = intIn(c, "cpu.devices", 1, 1024);
+        DeviceSelection devices = devices(c);
         int streams = intIn(c, "streams", 0, 256);
         if (streams == 0) {
-            streams = Math.max(2, Runtime.getRuntime().availableProcessors());
+            int split = backend.equals("cpu") ? cpuDevices : 1;
+            streams = Math.max(2, Runtime.getRuntime().availableProcessors() / split);
         }
+        Duration minBackoff = positiveDuration(c, "device-restart.min-backoff");
+        Duration maxBackoff = positiveDuration(c, "device-restart.max-backoff");
+        if (maxBackoff.compareTo(minBackoff) < 0) {
+            throw invalid("device-restart.max-backoff", "must be >= min-backoff (" + minBackoff + "), got " + maxBackoff);
+        }
+        RestartSettings restart = new RestartSettings(minBackoff, maxBackoff,
+                intIn(c, "device-restart.max-restarts", 0, 1_000_000));
         int stash = intIn(c, "stream-stash-capacity", 1, 10_000_000);
         Duration ask = positiveDuration(c, "ask-timeout");
         Duration shutdown = positiveDuration(c, "shutdown-timeout");
@@ -121,7 +209,81 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
                 intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
                 intIn(c, "model.max-queued", 1, 100_000_000), storage(c, backend, math));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
-                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math, watchdog);
+                new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math, watchdog, devices,
+                cpuDevices, restart);
+    }
+
+    /** {@code devices}: "all", a count, a list of ordinals, or (from the environment) "0,2". */
+    private static DeviceSelection devices(Config c) {
+        String path = PREFIX + ".devices";
+        if (!c.hasPath(path)) {
+            throw invalid("devices", "is missing");
+        }
+        com.typesafe.config.ConfigValue v = c.getValue(path);
+        switch (v.valueType()) {
+            case NUMBER -> {
+                return count(v.unwrapped().toString());
+            }
+            case LIST -> {
+                java.util.List<Integer> ordinals = new java.util.ArrayList<>();
+                for (Object o : (java.util.List<?>) v.unwrapped()) {
+                    ordinals.add(ordinal(String.valueOf(o)));
+                }
+                return list(ordinals);
+            }
+            case STRING -> {
+                String text = ((String) v.unwrapped()).strip();
+                if (text.equalsIgnoreCase("all")) {
+                    return DeviceSelection.ALL;
+                }
+                if (text.contains(",")) {
+                    java.util.List<Integer> ordinals = new java.util.ArrayList<>();
+                    for (String part : text.split(",")) {
+                        ordinals.add(ordinal(part.strip()));
+                    }
+                    return list(ordinals);
+                }
+                return count(text);
+            }
+            default -> throw invalid("devices", "must be \"all\", a count or a list of device ordinals; got "
+                    + v.render());
+        }
+    }
+
+    private static DeviceSelection count(String text) {
+        int n;
+        try {
+            n = Integer.parseInt(text);
+        } catch (NumberFormatException e) {
+            throw invalid("devices", "must be \"all\", a count or a list of device ordinals; got '" + text + "'");
+        }
+        if (n < 1 || n > 1024) {
+            throw invalid("devices", "a count must be between 1 and 1024, got " + n);
+        }
+        return DeviceSelection.first(n);
+    }
+
+    private static int ordinal(String text) {
+        int n;
+        try {
+            n = Integer.parseInt(text);
+        } catch (NumberFormatException e) {
+            throw invalid("devices", "a device ordinal must be a whole number, got '" + text + "'");
+        }
+        if (n < 0 || n > 1023) {
+            throw invalid("devices", "a device ordinal must be between 0 and 1023, got " + n);
+        }
+        return n;
+    }
+
+    private static DeviceSelection list(java.util.List<Integer> ordinals) {
+        if (ordinals.isEmpty()) {
+            throw invalid("devices", "the list of device ordinals is empty");
+        }
+        if (new java.util.HashSet<>(ordinals).size() != ordinals.size()) {
+            throw invalid("devices", "lists a device twice: " + ordinals);
+        }
+        return DeviceSelection.of(ordinals);
     }
 
     private static <T> T read(Config c, String key, Function<String, T> getter) {

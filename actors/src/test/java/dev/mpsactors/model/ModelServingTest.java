@@ -66,7 +66,7 @@ class ModelServingTest {
         kit = ActorTestKit.create("model-serving", config);
         guardian = kit.spawn(DeviceRuntime.create(RuntimeSettings.fromConfig(config), deviceClosed), "runtime");
         runtime = MpsRuntime.attach(kit.system(), guardian, BOUND).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        model = runtime.loadModel("tiny", dir).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        model = runtime.models().loadModel("tiny", dir).toCompletableFuture().get(60, TimeUnit.SECONDS);
     }
 
     @AfterAll
@@ -122,7 +122,7 @@ class ModelServingTest {
 
     @Test
     void concurrentRaggedRequestsAreBatchedAndMatchTheFloat64Reference() throws Exception {
-        InferenceProtocol.ModelStats before = runtime.modelStats(model).toCompletableFuture().get();
+        InferenceProtocol.ModelStats before = runtime.models().modelStats(model).toCompletableFuture().get();
         Random random = new Random(11);
         int n = 40;
         List<InferenceInputs> inputs = new ArrayList<>();
@@ -144,7 +144,7 @@ class ModelServingTest {
             worst = Math.max(worst, assertMatchesReference(inputs.get(i),
                     assertInstanceOf(InferResult.class, replies.get("r" + i), "reply to r" + i)));
         }
-        InferenceProtocol.ModelStats after = runtime.modelStats(model).toCompletableFuture().get();
+        InferenceProtocol.ModelStats after = runtime.models().modelStats(model).toCompletableFuture().get();
         long batches = after.batches() - before.batches();
         System.out.printf("model serving: %d ragged requests in %d device batches (largest %d sequences), worst "
                 + "relative L2 vs float64 %.2e%n", n, batches, after.largestBatch(), worst);
@@ -265,7 +265,7 @@ class ModelServingTest {
         Path dir = Files.createTempDirectory("no-pooler-");
         BertWeights bare = BertFolderGenerator.write(dir, CONFIG, 9,
                 BertFolderGenerator.Options.defaults().withPooler(false));
-        ActorRef<InferenceProtocol.Command> m = runtime.loadModel("no-pooler", dir).toCompletableFuture()
+        ActorRef<InferenceProtocol.Command> m = runtime.models().loadModel("no-pooler", dir).toCompletableFuture()
                 .get(60, TimeUnit.SECONDS);
         InferenceInputs in = withHoles(new Random(4), 2, 11);
         InferenceProtocol.Embedding mean = new InferenceProtocol.Embedding(InferenceProtocol.Pooling.MEAN, true);
@@ -323,9 +323,9 @@ class ModelServingTest {
     @Test
     void plainJavaGetsACompletionStage() throws Exception {
         InferenceInputs in = randomRequest(new Random(4), 2, 12, true, false);
-        InferResult r = runtime.infer(model, "from-java", in).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        InferResult r = runtime.models().infer(model, "from-java", in).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertMatchesReference(in, r);
-        Throwable failure = runtime.infer(model, "bad", InferenceInputs.of(new int[][] {{999}}))
+        Throwable failure = runtime.models().infer(model, "bad", InferenceInputs.of(new int[][] {{999}}))
                 .handle((ok, e) -> e).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertTrue(failure != null && failure.getMessage().contains("vocab_size"), String.valueOf(failure));
     }
@@ -342,7 +342,7 @@ class ModelServingTest {
                     i % 3 == 0 ? InferenceProtocol.OutputSpec.embedding(InferenceProtocol.Pooling.CLS, true) : null));
         }
         // A model of its own, so its batch statistics come from this flow alone.
-        ActorRef<InferenceProtocol.Command> flowModel = runtime.loadModel("flow", folder).toCompletableFuture()
+        ActorRef<InferenceProtocol.Command> flowModel = runtime.models().loadModel("flow", folder).toCompletableFuture()
                 .get(60, TimeUnit.SECONDS);
         List<InferReply> replies = Source.from(requests)
                 .via(InferenceFlow.create(flowModel, parallelism, BOUND, kit.system().scheduler()))
@@ -361,7 +361,7 @@ class ModelServingTest {
                 assertMatchesReference(requests.get(i).inputs(), r);
             }
         }
-        InferenceProtocol.ModelStats stats = runtime.modelStats(flowModel).toCompletableFuture().get();
+        InferenceProtocol.ModelStats stats = runtime.models().modelStats(flowModel).toCompletableFuture().get();
         // Each request is one sequence: a batch never holds more than the flow lets be in flight.
         assertTrue(stats.largestBatch() <= parallelism, "at most " + parallelism + " in flight: " + stats);
         assertEquals(n, stats.requests(), "every element became one request");
@@ -371,7 +371,7 @@ class ModelServingTest {
     void aMalformedFolderIsRefusedNamingTheFile() throws Exception {
         Path dir = Files.createTempDirectory("bad-model-");
         Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"bert\", \"hidden_size\": 48}");
-        Throwable failure = runtime.loadModel("broken", dir).handle((ok, e) -> e).toCompletableFuture()
+        Throwable failure = runtime.models().loadModel("broken", dir).handle((ok, e) -> e).toCompletableFuture()
                 .get(60, TimeUnit.SECONDS);
         assertTrue(failure != null && failure.getMessage().contains("config.json"), String.valueOf(failure));
         Path truncated = Files.createTempDirectory("truncated-model-");
@@ -379,7 +379,7 @@ class ModelServingTest {
         Path file = truncated.resolve("model.safetensors");
         byte[] bytes = Files.readAllBytes(file);
         Files.write(file, java.util.Arrays.copyOf(bytes, bytes.length / 2));
-        failure = runtime.loadModel("truncated", truncated).handle((ok, e) -> e).toCompletableFuture()
+        failure = runtime.models().loadModel("truncated", truncated).handle((ok, e) -> e).toCompletableFuture()
                 .get(60, TimeUnit.SECONDS);
         assertTrue(failure != null && failure.getMessage().contains("model.safetensors"), String.valueOf(failure));
     }

@@ -53,10 +53,10 @@ final class ActorStress {
     Measurement run(Path modelFolder, StressModel model, Supplier<LoadRecorder> newRecorder, PrintStream out)
             throws Exception {
         try (MpsRuntime rt = MpsRuntime.start(config)) {
-            List<StreamHandle> streams = rt.streams();
+            List<StreamHandle> streams = rt.streams().handles();
             List<AllocatorProtocol.BufferLease> leases = new ArrayList<>();
             ActorRef<InferenceProtocol.Command> modelRef = options.mix() == StressOptions.Mix.LAYERNORM ? null
-                    : await(rt.loadModel("stress", modelFolder));
+                    : await(rt.models().loadModel("stress", modelFolder));
             List<Consumer<ActorRef<Object>>> senders = modelRef == null ? mixSenders(rt, model, streams, leases)
                     : inferSenders(modelRef, model);
             LoadRecorder rec = newRecorder.get();
@@ -74,12 +74,12 @@ final class ActorStress {
             Measurement.Batching batching = null;
             if (modelRef != null) {
                 // the model is this runtime's only one: its stats cover exactly this run (warm-up included)
-                InferenceProtocol.ModelStats s = await(rt.modelStats(modelRef));
+                InferenceProtocol.ModelStats s = await(rt.models().modelStats(modelRef));
                 batching = new Measurement.Batching(s.batches(), s.batches() == 0 ? 0
                         : MeasurementDriver.round((double) s.sequences() / s.batches()), s.largestBatch());
             }
-            AllocatorProtocol.AllocatorStats a = await(rt.allocatorStats());
-            leases.forEach(rt::free);
+            AllocatorProtocol.AllocatorStats a = await(rt.memory().stats());
+            leases.forEach(rt.memory()::free);
             return withStats(m, batching, new Measurement.Allocator(a.peakReservedBytes(), a.peakAllocatedBytes()));
         }
     }
@@ -102,10 +102,10 @@ final class ActorStress {
 
     private List<Consumer<ActorRef<Object>>> mixSenders(MpsRuntime rt, StressModel model, List<StreamHandle> streams,
                                                         List<AllocatorProtocol.BufferLease> leases) throws Exception {
-        Pipeline ln = await(rt.pipeline(KernelKey.of("*", "layernorm")));
-        Pipeline gemm = await(rt.pipeline(KernelKey.of("*", "gemm")));
+        Pipeline ln = await(rt.kernels().pipeline(KernelKey.of("*", "layernorm")));
+        Pipeline gemm = await(rt.kernels().pipeline(KernelKey.of("*", "gemm")));
         java.util.function.LongFunction<DeviceBuffer> allocate = bytes -> {
-            AllocatorProtocol.BufferLease lease = await(rt.allocate(bytes));
+            AllocatorProtocol.BufferLease lease = await(rt.memory().allocate(bytes));
             leases.add(lease);
             return lease.buffer();
         };
@@ -164,7 +164,7 @@ final class ActorStress {
     private static long[] busy(MpsRuntime rt, List<StreamHandle> streams) {
         long[] busy = new long[streams.size()];
         for (int s = 0; s < busy.length; s++) {
-            busy[s] = await(rt.streamStats(streams.get(s))).busyNanos();
+            busy[s] = await(rt.streams().stats(streams.get(s))).busyNanos();
         }
         return busy;
     }

@@ -168,8 +168,8 @@ public final class Cli {
         }
         InferenceInputs inputs = readInputs(input);
         try (MpsRuntime rt = MpsRuntime.start(config(backend))) {
-            ActorRef<InferenceProtocol.Command> m = await(rt.loadModel("cli", model));
-            InferResult result = await(rt.infer(m, "cli-1", inputs, outputs));
+            ActorRef<InferenceProtocol.Command> m = await(rt.models().loadModel("cli", model));
+            InferResult result = await(rt.models().infer(m, "cli-1", inputs, outputs));
             writeOutputs(output, result);
         }
     }
@@ -263,8 +263,9 @@ public final class Cli {
         RuntimeSettings settings = RuntimeSettings.fromConfig(config);
         try (MpsRuntime rt = MpsRuntime.start(config)) {
             System.out.println("backend:  " + settings.backend());
-            System.out.println("device:   " + rt.refs().device());
-            System.out.println("streams:  " + rt.streams().size());
+            for (dev.mpsactors.runtime.RuntimeDevice d : rt.devices()) {
+                System.out.println("device " + d.ordinal() + ": " + d.info() + ", " + d.streams().count() + " streams");
+            }
             System.out.println("settings: " + settings);
             System.out.println("config:   " + config.getConfig("mps-actors").root().render(
                     com.typesafe.config.ConfigRenderOptions.concise()));

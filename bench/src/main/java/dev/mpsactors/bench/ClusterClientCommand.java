@@ -204,10 +204,10 @@ final class ClusterClientCommand {
     private static List<InferResult> localReferences(Path folder, List<InferenceInputs> inputs) throws Exception {
         List<InferResult> refs = new ArrayList<>();
         try (MpsRuntime rt = MpsRuntime.start(ConfigFactory.load())) {
-            ActorRef<InferenceProtocol.Command> m = rt.loadModel("reference", folder).toCompletableFuture()
+            ActorRef<InferenceProtocol.Command> m = rt.models().loadModel("reference", folder).toCompletableFuture()
                     .get(5, TimeUnit.MINUTES);
             for (int i = 0; i < inputs.size(); i++) {
-                refs.add(rt.infer(m, "reference-" + i, inputs.get(i)).toCompletableFuture().get(1, TimeUnit.MINUTES));
+                refs.add(rt.models().infer(m, "reference-" + i, inputs.get(i)).toCompletableFuture().get(1, TimeUnit.MINUTES));
             }
         }
         return refs;

@@ -101,7 +101,7 @@ final class EmbedCommand {
         ObjectMapper json = new ObjectMapper();
         try (MpsRuntime rt = MpsRuntime.start(config);
              BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.loadTextEncoder("embed", model));
+            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.models().loadTextEncoder("embed", model));
             Duration timeout = Duration.ofMinutes(10);
             Cli.await(Source.from(requests)
                     .via(EmbeddingFlow.create(encoder, parallelism, timeout, rt.system().scheduler()))

@@ -104,9 +104,9 @@ final class Soak {
 
         void execute() throws Exception {
             MpsRuntime rt = MpsRuntime.start(config);
-            ActorRef<InferenceProtocol.Command> model = rt.loadModel("soak", folder).toCompletableFuture()
+            ActorRef<InferenceProtocol.Command> model = rt.models().loadModel("soak", folder).toCompletableFuture()
                     .get(120, TimeUnit.SECONDS);
-            AllocatorStats memoryAtStart = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            AllocatorStats memoryAtStart = rt.memory().stats().toCompletableFuture().get(60, TimeUnit.SECONDS);
             long heapAtStart = usedHeap();
             System.out.printf("soak: %s, %d clients, faults on (%s), watchdog %s, an owner crashed every %s%n",
                     length, clients, config.getConfig("mps-actors.fault-injection").root().render(
@@ -254,7 +254,7 @@ final class Soak {
         }
 
         private static void crashAnOwner(MpsRuntime rt, Random chaos) {
-            List<StreamHandle> streams = rt.streams();
+            List<StreamHandle> streams = rt.streams().handles();
             if (chaos.nextInt(4) == 0) {
                 rt.refs().allocator().tell(new AllocatorProtocol.InjectCrash("soak"));
             } else {
@@ -264,10 +264,10 @@ final class Soak {
 
         private static AllocatorStats settledAllocator(MpsRuntime rt) throws Exception {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-            AllocatorStats s = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            AllocatorStats s = rt.memory().stats().toCompletableFuture().get(60, TimeUnit.SECONDS);
             while (s.allocatedBytes() != 0 && System.nanoTime() < deadline) {
                 Thread.sleep(50);
-                s = rt.allocatorStats().toCompletableFuture().get(60, TimeUnit.SECONDS);
+                s = rt.memory().stats().toCompletableFuture().get(60, TimeUnit.SECONDS);
             }
             return s;
         }

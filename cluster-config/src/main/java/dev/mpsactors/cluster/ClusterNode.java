@@ -5,7 +5,7 @@ import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigOrigin;
 import com.typesafe.config.ConfigValue;
 import com.typesafe.config.ConfigValueFactory;
-import dev.mpsactors.actors.DeviceRuntime;
+import dev.mpsactors.actors.HostRuntime;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.runtime.MpsRuntime;
@@ -23,7 +23,7 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * One node of an mps-actors cluster: an ActorSystem in cluster mode whose guardian is this node's own
- * DeviceRuntime, with the model entities' sharding started on it. {@link #start} returns once the device is
+ * HostRuntime (one DeviceRuntime per device), with the model entities' sharding started on it. {@link #start} returns once the device is
  * open; joining the cluster proceeds in the background (seed nodes). {@link #close} leaves the cluster
  * gracefully (entities hand off to the other nodes), stops the runtime and closes the device.
  *
@@ -51,7 +51,8 @@ public final class ClusterNode implements AutoCloseable {
 
     /**
      * Starts a node configured by {@code config} over mps-actors-cluster.conf and the reference.conf files.
-     * Blocks until the device is open (at most a minute).
+     * Blocks until every device of {@code mps-actors.devices} is open (at most a minute); each model an entity
+     * loads is replicated on all of them.
      */
     public static ClusterNode start(Config config) {
         Config resolved = resolve(config);
@@ -59,7 +60,7 @@ public final class ClusterNode implements AutoCloseable {
         RuntimeSettings runtimeSettings = RuntimeSettings.fromConfig(resolved);
         CompletableFuture<LiveObjects> closed = new CompletableFuture<>();
         ActorSystem<RuntimeProtocol.Command> system = ActorSystem.create(
-                DeviceRuntime.create(runtimeSettings, closed), settings.systemName(), resolved);
+                HostRuntime.create(runtimeSettings, closed), settings.systemName(), resolved);
         try {
             CompletableFuture<MpsRuntime> up = MpsRuntime.attach(system, system, BOUND).toCompletableFuture();
             CompletableFuture.anyOf(up, closed).get(BOUND.toSeconds(), TimeUnit.SECONDS);
@@ -132,7 +133,7 @@ public final class ClusterNode implements AutoCloseable {
         return system;
     }
 
-    /** This node's DeviceRuntime (the system's guardian). */
+    /** This node's HostRuntime (the system's guardian). */
     public ActorSystem<RuntimeProtocol.Command> runtime() {
         return system;
     }

@@ -15,7 +15,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
- * The models one node's DeviceRuntime has loaded for model entities, by local model name. The runtime
+ * The models one node's runtime has loaded (each replicated over the node's devices) for model entities, by local model name. The runtime
  * has no unload, so a model actor is kept once loaded: an entity that comes back to this node (after a
  * rebalance moved it away and back) reuses it instead of loading a second copy onto the device. A failed
  * load is forgotten, so the next incarnation of the entity tries again.

@@ -29,7 +29,7 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
 /**
  * One replica of one model, a sharded entity with id {@code "<model>#<replica>"}: it lives on one node and
  * serves requests from anywhere in the cluster with that node's device. On start it has the node's
- * DeviceRuntime load the model's folder (or reuses the copy a former incarnation loaded there, see
+ * runtime load the model's folder (or reuses the copy a former incarnation loaded there, see
  * {@link LocalModels}); requests that arrive meanwhile wait, up to pending-capacity, and are answered once
  * the model is up, or with a failure if it could not load.
  *

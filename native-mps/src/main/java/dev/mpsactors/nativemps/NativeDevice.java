@@ -18,6 +18,23 @@ public final class NativeDevice implements AutoCloseable {
 
     public static NativeDevice open(DeviceOptions options) {
         Objects.requireNonNull(options, "options");
+        load(options);
+        return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads(),
+                options.gemmMath().code(), options.cpuDevices()));
+    }
+
+    /**
+     * How many devices of {@code options.backend()} this host offers (ordinals 0 to count - 1): the GPUs the
+     * cuda driver or Metal reports, or the cpu backend's split ({@code options.cpuDevices()}). Fails with the
+     * backend's message (no driver, library not built for this backend).
+     */
+    public static int count(DeviceOptions options) {
+        Objects.requireNonNull(options, "options");
+        load(options);
+        return count0(options.backend(), options.cpuDevices());
+    }
+
+    private static void load(DeviceOptions options) {
         try {
             NativeLibraryLoader.ensureLoaded(options.backend());
         } catch (UnsatisfiedLinkError e) {
@@ -25,8 +42,6 @@ public final class NativeDevice implements AutoCloseable {
             // here would make Pekko (and most containers) stop the whole JVM.
             throw new NativeException(NativeStatus.NOT_FOUND, e.getMessage());
         }
-        return new NativeDevice(open0(options.backend(), options.ordinal(), options.blasThreads(),
-                options.gemmMath().code()));
     }
 
     public DeviceInfo info() {
@@ -83,7 +98,9 @@ public final class NativeDevice implements AutoCloseable {
         }
     }
 
-    private static native long open0(String backend, int ordinal, int blasThreads, int gemmMath);
+    private static native long open0(String backend, int ordinal, int blasThreads, int gemmMath, int cpuDevices);
+
+    private static native int count0(String backend, int cpuDevices);
 
     private static native DeviceInfo info0(long device);
 

@@ -4,16 +4,62 @@ import dev.mpsactors.nativemps.DeviceInfo;
 import java.util.List;
 import org.apache.pekko.actor.typed.ActorRef;
 
-/** Messages of the DeviceRuntime guardian, which opens the device and starts every owner. */
+/**
+ * Messages of a runtime guardian: a DeviceRuntime (one device and its owners) or a HostRuntime (one
+ * DeviceRuntime per device of the host, each model replicated over its devices behind one router). Both answer
+ * every command here; a DeviceRuntime reports itself as the only device.
+ */
 public final class RuntimeProtocol {
     private RuntimeProtocol() {}
 
-    public sealed interface Command permits GetRuntime, LoadModel, GetFaultCounts, Internal {}
+    public sealed interface Command permits GetRuntime, GetDevices, LoadModel, GetFaultCounts, InjectDeviceCrash,
+            GetDeviceStatus, Internal {}
 
     /** Messages private to the guardian's implementation. */
     public non-sealed interface Internal extends Command {}
 
+    /** The owners of the first device that is up (of the only device, for a DeviceRuntime). */
     public record GetRuntime(ActorRef<RuntimeRefs> replyTo) implements Command {}
+
+    /** The owners of every device that is up, in ordinal order. */
+    public record GetDevices(ActorRef<Devices> replyTo) implements Command {}
+
+    /** @param devices one entry per device that is up, in ordinal order */
+    public record Devices(List<DeviceRefs> devices) {
+        public Devices {
+            devices = List.copyOf(devices);
+        }
+    }
+
+    /**
+     * @param ordinal the device's ordinal in its backend
+     * @param runtime the DeviceRuntime guardian of this device (its current incarnation)
+     */
+    public record DeviceRefs(int ordinal, RuntimeRefs refs, ActorRef<Command> runtime) {}
+
+    /**
+     * Fault injection: the runtime of device {@code ordinal} fails as if its guardian had crashed, stopping its
+     * owners and its model replicas (their requests are answered); a HostRuntime then starts it again. Ignored with
+     * a warning unless {@code mps-actors.fault-injection.enabled} is on.
+     */
+    public record InjectDeviceCrash(int ordinal) implements Command {}
+
+    /** Whether each device of the runtime is up and how often it was started again. */
+    public record GetDeviceStatus(ActorRef<DeviceStatus> replyTo) implements Command {}
+
+    public record DeviceStatus(List<DeviceState> devices) {
+        public DeviceStatus {
+            devices = List.copyOf(devices);
+        }
+    }
+
+    /**
+     * @param up        its runtime is running (false while it restarts or after it gave up)
+     * @param restarts  how often its runtime was started again after it stopped
+     * @param gaveUp    restarts failed {@code device-restart.max-restarts} times in a row: it stays down
+     * @param lastFailure why it last stopped (null if it never did)
+     */
+    public record DeviceState(int ordinal, String name, boolean up, int restarts, boolean gaveUp, String lastFailure) {}
 
     /** Faults injected so far by the runtime's owners (all zero unless mps-actors.fault-injection is on). */
     public record GetFaultCounts(ActorRef<FaultCounts> replyTo) implements Command {}
@@ -26,10 +72,22 @@ public final class RuntimeProtocol {
 
     /**
      * Loads a Hugging Face model folder (config.json + model.safetensors or its sharded index) and starts
-     * a model actor for it on this runtime's device; {@code name} must be unique on the runtime.
+     * a model actor for it on each device of {@code devices}; {@code name} must be unique on the runtime. The
+     * reply's model is one ref that routes each request to the least-loaded replica.
+     *
+     * @param devices device ordinals to replicate the model on; null: every device of the runtime
      */
-    public record LoadModel(String name, java.nio.file.Path folder, ActorRef<ModelLoadReply> replyTo)
-            implements Command {}
+    public record LoadModel(String name, java.nio.file.Path folder, List<Integer> devices,
+                            ActorRef<ModelLoadReply> replyTo) implements Command {
+        public LoadModel {
+            devices = devices == null ? null : List.copyOf(devices);
+        }
+
+        /** On every device of the runtime. */
+        public LoadModel(String name, java.nio.file.Path folder, ActorRef<ModelLoadReply> replyTo) {
+            this(name, folder, null, replyTo);
+        }
+    }
 
     public sealed interface ModelLoadReply permits ModelLoaded, ModelLoadFailed {}
 

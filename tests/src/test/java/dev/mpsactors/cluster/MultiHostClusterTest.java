@@ -312,10 +312,10 @@ class MultiHostClusterTest {
     private void singleNodeReferences() throws Exception {
         try (MpsRuntime rt = MpsRuntime.start(ConfigFactory.parseString("mps-actors.streams = 1")
                 .withFallback(ConfigFactory.load()))) {
-            ActorRef<InferenceProtocol.Command> m = rt.loadModel("reference", folder).toCompletableFuture()
+            ActorRef<InferenceProtocol.Command> m = rt.models().loadModel("reference", folder).toCompletableFuture()
                     .get(BOUND.toSeconds(), TimeUnit.SECONDS);
             for (int i = 0; i < inputs.size(); i++) {
-                references.add(rt.infer(m, "reference-" + i, inputs.get(i)).toCompletableFuture()
+                references.add(rt.models().infer(m, "reference-" + i, inputs.get(i)).toCompletableFuture()
                         .get(BOUND.toSeconds(), TimeUnit.SECONDS));
             }
         }

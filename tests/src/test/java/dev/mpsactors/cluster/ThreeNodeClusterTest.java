@@ -212,7 +212,7 @@ class ThreeNodeClusterTest {
             // The same inputs through a model actor of one node, without the cluster.
             MpsRuntime local = MpsRuntime.attach(client.system(), client.runtime(), BOUND).toCompletableFuture()
                     .get(BOUND.toSeconds(), TimeUnit.SECONDS);
-            ActorRef<InferenceProtocol.Command> model = local.loadModel("single-node-reference", folder)
+            ActorRef<InferenceProtocol.Command> model = local.models().loadModel("single-node-reference", folder)
                     .toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
             List<CompletableFuture<InferenceProtocol.InferReply>> expected = new ArrayList<>();
             for (int i = 0; i < REQUESTS; i++) {

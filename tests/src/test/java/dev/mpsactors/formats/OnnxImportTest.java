@@ -86,9 +86,9 @@ class OnnxImportTest {
         float[][][] want = onnxRuntime(onnx, ids, mask, types);
         InferResult got;
         try (MpsRuntime rt = MpsRuntime.start(ConfigFactory.load())) {
-            ActorRef<InferenceProtocol.Command> model = rt.loadModel("minilm", folder).toCompletableFuture()
+            ActorRef<InferenceProtocol.Command> model = rt.models().loadModel("minilm", folder).toCompletableFuture()
                     .get(120, TimeUnit.SECONDS);
-            got = (InferResult) rt.infer(model, "r1", new InferenceInputs(ids, mask, types))
+            got = (InferResult) rt.models().infer(model, "r1", new InferenceInputs(ids, mask, types))
                     .toCompletableFuture().get(120, TimeUnit.SECONDS);
             rt.shutdown(Duration.ofSeconds(60));
         }

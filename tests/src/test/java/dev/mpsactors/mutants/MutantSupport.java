@@ -101,10 +101,10 @@ public final class MutantSupport {
     /** Waits, on the releasing thread, until everything committed on the stream has executed. */
     public static void synchronize(MpsRuntime runtime, StreamHandle stream) {
         try {
-            long committed = runtime.streamStats(stream).toCompletableFuture()
+            long committed = runtime.streams().stats(stream).toCompletableFuture()
                     .get(BLOCKED_FOR.toSeconds(), TimeUnit.SECONDS).committedPoint();
             if (committed > 0) {
-                runtime.whenComplete(stream, committed).toCompletableFuture()
+                runtime.streams().whenComplete(stream, committed).toCompletableFuture()
                         .get(BLOCKED_FOR.toSeconds(), TimeUnit.SECONDS);
             }
         } catch (Exception e) {

@@ -68,7 +68,7 @@ class FaultInjectionTest {
     void ownersThatThrowMidRunAnswerWhatTheyHeldAndAreRestarted() throws Exception {
         try (ServedModel served = new ServedModel("mps-actors { streams = 3, model.max-batch = 4,"
                 + " fault-injection.enabled = true }")) {
-            List<StreamHandle> streams = served.runtime.streams();
+            List<StreamHandle> streams = served.runtime.streams().handles();
             CompletableFuture<ServedModel.Replies> load = CompletableFuture.supplyAsync(() -> {
                 try {
                     return served.send(REQUESTS, CLIENTS, 4, null);

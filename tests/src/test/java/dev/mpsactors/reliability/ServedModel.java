@@ -42,7 +42,7 @@ final class ServedModel implements AutoCloseable {
         folder = Files.createTempDirectory("reliability-");
         BertFolderGenerator.write(folder, CONFIG, 11);
         runtime = MpsRuntime.start(ConfigFactory.parseString(config));
-        model = runtime.loadModel("tiny", folder).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        model = runtime.models().loadModel("tiny", folder).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
 
     static InferenceInputs randomRequest(Random random) {
@@ -134,11 +134,11 @@ final class ServedModel implements AutoCloseable {
     }
 
     AllocatorStats allocator() throws Exception {
-        return runtime.allocatorStats().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        return runtime.memory().stats().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
 
     InferenceProtocol.ModelStats stats() throws Exception {
-        return runtime.modelStats(model).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        return runtime.models().modelStats(model).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
 
     /**

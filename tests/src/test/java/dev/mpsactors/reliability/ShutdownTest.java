@@ -66,7 +66,7 @@ class ShutdownTest {
                     "runtime");
             MpsRuntime runtime = MpsRuntime.attach(kit.system(), guardian, ServedModel.BOUND).toCompletableFuture()
                     .get(60, TimeUnit.SECONDS);
-            ActorRef<InferenceProtocol.Command> model = runtime.loadModel("tiny", folder).toCompletableFuture()
+            ActorRef<InferenceProtocol.Command> model = runtime.models().loadModel("tiny", folder).toCompletableFuture()
                     .get(60, TimeUnit.SECONDS);
             TestProbe<InferReply> probe = kit.createTestProbe();
             Random random = new Random(13);
@@ -76,7 +76,7 @@ class ShutdownTest {
             }
             // Every request must be in the model's hands first: a stopping actor's unread mailbox is dropped.
             long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
-            while (runtime.modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS).requests() < requests) {
+            while (runtime.models().modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS).requests() < requests) {
                 assertTrue(System.nanoTime() < deadline, "the model took in every request");
                 Thread.sleep(2);
             }

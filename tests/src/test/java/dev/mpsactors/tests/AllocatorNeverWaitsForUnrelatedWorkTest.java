@@ -39,32 +39,32 @@ class AllocatorNeverWaitsForUnrelatedWorkTest {
             MpsRuntime rt = f.runtime;
             StreamHandle busy = rt.streams().get(0);
             StreamHandle other = rt.streams().get(1);
-            AllocatorStats baseline = Await.result(rt.allocatorStats());
+            AllocatorStats baseline = Await.result(rt.memory().stats());
             List<BufferLease> pendingLeases = new ArrayList<>();
             for (int i = 0; i < PENDING; i++) {
-                pendingLeases.add(Await.result(rt.allocate(PENDING_BYTES)));
+                pendingLeases.add(Await.result(rt.memory().allocate(PENDING_BYTES)));
             }
             Set<DeviceBuffer> pendingBuffers = Collections.newSetFromMap(new IdentityHashMap<>());
             pendingLeases.forEach(l -> pendingBuffers.add(l.buffer()));
             // ~2 s of GEMM on one core; everything below takes a small fraction of that, even on a loaded machine.
             List<BufferLease> fresh = new ArrayList<>();
             try (Workloads.LongGemm job = new Workloads.LongGemm(rt, 768, 256)) {
-                long jobPoint = Await.result(rt.submit(busy, List.of(job.work), true)).point();
+                long jobPoint = Await.result(rt.streams().submit(busy, List.of(job.work), true)).point();
                 // Freed after the running job's point: reusable only once the busy stream reports it.
                 for (BufferLease l : pendingLeases) {
-                    rt.freeAfter(l, busy, jobPoint);
+                    rt.memory().freeAfter(l, busy, jobPoint);
                 }
                 // The same size again: served without those buffers, and without waiting for them.
                 List<CompletableFuture<BufferLease>> again = new ArrayList<>();
                 for (int i = 0; i < PENDING; i++) {
-                    again.add(rt.allocate(PENDING_BYTES).toCompletableFuture());
+                    again.add(rt.memory().allocate(PENDING_BYTES).toCompletableFuture());
                 }
                 long[] latencies = new long[REQUESTS];
                 List<CompletableFuture<BufferLease>> unrelated = new ArrayList<>();
                 for (int i = 0; i < REQUESTS; i++) {
                     long sentAt = System.nanoTime();
                     int k = i;
-                    unrelated.add(rt.allocate(1024L * (1 + i % 64)).toCompletableFuture().thenApply(lease -> {
+                    unrelated.add(rt.memory().allocate(1024L * (1 + i % 64)).toCompletableFuture().thenApply(lease -> {
                         latencies[k] = System.nanoTime() - sentAt;
                         return lease;
                     }));
@@ -77,20 +77,20 @@ class AllocatorNeverWaitsForUnrelatedWorkTest {
                     leases.add(Await.result(p));
                 }
                 // Half go back at once, half after a point of the other (idle) stream, then the same sizes again.
-                long otherPoint = Await.result(rt.flush(other)).point();
+                long otherPoint = Await.result(rt.streams().flush(other)).point();
                 for (int i = 0; i < leases.size(); i++) {
                     if (i % 2 == 0) {
-                        rt.free(leases.get(i));
+                        rt.memory().free(leases.get(i));
                     } else {
-                        rt.freeAfter(leases.get(i), other, otherPoint);
+                        rt.memory().freeAfter(leases.get(i), other, otherPoint);
                     }
                 }
                 List<BufferLease> reused = new ArrayList<>();
                 for (int i = 0; i < REQUESTS / 2; i++) {
-                    reused.add(Await.result(rt.allocate(1024L * (1 + (2 * i) % 64))));
+                    reused.add(Await.result(rt.memory().allocate(1024L * (1 + (2 * i) % 64))));
                 }
-                AllocatorStats during = Await.result(rt.allocatorStats());
-                long busyCompleted = Await.result(rt.streamStats(busy)).completedPoint();
+                AllocatorStats during = Await.result(rt.memory().stats());
+                long busyCompleted = Await.result(rt.streams().stats(busy)).completedPoint();
                 Arrays.sort(latencies);
                 System.out.printf("allocator: %d buffers freed after the busy stream's point %d, %d of their size "
                                 + "allocated again, %d unrelated allocations + %d reuses, all answered with the busy "
@@ -106,32 +106,32 @@ class AllocatorNeverWaitsForUnrelatedWorkTest {
                             "a buffer whose free waits for the running job was handed out again");
                 }
                 for (BufferLease l : reused) {
-                    rt.free(l);
+                    rt.memory().free(l);
                 }
-                Await.result(rt.whenComplete(busy, jobPoint));
+                Await.result(rt.streams().whenComplete(busy, jobPoint));
             }
             // Once the point has completed, the allocator learns it and reuses those buffers.
             long deadline = System.nanoTime() + Await.BOUND_SECONDS * 1_000_000_000L;
-            while (Await.result(rt.allocatorStats()).pendingFreeBytes() > 0) {
+            while (Await.result(rt.memory().stats()).pendingFreeBytes() > 0) {
                 assertTrue(System.nanoTime() < deadline, "pending frees settled after their point completed");
                 Thread.sleep(5);
             }
-            long hitsBefore = Await.result(rt.allocatorStats()).cacheHits();
+            long hitsBefore = Await.result(rt.memory().stats()).cacheHits();
             List<BufferLease> afterJob = new ArrayList<>();
             for (int i = 0; i < PENDING; i++) {
-                afterJob.add(Await.result(rt.allocate(PENDING_BYTES)));
+                afterJob.add(Await.result(rt.memory().allocate(PENDING_BYTES)));
             }
-            assertEquals(hitsBefore + PENDING, Await.result(rt.allocatorStats()).cacheHits(),
+            assertEquals(hitsBefore + PENDING, Await.result(rt.memory().stats()).cacheHits(),
                     "the buffers of that size class came from the cache");
             // The other buffers of that size are still held, so every one of these is a buffer freed after the point.
             for (BufferLease l : afterJob) {
                 assertTrue(pendingBuffers.contains(l.buffer()),
                         "the buffers freed after the job's point are reused once the point completed");
             }
-            afterJob.forEach(rt::free);
-            fresh.forEach(rt::free);
-            Await.result(rt.trim());
-            AllocatorStats end = Await.result(rt.allocatorStats());
+            afterJob.forEach(rt.memory()::free);
+            fresh.forEach(rt.memory()::free);
+            Await.result(rt.memory().trim());
+            AllocatorStats end = Await.result(rt.memory().stats());
             assertEquals(baseline.allocatedBytes(), end.allocatedBytes(), "allocator back to its baseline: " + end);
         }
     }

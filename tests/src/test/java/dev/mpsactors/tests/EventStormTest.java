@@ -60,7 +60,7 @@ class EventStormTest {
     void recordWaitQueryElapsedRacingReleaseGetOneReplyEachAndStaleHandlesAreRefused() throws Exception {
         try (RuntimeFixture f = new RuntimeFixture("mps-actors { streams = 4 }")) {
             MpsRuntime rt = f.runtime;
-            List<StreamHandle> streams = rt.streams();
+            List<StreamHandle> streams = rt.streams().handles();
             ActorRef<EventPoolProtocol.Command> pool = rt.refs().eventPool();
             Random random = new Random(17);
             ReplyLedger ledger = new ReplyLedger();
@@ -70,7 +70,7 @@ class EventStormTest {
                 List<EventHandle> handles = new ArrayList<>();
                 List<CompletableFuture<EventHandle>> acquiring = new ArrayList<>();
                 for (int e = 0; e < EVENTS; e++) {
-                    acquiring.add(rt.acquireEvent().toCompletableFuture());
+                    acquiring.add(rt.events().acquire().toCompletableFuture());
                 }
                 for (CompletableFuture<EventHandle> a : acquiring) {
                     handles.add(Await.result(a));
@@ -107,12 +107,12 @@ class EventStormTest {
                     }
                 }
                 for (StreamHandle s : streams) {
-                    Await.result(rt.flush(s));
+                    Await.result(rt.streams().flush(s));
                 }
                 // Release what is still held; a second release of a released handle is refused, not a crash.
                 for (int e = 0; e < EVENTS; e++) {
                     try {
-                        Await.result(rt.releaseEvent(handles.get(e)));
+                        Await.result(rt.events().release(handles.get(e)));
                         assertTrue(!released[e], handles.get(e) + " was released twice without a refusal");
                     } catch (AssertionError refusedAsReleased) {
                         assertTrue(released[e] && refusedAsReleased.getMessage().contains("released"),

@@ -67,7 +67,7 @@ class KernelCacheStormTest {
                     }
                 }
             }
-            KernelCacheProtocol.CacheStats stats = Await.result(f.runtime.kernelCacheStats());
+            KernelCacheProtocol.CacheStats stats = Await.result(f.runtime.kernels().stats());
             System.out.printf("kernel-cache storm: %d actors x %d keys (%d libraries) -> %s%n", CLIENTS, keys.size(),
                     LIBRARIES, stats);
             assertEquals(LIBRARIES, stats.compilations(), "each library compiled exactly once");

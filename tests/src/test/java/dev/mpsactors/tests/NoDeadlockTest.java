@@ -57,7 +57,7 @@ class NoDeadlockTest {
             throws Exception {
         try (RuntimeFixture f = new RuntimeFixture("mps-actors { streams = 4 }")) {
             MpsRuntime rt = f.runtime;
-            List<StreamHandle> streams = rt.streams();
+            List<StreamHandle> streams = rt.streams().handles();
             int k = streams.size();
             Random seed = new Random(23);
             List<BufferLease> buffers = new ArrayList<>();
@@ -72,7 +72,7 @@ class NoDeadlockTest {
             for (int s = 0; s < k; s++) {
                 Workloads.LongGemm job = new Workloads.LongGemm(rt, 512, 48);
                 jobs.add(job);
-                jobPoints[s] = Await.result(rt.submit(streams.get(s), List.of(job.work), true)).point();
+                jobPoints[s] = Await.result(rt.streams().submit(streams.get(s), List.of(job.work), true)).point();
                 shared.lastPoint().set(s, jobPoints[s]);
             }
 
@@ -98,8 +98,8 @@ class NoDeadlockTest {
             }
             // Drain: a final commit on every stream and its completion.
             for (StreamHandle s : streams) {
-                long p = Await.result(rt.flush(s)).point();
-                Await.result(rt.whenComplete(s, p));
+                long p = Await.result(rt.streams().flush(s)).point();
+                Await.result(rt.streams().whenComplete(s, p));
             }
             ReplyLedger.settle();
 
@@ -130,7 +130,7 @@ class NoDeadlockTest {
                 job.close();
             }
             for (BufferLease b : buffers) {
-                rt.free(b);
+                rt.memory().free(b);
             }
         }
     }

@@ -29,19 +29,19 @@ class OwnActorSystemEmbeddingTest {
         for (int i = 0; i < n; i++) {
             data[i] = (float) random.nextGaussian();
         }
-        StreamLease lease = rt.leaseStream().toCompletableFuture().get();
-        Pipeline add = rt.pipeline(KernelKey.of("*", "add")).toCompletableFuture().get();
-        BufferLease x = rt.allocate(4L * n).toCompletableFuture().get();
+        StreamLease lease = rt.streams().lease().toCompletableFuture().get();
+        Pipeline add = rt.kernels().pipeline(KernelKey.of("*", "add")).toCompletableFuture().get();
+        BufferLease x = rt.memory().allocate(4L * n).toCompletableFuture().get();
         x.buffer().write(0, data);
-        rt.run(lease.stream(), List.of(new StreamWork.KernelCall(add,
+        rt.streams().run(lease.stream(), List.of(new StreamWork.KernelCall(add,
                 BuiltinKernels.add(x.buffer(), x.buffer(), x.buffer(), n)))).toCompletableFuture().get();
         float[] out = new float[n];
         x.buffer().read(0, out);
         for (int i = 0; i < n; i++) {
             assertEquals(2.0 * data[i], out[i], 0.0, "element " + i);
         }
-        rt.free(x);
-        rt.release(lease);
+        rt.memory().free(x);
+        rt.streams().release(lease);
         LiveObjects left = rt.shutdown(Duration.ofSeconds(60));
         assertTrue(left.isEmpty(), "nothing alive after shutdown: " + left);
     }

@@ -45,7 +45,7 @@ class ParallelLayerNormTest {
             MpsRuntime rt = f.runtime;
             Pipeline layerNorm = Workloads.pipeline(rt, "layernorm");
             Random random = new Random(3);
-            List<StreamHandle> streams = rt.streams();
+            List<StreamHandle> streams = rt.streams().handles();
             List<BufferLease> owned = new ArrayList<>();
             List<StreamWork> work = new ArrayList<>();
             for (int s = 0; s < streams.size(); s++) {
@@ -85,7 +85,7 @@ class ParallelLayerNormTest {
             assertTrue(pairs > 0, "LayerNorms on two streams never executed at the same time: " + a.size() + " + "
                     + b.size() + " kernels, 0 overlapping pairs (they were serialised)");
             for (BufferLease l : owned) {
-                rt.free(l);
+                rt.memory().free(l);
             }
         }
     }
@@ -98,7 +98,7 @@ class ParallelLayerNormTest {
         }
         for (int k = 0; k < KERNELS_PER_STREAM; k++) {
             for (int s = 0; s < streams.size(); s++) {
-                pending.get(s).add(rt.run(streams.get(s), List.of(work.get(s))).toCompletableFuture());
+                pending.get(s).add(rt.streams().run(streams.get(s), List.of(work.get(s))).toCompletableFuture());
             }
         }
         List<List<Interval>> intervals = new ArrayList<>();

@@ -74,9 +74,9 @@ class SharedEncoderTest {
             List<EventHandle> events = new ArrayList<>();
             List<CompletableFuture<?>> records = new ArrayList<>();
             for (int s = 0; s < STEPS; s++) {
-                EventHandle event = Await.result(rt.acquireEvent());
+                EventHandle event = Await.result(rt.events().acquire());
                 events.add(event);
-                records.add(rt.recordEvent(event, stream).toCompletableFuture());
+                records.add(rt.events().record(event, stream).toCompletableFuture());
             }
             for (int c = 0; c < CLIENTS; c++) {
                 done.receiveMessage(Duration.ofSeconds(Await.BOUND_SECONDS));
@@ -84,8 +84,8 @@ class SharedEncoderTest {
             for (CompletableFuture<?> r : records) {
                 Await.result(r);
             }
-            long last = Await.result(rt.flush(stream)).point();
-            Await.result(rt.whenComplete(stream, last));
+            long last = Await.result(rt.streams().flush(stream)).point();
+            Await.result(rt.streams().whenComplete(stream, last));
             ReplyLedger.settle();
             assertTrue(refused.isEmpty(), "no submission refused: " + refused);
             assertEquals(CLIENTS * STEPS, ledger.requests());
@@ -98,20 +98,20 @@ class SharedEncoderTest {
             }
             double total = 0;
             for (int i = 1; i < events.size(); i++) {
-                assertTrue(Await.result(rt.isEventComplete(events.get(i))), "event " + i + " complete");
-                double ms = Await.result(rt.elapsedMillis(events.get(i - 1), events.get(i)));
+                assertTrue(Await.result(rt.events().isComplete(events.get(i))), "event " + i + " complete");
+                double ms = Await.result(rt.events().elapsedMillis(events.get(i - 1), events.get(i)));
                 assertTrue(ms >= 0, "events complete in stream order: " + ms);
                 total += ms;
             }
             System.out.printf("shared encoder: %d client actors x %d kernels on one stream (%s), %d events, %.2f ms "
                     + "between first and last event%n", CLIENTS, STEPS, ledger, events.size(), total);
             for (EventHandle e : events) {
-                Await.result(rt.releaseEvent(e));
+                Await.result(rt.events().release(e));
             }
             for (BufferLease b : mine) {
-                rt.free(b);
+                rt.memory().free(b);
             }
-            rt.free(step);
+            rt.memory().free(step);
         }
     }
 

@@ -52,15 +52,15 @@ class SubmissionAtomicityTest {
             assertFalse(refused.succeeded(), "onComplete hears the refusal");
 
             // One valid doubling now: if the two refused-with kernels had stayed, x would be 8x, not 2x.
-            PointCompleted done = Await.result(rt.run(stream, List.of(doubleX)));
+            PointCompleted done = Await.result(rt.streams().run(stream, List.of(doubleX)));
             assertTrue(done.succeeded());
             float[] after = new float[n];
             x.buffer().read(0, after);
             for (int i = 0; i < n; i++) {
                 assertEquals(2 * before[i], after[i], "element " + i + ": only the accepted kernel ran");
             }
-            rt.free(x);
-            rt.free(small);
+            rt.memory().free(x);
+            rt.memory().free(small);
         }
     }
 }

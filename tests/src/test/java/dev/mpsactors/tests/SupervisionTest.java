@@ -32,7 +32,7 @@ class SupervisionTest {
             long point;
             TestProbe<PointCompleted> waiter = f.kit.createTestProbe();
             try (Workloads.LongGemm job = new Workloads.LongGemm(rt, 768, 48)) {
-                point = Await.result(rt.submit(stream, List.of(job.work), true)).point();
+                point = Await.result(rt.streams().submit(stream, List.of(job.work), true)).point();
                 stream.owner().tell(new StreamProtocol.NotifyWhenComplete(point, waiter.getRef()));
                 stream.owner().tell(new StreamProtocol.InjectCrash("test"));
                 PointCompleted answer = waiter.receiveMessage(java.time.Duration.ofSeconds(Await.BOUND_SECONDS));
@@ -41,7 +41,7 @@ class SupervisionTest {
                 // The memory of the job stays valid for the old native stream's pending work: freed only by
                 // the allocator once it is safe (the native layer keeps it alive until that work ran).
             }
-            StreamProtocol.StreamStats stats = Await.result(rt.streamStats(stream));
+            StreamProtocol.StreamStats stats = Await.result(rt.streams().stats(stream));
             assertEquals(2, stats.incarnation(), "the owner was restarted once");
             assertTrue(stats.committedPoint() >= point, "points keep counting up across the restart");
 
@@ -49,7 +49,7 @@ class SupervisionTest {
             BufferLease b = Workloads.randomBuffer(rt, new Random(9), 256);
             float[] before = new float[256];
             b.buffer().read(0, before);
-            PointCompleted done = Await.result(rt.run(stream, List.of(new StreamWork.KernelCall(add,
+            PointCompleted done = Await.result(rt.streams().run(stream, List.of(new StreamWork.KernelCall(add,
                     BuiltinKernels.add(b.buffer(), b.buffer(), b.buffer(), 256)))));
             assertTrue(done.succeeded());
             assertTrue(done.point() > point, "new points follow the old ones");
@@ -59,9 +59,9 @@ class SupervisionTest {
                 assertEquals(2 * before[i], after[i], "restarted stream computes correctly");
             }
             // A point of the previous incarnation can no longer be confirmed: a failure, not a hang.
-            boolean confirmed = Await.result(rt.whenComplete(stream, point).handle((c, e) -> e == null));
+            boolean confirmed = Await.result(rt.streams().whenComplete(stream, point).handle((c, e) -> e == null));
             assertFalse(confirmed, "old points are answered with a failure");
-            rt.free(b);
+            rt.memory().free(b);
         }
     }
 
@@ -70,7 +70,7 @@ class SupervisionTest {
         try (RuntimeFixture f = new RuntimeFixture("mps-actors { streams = 2 }")) {
             StreamHandle stream = f.runtime.streams().get(0);
             stream.owner().tell(new StreamProtocol.InjectCrash("should be ignored"));
-            assertEquals(1, Await.result(f.runtime.streamStats(stream)).incarnation());
+            assertEquals(1, Await.result(f.runtime.streams().stats(stream)).incarnation());
         }
     }
 }

@@ -17,11 +17,11 @@ final class Workloads {
     private Workloads() {}
 
     static Pipeline pipeline(MpsRuntime runtime, String function) {
-        return Await.result(runtime.pipeline(KernelKey.of("*", function)));
+        return Await.result(runtime.kernels().pipeline(KernelKey.of("*", function)));
     }
 
     static BufferLease randomBuffer(MpsRuntime runtime, Random random, int floats) {
-        BufferLease lease = Await.result(runtime.allocate(4L * floats));
+        BufferLease lease = Await.result(runtime.memory().allocate(4L * floats));
         float[] values = new float[floats];
         for (int i = 0; i < floats; i++) {
             values[i] = 0.25f + random.nextFloat();
@@ -55,7 +55,7 @@ final class Workloads {
         @Override
         public void close() {
             for (BufferLease lease : List.of(a, b, c)) {
-                runtime.free(lease);
+                runtime.memory().free(lease);
             }
         }
     }

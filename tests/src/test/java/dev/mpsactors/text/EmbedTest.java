@@ -69,8 +69,8 @@ class EmbedTest {
         SentenceEncoderConfig.write(folder, Pooling.MEAN, true, LIMIT);
         rt = MpsRuntime.start(ConfigFactory.parseString("mps-actors.text.max-texts = " + MAX_TEXTS)
                 .withFallback(ConfigFactory.load()));
-        encoder = rt.loadTextEncoder("text", folder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        model = rt.loadModel("tokens", folder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        encoder = rt.models().loadTextEncoder("text", folder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        model = rt.models().loadModel("tokens", folder).toCompletableFuture().get(60, TimeUnit.SECONDS);
     }
 
     @AfterAll
@@ -104,12 +104,12 @@ class EmbedTest {
         // last_hidden_state of each text alone (no padding), pooled on the host in float64
         List<float[][]> states = new ArrayList<>();
         for (int[] seq : ids) {
-            states.add(rt.infer(model, "h", InferenceProtocol.InferenceInputs.of(new int[][] {seq}))
+            states.add(rt.models().infer(model, "h", InferenceProtocol.InferenceInputs.of(new int[][] {seq}))
                     .toCompletableFuture().get(60, TimeUnit.SECONDS).lastHiddenState()[0]);
         }
         for (Pooling pooling : Pooling.values()) {
             for (boolean normalize : new boolean[] {false, true}) {
-                Embeddings e = rt.embed(encoder, "p", TEXTS, new EmbedOptions(pooling, normalize, true))
+                Embeddings e = rt.models().embed(encoder, "p", TEXTS, new EmbedOptions(pooling, normalize, true))
                         .toCompletableFuture().get(60, TimeUnit.SECONDS);
                 for (int i = 0; i < TEXTS.size(); i++) {
                     assertEquals(ids[i].length, e.tokenCounts()[i]);
@@ -118,7 +118,7 @@ class EmbedTest {
             }
         }
         // no options: the folder's mean pooling and Normalize
-        Embeddings byFolder = rt.embed(encoder, "f", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Embeddings byFolder = rt.models().embed(encoder, "f", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
         for (int i = 0; i < TEXTS.size(); i++) {
             assertClose(pool(states.get(i), Pooling.MEAN, true), byFolder.vectors()[i], "folder default, text " + i);
         }
@@ -127,10 +127,10 @@ class EmbedTest {
     @Test
     void longTextsAreCutToTheModelsLimitOrRefused() throws Exception {
         String longText = String.join(" ", Collections.nCopies(300, "token"));
-        Embeddings cut = rt.embed(encoder, "t", List.of("short", longText), null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Embeddings cut = rt.models().embed(encoder, "t", List.of("short", longText), null).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals(LIMIT, cut.tokenCounts()[1]);
         assertArrayEquals(new boolean[] {false, true}, cut.truncated());
-        ExecutionException refused = assertFailsWith(rt.embed(encoder, "r", List.of("short", longText),
+        ExecutionException refused = assertFailsWith(rt.models().embed(encoder, "r", List.of("short", longText),
                 EmbedOptions.DEFAULT.withTruncate(false)));
         TextRequestFailedException e = assertInstanceOf(TextRequestFailedException.class, refused.getCause());
         assertEquals(List.of(new TextProtocol.TextProblem(1,
@@ -139,7 +139,7 @@ class EmbedTest {
 
     @Test
     void badRequestsFailAloneEachAnsweredOnceWhileConcurrentNeighboursSucceed() throws Exception {
-        Embeddings alone = rt.embed(encoder, "alone", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Embeddings alone = rt.models().embed(encoder, "alone", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
         TestProbe<EmbedReply> probe = TestProbe.create(rt.system());
         Map<String, List<String>> bad = new HashMap<>();
         bad.put("empty", Arrays.asList("fine", ""));
@@ -197,7 +197,7 @@ class EmbedTest {
                 texts.add(random.nextBoolean() ? new String(bytes, StandardCharsets.UTF_8)
                         : new String(bytes, StandardCharsets.UTF_16LE));
             }
-            replies.add(rt.embed(encoder, "fuzz-" + r, texts, null).toCompletableFuture()
+            replies.add(rt.models().embed(encoder, "fuzz-" + r, texts, null).toCompletableFuture()
                     .<Object>thenApply(e -> e).exceptionally(e -> e));
         }
         int ok = 0, refused = 0;
@@ -225,7 +225,7 @@ class EmbedTest {
         assertEquals(requests, ok + refused);
         assertTrue(ok > 0 && refused > 0, "both outcomes exercised: " + ok + " ok, " + refused + " refused");
         // still serving
-        assertEquals(TEXTS.size(), rt.embed(encoder, "after", TEXTS, null).toCompletableFuture()
+        assertEquals(TEXTS.size(), rt.models().embed(encoder, "after", TEXTS, null).toCompletableFuture()
                 .get(60, TimeUnit.SECONDS).vectors().length);
     }
 
@@ -268,7 +268,7 @@ class EmbedTest {
     }
 
     private static void assertLoadFails(Path f, String part) throws Exception {
-        ExecutionException e = assertFailsWith(rt.loadTextEncoder("broken", f));
+        ExecutionException e = assertFailsWith(rt.models().loadTextEncoder("broken", f));
         assertTrue(e.getCause().getMessage().contains(part), "'" + e.getCause().getMessage() + "' names " + part);
     }
 

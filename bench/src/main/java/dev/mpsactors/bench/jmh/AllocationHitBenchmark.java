@@ -71,7 +71,7 @@ public class AllocationHitBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() throws Exception {
-        AllocatorStats stats = BenchRuntime.await(rt.allocatorStats());
+        AllocatorStats stats = BenchRuntime.await(rt.memory().stats());
         // One device allocation per trial (each benchmark runs in its own fork); a lease left in the stream's
         // arena is still live for the allocator (the arena hands it back when the stream stops).
         if (stats.deviceAllocations() != 1 || stats.liveLeases() > 1) {

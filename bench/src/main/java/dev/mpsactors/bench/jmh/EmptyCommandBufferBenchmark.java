@@ -34,7 +34,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code direct}: {@link NativeStream#commit()} and wait for the {@code CompletionListener}, no actors;</li>
  *   <li>{@code actorSubmitOnComplete}: one ask of the StreamActor, {@code Submit(empty, commit = true,
  *       onComplete = the asker)}: commit on the owner, completion as a message to the owner, then to us;</li>
- *   <li>{@code runtimeRun}: {@link MpsRuntime#run} with an empty work list: the facade's two asks (Submit,
+ *   <li>{@code runtimeRun}: {@link DeviceStreams#run} with an empty work list: the facade's two asks (Submit,
  *       then NotifyWhenComplete).</li>
  * </ul>
  */
@@ -117,6 +117,6 @@ public class EmptyCommandBufferBenchmark {
 
     @Benchmark
     public StreamProtocol.PointCompleted runtimeRun(ViaRuntime s) throws Exception {
-        return BenchRuntime.await(s.rt.run(s.stream, List.of()));
+        return BenchRuntime.await(s.rt.streams().run(s.stream, List.of()));
     }
 }

@@ -32,7 +32,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * A kernel-cache hit: {@code GetPipeline} of a key the shard has already compiled.
  * <ul>
  *   <li>{@code askGetPipelineHit}: from a plain thread, routing ({@code shardFor}) + ask + reply, as
- *       {@link MpsRuntime#pipeline} does it;</li>
+ *       {@link DeviceKernels#pipeline} does it;</li>
  *   <li>{@code actorGetPipelineHit}: sent by an actor, 1000 in a row: the mailbox round trip to the shard
  *       plus its handler;</li>
  *   <li>{@code shardForRouting}: {@code KernelLibraryShards.shardFor}, the caller-side routing;</li>
@@ -65,7 +65,7 @@ public class KernelCacheHitBenchmark {
             system = rt.system();
             shard = rt.refs().kernels().shardFor(KEY);
             asker = system.systemActorOf(SequentialAsker.create(), "jmh-asker", Props.empty());
-            BenchRuntime.await(rt.pipeline(KEY)); // compiles once: everything measured below is a hit
+            BenchRuntime.await(rt.kernels().pipeline(KEY)); // compiles once: everything measured below is a hit
             Map<String, PipelineReply> functions = new HashMap<>();
             functions.put(KEY.function(), new PipelineReady(KEY, null));
             functions.put("gemm", new PipelineReady(KernelKey.of("*", "gemm"), null));
@@ -80,7 +80,7 @@ public class KernelCacheHitBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() throws Exception {
-        KernelCacheProtocol.CacheStats stats = BenchRuntime.await(rt.kernelCacheStats());
+        KernelCacheProtocol.CacheStats stats = BenchRuntime.await(rt.kernels().stats());
         if (stats.compilations() != 1) {
             throw new IllegalStateException("expected one compilation and only hits, got " + stats);
         }
