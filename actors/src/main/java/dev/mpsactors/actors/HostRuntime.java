@@ -24,6 +24,8 @@ import java.util.concurrent.CompletionException;
 import java.util.function.IntFunction;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.ChildFailed;
+import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
@@ -95,7 +97,8 @@ public final class HostRuntime extends AbstractBehavior<Command> {
 
     private record DeviceUp(int ordinal, int incarnation, RuntimeRefs refs) implements RuntimeProtocol.Internal {}
 
-    private record DeviceStopped(int ordinal, int incarnation) implements RuntimeProtocol.Internal {}
+    /** @param cause why, when known (the exception its guardian failed with) */
+    private record DeviceStopped(int ordinal, int incarnation, String cause) implements RuntimeProtocol.Internal {}
 
     private record RestartDevice(int ordinal) implements RuntimeProtocol.Internal {}
 
@@ -155,10 +158,10 @@ public final class HostRuntime extends AbstractBehavior<Command> {
                 DeviceRuntime.create(settings.forDevice(slot.ordinal), deviceClosed, slot.faults),
                 "device-" + slot.ordinal + "-" + incarnation);
         slot.runtime = runtime;
-        getContext().watchWith(runtime, new DeviceStopped(slot.ordinal, incarnation));
+        getContext().watch(runtime);
         getContext().ask(RuntimeRefs.class, runtime, settings.askTimeout(), RuntimeProtocol.GetRuntime::new,
                 (refs, failure) -> refs != null ? new DeviceUp(slot.ordinal, incarnation, refs)
-                        : new DeviceStopped(slot.ordinal, incarnation));
+                        : new DeviceStopped(slot.ordinal, incarnation, "it did not answer: " + failure));
     }
 
     @Override
@@ -220,6 +223,15 @@ public final class HostRuntime extends AbstractBehavior<Command> {
                     m.replyTo().tell(new RuntimeProtocol.Devices(up));
                 }))
                 .onMessage(LoadModel.class, m -> held(m, () -> onLoadModel(m)))
+                .onSignal(Terminated.class, t -> {
+                    for (Slot s : slots.values()) {
+                        if (t.getRef().equals(s.runtime)) {
+                            String cause = t instanceof ChildFailed f ? f.getCause().getMessage() : null;
+                            return onDeviceStopped(new DeviceStopped(s.ordinal, s.incarnation, cause));
+                        }
+                    }
+                    return this;
+                })
                 .onSignal(PostStop.class, s -> {
                     onStopped();
                     return this;
@@ -284,7 +296,7 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         slot.runtime = null;
         boolean wasUp = slot.up;
         slot.up = false;
-        slot.lastFailure = failureOf(slot);
+        slot.lastFailure = m.cause() != null ? m.cause() : failureOf(slot);
         if (starting) {
             String reason = "device " + slot.ordinal + " did not start: " + slot.lastFailure;
             closed.completeExceptionally(new IllegalStateException(reason));
