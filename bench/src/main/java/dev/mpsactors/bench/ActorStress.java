@@ -10,7 +10,10 @@ import dev.mpsactors.protocol.KernelCacheProtocol.KernelKey;
 import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.protocol.StreamWork;
+import dev.mpsactors.protocol.ReplicaProtocol;
+import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.RuntimeDevice;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -53,7 +56,11 @@ final class ActorStress {
     Measurement run(Path modelFolder, StressModel model, Supplier<LoadRecorder> newRecorder, PrintStream out)
             throws Exception {
         try (MpsRuntime rt = MpsRuntime.start(config)) {
-            List<StreamHandle> streams = rt.streams().handles();
+            // Every device's streams, device by device: the utilisation column covers them all.
+            List<StreamHandle> streams = new ArrayList<>();
+            for (RuntimeDevice d : rt.devices()) {
+                streams.addAll(d.streams().handles());
+            }
             List<AllocatorProtocol.BufferLease> leases = new ArrayList<>();
             ActorRef<InferenceProtocol.Command> modelRef = options.mix() == StressOptions.Mix.LAYERNORM ? null
                     : await(rt.models().loadModel("stress", modelFolder));
@@ -67,10 +74,26 @@ final class ActorStress {
                 rt.system().systemActorOf(client(senders.get(c), rec, f), name + "-client-" + c, Props.empty());
             }
             CompletableFuture<Void> all = CompletableFuture.allOf(done.toArray(CompletableFuture[]::new));
+            long[] lastBusy = new long[streams.size()];
+            java.util.concurrent.ScheduledExecutorService crasher = null;
+            if (options.crashDevice() >= 0) {
+                // Halfway through the measured window (after the warm-up); requests are counted by the recorder.
+                rt.device(options.crashDevice()); // refuses an ordinal the runtime does not use
+                crasher = java.util.concurrent.Executors.newSingleThreadScheduledExecutor();
+                long afterMillis = (long) ((options.warmup() + Math.max(1, options.seconds()) / 2) * 1000);
+                crasher.schedule(() -> {
+                    busy(rt, streams, lastBusy); // the crashed device's utilisation counts up to here
+                    out.printf("stress: crashing device %d's runtime (fault injection)%n", options.crashDevice());
+                    rt.crashDevice(options.crashDevice());
+                }, afterMillis, TimeUnit.MILLISECONDS);
+            }
             Measurement m = MeasurementDriver.drive(new MeasurementDriver.Run(name, description, clients,
-                    streams.size(), rec, all, () -> busy(rt, streams), model.flopsPerRequest(options),
+                    streams.size(), rec, all, () -> busy(rt, streams, lastBusy), model.flopsPerRequest(options),
                     model.sequencesPerRequest(options)), out);
             MeasurementDriver.awaitQuietly(all, MeasurementDriver.DRAIN_SECONDS);
+            if (crasher != null) {
+                crasher.shutdownNow();
+            }
             Measurement.Batching batching = null;
             if (modelRef != null) {
                 // the model is this runtime's only one: its stats cover exactly this run (warm-up included)
@@ -80,7 +103,8 @@ final class ActorStress {
             }
             AllocatorProtocol.AllocatorStats a = await(rt.memory().stats());
             leases.forEach(rt.memory()::free);
-            return withStats(m, batching, new Measurement.Allocator(a.peakReservedBytes(), a.peakAllocatedBytes()));
+            return withStats(m, batching, new Measurement.Allocator(a.peakReservedBytes(), a.peakAllocatedBytes()),
+                    deviceLoads(rt, modelRef, m.streamUtilisation()));
         }
     }
 
@@ -161,18 +185,73 @@ final class ActorStress {
         });
     }
 
-    private static long[] busy(MpsRuntime rt, List<StreamHandle> streams) {
-        long[] busy = new long[streams.size()];
-        for (int s = 0; s < busy.length; s++) {
-            busy[s] = await(rt.streams().stats(streams.get(s))).busyNanos();
+    /**
+     * Each stream's busy time; a stream whose device's runtime stopped (--crash-device) keeps its last reading,
+     * so its device's utilisation counts only the time it was up.
+     */
+    private static long[] busy(MpsRuntime rt, List<StreamHandle> streams, long[] last) {
+        synchronized (last) {
+            return readBusy(rt, streams, last);
         }
-        return busy;
     }
 
-    private static Measurement withStats(Measurement m, Measurement.Batching b, Measurement.Allocator a) {
+    private static long[] readBusy(MpsRuntime rt, List<StreamHandle> streams, long[] last) {
+        for (int s = 0; s < last.length; s++) {
+            try {
+                last[s] = rt.streams().stats(streams.get(s)).toCompletableFuture().get(30, TimeUnit.SECONDS).busyNanos();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException("interrupted");
+            } catch (Exception e) {
+                // the stream's owner stopped with its device: its last reading stands
+            }
+        }
+        return last.clone();
+    }
+
+    private static Measurement withStats(Measurement m, Measurement.Batching b, Measurement.Allocator a,
+                                         List<Measurement.DeviceLoad> devices) {
         return new Measurement(m.name(), m.description(), m.clients(), m.streams(), m.seconds(), m.sent(),
                 m.succeeded(), m.failed(), m.lost(), m.requestsPerSecond(), m.sequencesPerSecond(), m.p50Ms(),
-                m.p90Ms(), m.p99Ms(), m.maxMs(), m.gflops(), m.streamUtilisation(), b, a, m.requestsPerCpuSecond());
+                m.p90Ms(), m.p99Ms(), m.maxMs(), m.gflops(), m.streamUtilisation(), b, a, m.requestsPerCpuSecond(),
+                devices);
+    }
+
+    /**
+     * Per device (in the order of {@code utilisation}, device by device): its streams' mean utilisation, the
+     * requests its replica served and how often it was restarted.
+     */
+    private static List<Measurement.DeviceLoad> deviceLoads(MpsRuntime rt, ActorRef<InferenceProtocol.Command> model,
+                                                            List<Double> utilisation) {
+        ReplicaProtocol.ReplicaStats replicas = model == null ? null : await(rt.models().replicaStats(model));
+        RuntimeProtocol.DeviceStatus status = await(rt.deviceStatus());
+        List<Measurement.DeviceLoad> loads = new ArrayList<>();
+        int first = 0;
+        for (RuntimeDevice d : rt.devices()) {
+            int n = d.streams().count();
+            double sum = 0;
+            for (int s = first; s < first + n && s < utilisation.size(); s++) {
+                sum += utilisation.get(s);
+            }
+            first += n;
+            long served = 0;
+            if (replicas != null) {
+                for (ReplicaProtocol.ReplicaState r : replicas.replicas()) {
+                    if (r.ordinal() == d.ordinal()) {
+                        served = r.succeeded();
+                    }
+                }
+            }
+            int restarts = 0;
+            for (RuntimeProtocol.DeviceState s : status.devices()) {
+                if (s.ordinal() == d.ordinal()) {
+                    restarts = s.restarts();
+                }
+            }
+            loads.add(new Measurement.DeviceLoad(d.ordinal(), d.info().name(), n,
+                    MeasurementDriver.round(sum / Math.max(1, n)), served, restarts));
+        }
+        return loads;
     }
 
     static <T> T await(CompletionStage<T> stage) {

@@ -15,10 +15,16 @@ record Measurement(String name, String description, int clients, int streams, do
                    long succeeded, long failed, long lost, double requestsPerSecond, double sequencesPerSecond,
                    double p50Ms, double p90Ms, double p99Ms, double maxMs, double gflops,
                    List<Double> streamUtilisation, Batching batching, Allocator allocator,
-                   double requestsPerCpuSecond) {
+                   double requestsPerCpuSecond, List<DeviceLoad> devices) {
 
     /** ModelStats over the whole run (warm-up included: the model actor counts from its start). */
     record Batching(long batches, double meanBatch, int largestBatch) {}
 
     record Allocator(long peakReservedBytes, long peakAllocatedBytes) {}
+
+    /**
+     * One device of an actor-runtime run: the mean utilisation of its streams over the measured window, the
+     * requests its replica of the model served over the whole run (warm-up included), and its restarts.
+     */
+    record DeviceLoad(int ordinal, String name, int streams, double utilisation, long served, int restarts) {}
 }

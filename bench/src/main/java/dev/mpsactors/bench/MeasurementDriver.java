@@ -75,7 +75,7 @@ final class MeasurementDriver {
                 rec.succeeded(), rec.failed(), rec.sent() - rec.answered(), round(rps),
                 round(rps * run.sequencesPerRequest()), ms(h, 50), ms(h, 90), ms(h, 99), round(h.getMaxValue() / 1e3),
                 round(rps * run.flopsPerRequest() / 1e9), utilisation, null, null,
-                cpuSeconds > 0 ? round(rec.measured() / cpuSeconds) : 0);
+                cpuSeconds > 0 ? round(rec.measured() / cpuSeconds) : 0, null);
     }
 
     /** CPU time of the whole process (every thread, native ones included), or -1 where the JVM cannot say. */

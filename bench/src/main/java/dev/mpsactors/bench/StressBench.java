@@ -87,7 +87,7 @@ final class StressBench {
         if (options.clusterNodes() > 0) {
             ms.add(new ClusterStress(options, clients, actorsConfig).run(model.folder(), model, recorders(), out));
         } else {
-            ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams, max-batch "
+            ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams per device, max-batch "
                     + settings.model().maxBatch(), actorsConfig, options, clients).run(model.folder(), model,
                     recorders(), out));
         }
@@ -97,8 +97,9 @@ final class StressBench {
                         "plain threads, per-stream lock for encode+commit only, whole request in one encode");
                 case LOCKED -> threads(ThreadBaseline.Kind.LOCKED, model, clients, streams, settings,
                         "fork style: stream mutex held across commit+wait, global LayerNorm lock, kernel by kernel");
-                case SERIAL -> new ActorStress("serial", "actor runtime, 1 stream, max-batch 1", config(1, 1), options,
-                        clients).run(model.folder(), model, recorders(), out);
+                case SERIAL -> new ActorStress("serial", "actor runtime, 1 device, 1 stream, max-batch 1",
+                        config(1, 1).withValue("mps-actors.devices", ConfigValueFactory.fromAnyRef(1)),
+                        options.withoutCrash(), clients).run(model.folder(), model, recorders(), out);
                 case ORT -> new OrtPeer(options, clients, model).run(recorders(), out);
             });
         }
@@ -161,6 +162,15 @@ final class StressBench {
         }
         if (maxBatch > 0) {
             c = c.withValue("mps-actors.model.max-batch", ConfigValueFactory.fromAnyRef(maxBatch));
+        }
+        if (options.cpuDevices() > 0) {
+            c = c.withValue("mps-actors.cpu.devices", ConfigValueFactory.fromAnyRef(options.cpuDevices()));
+        }
+        if (options.devices() != null) {
+            c = c.withValue("mps-actors.devices", ConfigValueFactory.fromAnyRef(options.devices()));
+        }
+        if (options.crashDevice() >= 0) {
+            c = c.withValue("mps-actors.fault-injection.enabled", ConfigValueFactory.fromAnyRef(true));
         }
         return c;
     }

@@ -13,9 +13,17 @@ import java.util.Set;
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
-                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx) {
+                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx,
+                     String devices, int cpuDevices, int crashDevice) {
 
     enum Mix { BERT, LAYERNORM }
+
+    /** The same options with no device crashed (the baselines). */
+    StressOptions withoutCrash() {
+        return new StressOptions(model, clientCounts, sweep, streams, backend, seconds, requests, warmup, seq,
+                batchPerRequest, mix, layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx,
+                devices, cpuDevices, -1);
+    }
 
     enum Baseline { RAW, LOCKED, SERIAL, ORT }
 
@@ -60,6 +68,11 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     at the best of a short search over workers x intra-op threads x batch (ort alone: all four).
                     --lengths MIN..MAX: request lengths drawn from the range (raw and locked, one compiled
                     shape each, are left out, and refused when named).
+                    --devices all|N|I,J: the devices the mps-actors run uses (default: mps-actors.devices, all);
+                    the model is replicated on each, and the report gives each device's stream utilisation and
+                    the requests it served. --cpu-devices N splits the cpu backend into N devices.
+                    --crash-device I: device I's runtime is crashed (fault injection) halfway through the measured
+                    window; it is started again, and the report shows its restart and that nothing was lost.
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
@@ -76,6 +89,8 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         double seconds = legacy ? 10 : 20, warmup = 2, gemmSeconds = legacy ? 0 : 3;
         long requests = 0;
         int clusterNodes = 0;
+        String devices = null;
+        int cpuDevices = 0, crashDevice = -1;
         Mix mix = Mix.BERT;
         Set<Baseline> compare = legacy ? EnumSet.noneOf(Baseline.class) : EnumSet.copyOf(DEFAULT_BASELINES);
         while (!args.isEmpty()) {
@@ -113,6 +128,20 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 }
                 case "--lengths" -> lengths = Lengths.parse(value(flag, args));
                 case "--onnx" -> onnx = Path.of(value(flag, args));
+                case "--devices" -> devices = value(flag, args);
+                case "--cpu-devices" -> cpuDevices = positive(flag, value(flag, args));
+                case "--crash-device" -> {
+                    String v = value(flag, args);
+                    try {
+                        crashDevice = Integer.parseInt(v);
+                    } catch (NumberFormatException e) {
+                        crashDevice = -1;
+                    }
+                    if (crashDevice < 0) {
+                        throw new Cli.UsageException("--crash-device: expected a device ordinal (0, 1, ...), got '" + v
+                                + "'");
+                    }
+                }
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -146,8 +175,13 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
             compare.remove(Baseline.RAW);
             compare.remove(Baseline.LOCKED);
         }
+        if (crashDevice >= 0 && (mix == Mix.LAYERNORM || clusterNodes > 0)) {
+            throw new Cli.UsageException("--crash-device stops a device under model requests: not with --mix layernorm "
+                    + "or --cluster-nodes");
+        }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx, devices, cpuDevices,
+                crashDevice);
     }
 
     private static Mix mix(String v) {

@@ -44,6 +44,16 @@ record StressReport(String date, Machine machine, String command, String backend
                         m.requestsPerSecond(), m.sequencesPerSecond(), m.p50Ms(), m.p90Ms(), m.p99Ms(), m.maxMs(),
                         m.gflops(), m.requestsPerCpuSecond(), percents(m.streamUtilisation()));
             }
+            for (Measurement m : p.measurements()) {
+                if (m.devices() != null && m.devices().size() > 1) {
+                    long total = m.devices().stream().mapToLong(Measurement.DeviceLoad::served).sum();
+                    for (Measurement.DeviceLoad d : m.devices()) {
+                        out.printf("%-11s device %d: stream utilisation %3.0f%%, served %d requests (%.0f%%), "
+                                        + "restarts %d  [%s]%n", m.name(), d.ordinal(), 100 * d.utilisation(), d.served(),
+                                100.0 * d.served() / Math.max(1, total), d.restarts(), d.name());
+                    }
+                }
+            }
             out.println("run         batches  mean batch  largest  peak reserved MiB  peak allocated MiB    sent"
                     + "  succeeded  failed  lost");
             for (Measurement m : p.measurements()) {

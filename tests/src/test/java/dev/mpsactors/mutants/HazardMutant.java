@@ -30,7 +30,7 @@ enum HazardMutant {
                     Advice.to(MutantAdvice.AllocatorBlocksOnFree.class).on(named("onFreeAfter"))))),
     LAYER_NORM_MUTEX(6, "global LayerNorm mutex", "dev.mpsactors.tests.ParallelLayerNormTest", true, 0, List.of()),
     SYNCHRONOUS_RELEASE(7, "release that waits for the stream", "dev.mpsactors.tests.NonBlockingReleaseTest", false,
-            0, List.of(new Weave("dev.mpsactors.runtime.MpsRuntime",
+            0, List.of(new Weave("dev.mpsactors.runtime.DeviceStreams",
                     Advice.to(MutantAdvice.ReleaseSynchronizes.class).on(named("release")))));
 
     /** One class and the advice woven into it. */

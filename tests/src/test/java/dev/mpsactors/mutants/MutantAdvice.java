@@ -7,7 +7,7 @@ import dev.mpsactors.protocol.KernelCacheProtocol;
 import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamPoolProtocol;
 import dev.mpsactors.protocol.StreamProtocol;
-import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.DeviceStreams;
 import java.util.List;
 import java.util.Map;
 import net.bytebuddy.asm.Advice;
@@ -85,11 +85,11 @@ final class MutantAdvice {
         }
     }
 
-    /** 7: MpsRuntime.release: synchronises the stream on the caller's thread before releasing. */
+    /** 7: DeviceStreams.release (the facade's): synchronises the stream on the caller's thread before releasing. */
     static final class ReleaseSynchronizes {
         @Advice.OnMethodEnter
-        static void enter(@Advice.This MpsRuntime runtime, @Advice.Argument(0) StreamPoolProtocol.StreamLease lease) {
-            MutantSupport.synchronize(runtime, lease.stream());
+        static void enter(@Advice.This DeviceStreams streams, @Advice.Argument(0) StreamPoolProtocol.StreamLease lease) {
+            MutantSupport.synchronize(streams, lease.stream());
         }
     }
 }

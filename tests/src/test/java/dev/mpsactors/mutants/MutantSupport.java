@@ -4,7 +4,7 @@ import dev.mpsactors.nativemps.NativeStream;
 import dev.mpsactors.protocol.StreamHandle;
 import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.protocol.StreamWork;
-import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.DeviceStreams;
 import java.lang.reflect.Method;
 import java.time.Duration;
 import java.util.List;
@@ -99,12 +99,12 @@ public final class MutantSupport {
     // ---- mutant 7: a release that waits for the stream ----------------------------------------------
 
     /** Waits, on the releasing thread, until everything committed on the stream has executed. */
-    public static void synchronize(MpsRuntime runtime, StreamHandle stream) {
+    public static void synchronize(DeviceStreams streams, StreamHandle stream) {
         try {
-            long committed = runtime.streams().stats(stream).toCompletableFuture()
+            long committed = streams.stats(stream).toCompletableFuture()
                     .get(BLOCKED_FOR.toSeconds(), TimeUnit.SECONDS).committedPoint();
             if (committed > 0) {
-                runtime.streams().whenComplete(stream, committed).toCompletableFuture()
+                streams.whenComplete(stream, committed).toCompletableFuture()
                         .get(BLOCKED_FOR.toSeconds(), TimeUnit.SECONDS);
             }
         } catch (Exception e) {
