@@ -64,6 +64,34 @@ class StressBenchTest {
     }
 
     @Test
+    void twoCpuDevicesReportEachDevicesUtilisationAndACrashedDeviceLosesNothing() throws Exception {
+        Path json = dir.resolve("devices.json");
+        int status = stress("--model", model.toString(), "--seq", "16", "--clients", "8", "--seconds", "2",
+                "--warmup", "0", "--streams", "1", "--cpu-devices", "2", "--crash-device", "1", "--compare", "serial",
+                "--gemm-seconds", "0", "--json", json.toString());
+        assertEquals(0, status);
+        JsonNode points = new ObjectMapper().readTree(json.toFile()).get("points").get(0).get("measurements");
+        JsonNode m = points.get(0);
+        assertEquals(2, m.get("streams").asInt(), "one stream on each of the two devices");
+        JsonNode devices = m.get("devices");
+        assertEquals(2, devices.size(), m.toString());
+        long served = 0;
+        for (int d = 0; d < 2; d++) {
+            assertEquals(d, devices.get(d).get("ordinal").asInt());
+            assertTrue(devices.get(d).get("served").asLong() > 0, "device " + d + " served requests: " + devices);
+            served += devices.get(d).get("served").asLong();
+        }
+        assertEquals(1, devices.get(1).get("restarts").asInt(), "the crashed device was started again: " + devices);
+        assertEquals(0, devices.get(0).get("restarts").asInt());
+        assertEquals(0, m.get("lost").asLong(), "nothing lost with the crash: " + m);
+        assertTrue(served >= m.get("succeeded").asLong(), "the devices served every success (warm-up included)");
+        // The serial baseline runs on one device without the crash.
+        assertEquals(1, points.get(1).get("devices").size());
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(
+                new java.util.ArrayDeque<>(List.of("--crash-device", "x")), false));
+    }
+
+    @Test
     void mixedLengthsAskingForEmbeddingsAnswerEveryRequest() throws Exception {
         Path json = dir.resolve("mixed.json");
         int status = stress("--model", model.toString(), "--lengths", "2..16", "--clients", "8", "--seconds", "2",
