@@ -118,6 +118,45 @@ public final class TextTokenizer implements AutoCloseable {
         }
     }
 
+    /**
+     * Each (query, text) as one pair through the tokenizer's own pair template ({@code [CLS] q [SEP] t [SEP]},
+     * {@code <s> q </s></s> t </s>}, …), truncated longest-first to the limit or, with {@code truncate} false,
+     * refused when over it. Problems are the texts' (by index); the caller checks the query with {@link #problem}.
+     */
+    public Batch encodePairs(String query, List<String> texts, boolean truncate) {
+        acquire();
+        try {
+            List<Tokens> out = new ArrayList<>(texts.size());
+            List<TextProblem> problems = new ArrayList<>();
+            for (int i = 0; i < texts.size(); i++) {
+                String text = texts.get(i);
+                String problem = check(text);
+                Tokens tokens = null;
+                if (problem == null) {
+                    Encoding e = tokenizer.encode(query, text);
+                    if (e.exceedMaxLength() && !truncate) {
+                        problem = "the pair (query, text) is longer than the model's limit of " + maxTokens
+                                + " tokens and truncation is off";
+                    } else {
+                        tokens = new Tokens(narrow(e.getIds()), narrow(e.getTypeIds()), e.exceedMaxLength());
+                    }
+                }
+                if (problem != null) {
+                    problems.add(new TextProblem(i, problem));
+                }
+                out.add(tokens);
+            }
+            return new Batch(out, problems);
+        } finally {
+            release();
+        }
+    }
+
+    /** What is wrong with a text before it reaches the tokenizer (null, empty, whitespace only, bad UTF-16), or null. */
+    public static String problem(String text) {
+        return check(text);
+    }
+
     /** What is wrong with a text before it reaches the tokenizer, or null. */
     static String check(String text) {
         if (text == null) {
