@@ -49,6 +49,11 @@ class BertProgramTest {
     static void close() throws InterruptedException {
         pipelines.close();
         library.close();
+        closeWhenIdle(device);
+    }
+
+    /** Closes {@code device} once every native object is released (at most 60 s), failing if any leaked. */
+    static void closeWhenIdle(NativeDevice device) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         LiveObjects live = device.liveObjects();
         while (!live.isEmpty() && System.nanoTime() < deadline) {

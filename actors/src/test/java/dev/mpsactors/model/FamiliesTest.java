@@ -10,7 +10,6 @@ import dev.mpsactors.model.SafetensorsFile.Dtype;
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.DeviceOptions;
 import dev.mpsactors.nativemps.KernelLibrary;
-import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.nativemps.NativeDevice;
 import dev.mpsactors.nativemps.NativeStream;
 import dev.mpsactors.protocol.InferenceProtocol.OutputSpec;
@@ -20,7 +19,6 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -58,14 +56,7 @@ class FamiliesTest {
     static void close() throws InterruptedException {
         pipelines.close();
         library.close();
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        LiveObjects live = device.liveObjects();
-        while (!live.isEmpty() && System.nanoTime() < deadline) {
-            Thread.sleep(2);
-            live = device.liveObjects();
-        }
-        assertTrue(live.isEmpty(), "native objects leaked: " + live);
-        device.close();
+        BertProgramTest.closeWhenIdle(device);
     }
 
     /** One model: its config, the head's labels (0: none), how it is stored, the batch it runs. */
@@ -238,6 +229,90 @@ class FamiliesTest {
                 "\"sinusoidal_pos_embds\" : false"));
         ModelFormatException e = assertThrows(ModelFormatException.class, () -> HfModelFolder.load(dir));
         assertTrue(e.getMessage().contains("missing tensor embeddings.position_embeddings.weight"), e.getMessage());
+    }
+
+    /** Rewrites {@code dir}'s single safetensors file without the tensors whose stored name {@code drop} matches. */
+    static void dropTensors(Path dir, java.util.function.Predicate<String> drop) throws IOException {
+        Path weights = dir.resolve(HfModelFolder.WEIGHTS_FILE);
+        SafetensorsWriter w = new SafetensorsWriter();
+        try (SafetensorsFile f = SafetensorsFile.open(weights)) {
+            for (String name : f.names()) {
+                if (!drop.test(name)) {
+                    if (f.info(name).dtype() == Dtype.I64) {
+                        continue;
+                    }
+                    w.add(name, Dtype.F32, f.info(name).shape(), f.readFloats(name));
+                }
+            }
+        }
+        w.write(weights);
+    }
+
+    static void assertRefused(Path dir, String... parts) {
+        ModelFormatException e = assertThrows(ModelFormatException.class, () -> HfModelFolder.load(dir));
+        for (String part : parts) {
+            assertTrue(e.getMessage().contains(part), "expected '" + part + "' in: " + e.getMessage());
+        }
+    }
+
+    @Test
+    void incompleteOrInconsistentHeadsAreRefusedByTheirOwnNames() throws IOException {
+        BertFolderGenerator.Options head = BertFolderGenerator.Options.defaults().withExtraTensors(false).withHead(2, null);
+        Path roberta = tmp.resolve("roberta-half-head");
+        BertFolderGenerator.write(roberta, config(Family.ROBERTA, "gelu", 42, 32, 4), 1, head);
+        dropTensors(roberta, n -> n.startsWith("classifier.out_proj."));
+        assertRefused(roberta, "incomplete sequence-classification head",
+                "missing tensor classifier.out_proj.weight, classifier.out_proj.bias");
+
+        Path distil = tmp.resolve("distil-half-head");
+        BertFolderGenerator.write(distil, config(Family.DISTILBERT, "gelu", 40, 32, 4), 1, head);
+        dropTensors(distil, n -> n.equals("pre_classifier.bias"));
+        assertRefused(distil, "missing tensor pre_classifier.bias");
+
+        Path bert = tmp.resolve("bert-no-pooler");
+        BertFolderGenerator.write(bert, config(Family.BERT, "gelu", 40, 32, 4), 1, head);
+        dropTensors(bert, n -> n.contains("pooler."));
+        assertRefused(bert, "the classifier (classifier.weight) needs the pooler", "pooler.dense.weight is absent");
+
+        Path labels = tmp.resolve("bert-labels");
+        BertFolderGenerator.write(labels, config(Family.BERT, "gelu", 40, 32, 4), 1, head);
+        Path configFile = labels.resolve(HfModelFolder.CONFIG_FILE);
+        Files.writeString(configFile, Files.readString(configFile).replace("\"1\" : \"label_b1\"",
+                "\"1\" : \"label_b1\", \"2\" : \"label_c2\""));
+        assertRefused(labels, "tensor classifier.weight has shape [2, 32], expected [3, 32]");
+
+        Path mpnet = tmp.resolve("mpnet-buckets");
+        BertFolderGenerator.write(mpnet, config(Family.MPNET, "gelu", 42, 32, 4), 1);
+        Path mpnetConfig = mpnet.resolve(HfModelFolder.CONFIG_FILE);
+        Files.writeString(mpnetConfig, Files.readString(mpnetConfig).replace("\"relative_attention_num_buckets\" : 32",
+                "\"relative_attention_num_buckets\" : 64"));
+        assertRefused(mpnet, "relative_attention_num_buckets 64 is not supported");
+        dropTensors(mpnet, n -> n.contains("relative_attention_bias"));
+        Files.writeString(mpnetConfig, Files.readString(mpnetConfig).replace("\"relative_attention_num_buckets\" : 64",
+                "\"relative_attention_num_buckets\" : 32"));
+        assertRefused(mpnet, "missing tensor encoder.relative_attention_bias.weight");
+
+        // a token-classification checkpoint's classifier is not read as a sequence-classification head
+        Path tokens = tmp.resolve("token-classification");
+        BertFolderGenerator.write(tokens, config(Family.BERT, "gelu", 40, 32, 4), 1, head);
+        Path tokensConfig = tokens.resolve(HfModelFolder.CONFIG_FILE);
+        Files.writeString(tokensConfig, Files.readString(tokensConfig).replace("BertForSequenceClassification",
+                "BertForTokenClassification"));
+        HfModelFolder loaded = HfModelFolder.load(tokens);
+        assertFalse(loaded.weights().hasHead());
+        assertEquals(null, loaded.classifier());
+        assertEquals(null, HfModelFolder.probeClassifier(tokens));
+
+        Path multi = tmp.resolve("multi-label");
+        BertFolderGenerator.write(multi, config(Family.XLM_ROBERTA, "gelu", 42, 32, 4), 1,
+                head.withHead(3, "multi_label_classification"));
+        HfModelFolder.Classifier probed = HfModelFolder.probeClassifier(multi);
+        assertEquals(List.of("label_a0", "label_b1", "label_c2"), probed.labels());
+        assertTrue(probed.sigmoid(), "multi_label_classification scores each label by sigmoid");
+        assertEquals(probed, HfModelFolder.load(multi).classifier());
+        Files.writeString(multi.resolve(HfModelFolder.CONFIG_FILE), Files.readString(multi.resolve(
+                HfModelFolder.CONFIG_FILE)).replace("multi_label_classification", "ranking"));
+        assertRefused(multi, "problem_type 'ranking' is not one of");
     }
 
     static double relativeL2(float[][][] got, double[][][] want) {

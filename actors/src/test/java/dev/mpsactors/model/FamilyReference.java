@@ -116,43 +116,10 @@ final class FamilyReference {
 
     private double activate(double x) {
         return switch (act) {
-            case "gelu" -> 0.5 * x * (1 + erf(x / Math.sqrt(2)));
+            case "gelu" -> BertReference.gelu(x);
             case "relu" -> Math.max(0, x);
             default -> 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
         };
-    }
-
-    /** erf to double precision (Abramowitz-Stegun 7.1.26 is too coarse): the series / continued fraction. */
-    static double erf(double x) {
-        double ax = Math.abs(x);
-        double r;
-        if (ax < 2.5) {
-            double sum = 0, term = ax;
-            for (int n = 0; n < 200; n++) {
-                sum += term / (2 * n + 1);
-                term *= -ax * ax / (n + 1);
-                if (Math.abs(term) < 1e-300) {
-                    break;
-                }
-            }
-            r = 2 / Math.sqrt(Math.PI) * sum;
-        } else {
-            // erfc continued fraction (Lentz)
-            double f = ax, c = ax, d = 0;
-            for (int n = 1; n < 300; n++) {
-                double an = n / 2.0;
-                d = ax + an * d;
-                d = 1 / d;
-                c = ax + an / c;
-                double delta = c * d;
-                f *= delta;
-                if (Math.abs(delta - 1) < 1e-16) {
-                    break;
-                }
-            }
-            r = 1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
-        }
-        return x < 0 ? -r : r;
     }
 
     /** MPNet's relative_position_bucket, in the float32 arithmetic of its torch code. */

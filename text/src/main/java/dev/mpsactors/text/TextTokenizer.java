@@ -83,39 +83,8 @@ public final class TextTokenizer implements AutoCloseable {
     public record Batch(List<Tokens> tokens, List<TextProblem> problems) {}
 
     public Batch encode(List<String> texts, boolean truncate) {
-        acquire();
-        try {
-            List<Tokens> out = new ArrayList<>(texts.size());
-            List<TextProblem> problems = new ArrayList<>();
-            for (int i = 0; i < texts.size(); i++) {
-                String text = texts.get(i);
-                String problem = check(text);
-                Tokens tokens = null;
-                if (problem == null) {
-                    Encoding e = tokenizer.encode(text);
-                    long[] ids = e.getIds();
-                    long[] special = e.getSpecialTokenMask();
-                    boolean onlySpecial = true;
-                    for (long s : special) {
-                        onlySpecial &= s != 0;
-                    }
-                    if (onlySpecial) {
-                        problem = "the tokenizer finds no tokens in it (only special tokens)";
-                    } else if (e.exceedMaxLength() && !truncate) {
-                        problem = "longer than the model's limit of " + maxTokens + " tokens and truncation is off";
-                    } else {
-                        tokens = new Tokens(narrow(ids), narrow(e.getTypeIds()), e.exceedMaxLength());
-                    }
-                }
-                if (problem != null) {
-                    problems.add(new TextProblem(i, problem));
-                }
-                out.add(tokens);
-            }
-            return new Batch(out, problems);
-        } finally {
-            release();
-        }
+        return encodeEach(texts, truncate, tokenizer::encode, true,
+                "longer than the model's limit of " + maxTokens + " tokens and truncation is off");
     }
 
     /**
@@ -124,19 +93,30 @@ public final class TextTokenizer implements AutoCloseable {
      * refused when over it. Problems are the texts' (by index); the caller checks the query with {@link #problem}.
      */
     public Batch encodePairs(String query, List<String> texts, boolean truncate) {
+        return encodeEach(texts, truncate, text -> tokenizer.encode(query, text), false,
+                "the pair (query, text) is longer than the model's limit of " + maxTokens
+                        + " tokens and truncation is off");
+    }
+
+    /**
+     * Each text checked, then encoded by {@code encoder}; a text refused when it is bad, when it yields only
+     * special tokens ({@code ownTokens}), or when it is over the limit with {@code truncate} off.
+     */
+    private Batch encodeEach(List<String> texts, boolean truncate, java.util.function.Function<String, Encoding> encoder,
+                             boolean ownTokens, String overLimit) {
         acquire();
         try {
             List<Tokens> out = new ArrayList<>(texts.size());
             List<TextProblem> problems = new ArrayList<>();
             for (int i = 0; i < texts.size(); i++) {
-                String text = texts.get(i);
-                String problem = check(text);
+                String problem = check(texts.get(i));
                 Tokens tokens = null;
                 if (problem == null) {
-                    Encoding e = tokenizer.encode(query, text);
-                    if (e.exceedMaxLength() && !truncate) {
-                        problem = "the pair (query, text) is longer than the model's limit of " + maxTokens
-                                + " tokens and truncation is off";
+                    Encoding e = encoder.apply(texts.get(i));
+                    if (ownTokens && onlySpecial(e)) {
+                        problem = "the tokenizer finds no tokens in it (only special tokens)";
+                    } else if (e.exceedMaxLength() && !truncate) {
+                        problem = overLimit;
                     } else {
                         tokens = new Tokens(narrow(e.getIds()), narrow(e.getTypeIds()), e.exceedMaxLength());
                     }
@@ -150,6 +130,15 @@ public final class TextTokenizer implements AutoCloseable {
         } finally {
             release();
         }
+    }
+
+    private static boolean onlySpecial(Encoding e) {
+        for (long s : e.getSpecialTokenMask()) {
+            if (s == 0) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** What is wrong with a text before it reaches the tokenizer (null, empty, whitespace only, bad UTF-16), or null. */
