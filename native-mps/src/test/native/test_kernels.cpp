@@ -499,6 +499,66 @@ void test_unary(const char* name, void (*fn)(const float*, float*, int64_t), dou
 
 double tanh_ref(double x) { return std::tanh(x); }
 
+void expect_reject(const char* kname, const cpu_arg* args, const char* want, const char* what);
+
+double gelu_tanh_ref(double x) {
+  return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+// activation: every form through the table, in place and not, against float64
+void test_activation() {
+  double (*refs[])(double) = {nullptr, gelu_ref, tanh_ref, gelu_tanh_ref, nullptr};
+  for (int act = 0; act <= 4; act++) {
+    for (int in_place = 0; in_place < 2; in_place++) {
+      const int64_t n = 1003;
+      std::vector<float> x = random_vec(n), out(n, 7.0f);
+      std::vector<double> ref(n);
+      for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        ref[i] = act == 0 ? v : act == 4 ? (v < 0 ? 0.0 : v) : refs[act](v);
+      }
+      std::vector<float>& y = in_place ? x : out;
+      cpu_arg args[] = {buf(x), buf(y), ival(n), ival(act)};
+      mps_error err{};
+      mps_status s = run_table("activation", args, &err);
+      double e = rel_l2(y.data(), ref.data(), n);
+      record("activation", e);
+      check(s == MPS_OK && e < kTol, "activation %d in_place=%d rel_l2=%.3g %s", act, in_place, e, err.message);
+    }
+  }
+  std::vector<float> x(4, 1.0f);
+  cpu_arg bad[] = {buf(x), buf(x), ival(4), ival(5)};
+  expect_reject("activation", bad, "activation: activation is 5 but must be in [0, 4]", "activation 5");
+}
+
+// rel_bias: scores [batch, heads, seq, seq] += table[bucket(j - i), head], buckets clamped
+void test_rel_bias() {
+  const int64_t batch = 2, heads = 3, seq = 7, nb = 5;
+  std::vector<float> scores = random_vec(batch * heads * seq * seq), table = random_vec(nb * heads);
+  std::vector<int32_t> buckets(2 * seq - 1);
+  for (int64_t d = 0; d < 2 * seq - 1; d++) buckets[d] = (int32_t)((d * 3) % (nb + 2)) - 1;  // -1 and nb clamp
+  std::vector<double> ref(scores.size());
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t i = 0; i < seq; i++)
+        for (int64_t j = 0; j < seq; j++) {
+          int64_t k = buckets[j - i + seq - 1];
+          k = k < 0 ? 0 : k >= nb ? nb - 1 : k;
+          size_t at = ((b * heads + h) * seq + i) * seq + j;
+          ref[at] = (double)scores[at] + table[k * heads + h];
+        }
+  cpu_arg args[] = {buf(scores), buf(table), {MPS_ARG_BUFFER, buckets.data(), buckets.size() * 4, 0, 0},
+                    ival(batch), ival(heads), ival(seq), ival(nb)};
+  mps_error err{};
+  mps_status s = run_table("rel_bias", args, &err);
+  double e = rel_l2(scores.data(), ref.data(), scores.size());
+  record("rel_bias", e);
+  check(s == MPS_OK && e < kTol, "rel_bias [2,3,7,7] rel_l2=%.3g %s", e, err.message);
+  cpu_arg short_buckets[] = {buf(scores), buf(table), {MPS_ARG_BUFFER, buckets.data(), 48, 0, 0},
+                             ival(batch), ival(heads), ival(seq), ival(nb)};
+  expect_reject("rel_bias", short_buckets, "rel_bias: buffer buckets holds 48 bytes but needs 52", "13 buckets");
+}
+
 void test_pointwise_extremes() {
   std::vector<float> x = {100.0f, -100.0f, 1e30f, -1e30f, 0.0f, -0.0f, 9.5f, -9.5f, 1e-20f, -5.0f, 88.0f, INFINITY,
                           -INFINITY};
@@ -801,14 +861,14 @@ void test_validate() {
 void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
                          "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16", "bias_layernorm",
-                         "bias_layernorm16", "attention16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 8};
-  bool ok = cpu_kernel_count() == 17 && cpu_kernel_at(17) == nullptr && cpu_kernel_find("nope") == nullptr &&
+                         "bias_layernorm16", "attention16", "activation", "activation16", "rel_bias", "rel_bias16"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 8, 4, 4, 7, 7};
+  bool ok = cpu_kernel_count() == 21 && cpu_kernel_at(21) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 17; i++) {
+  for (size_t i = 0; i < 21; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
     // 16-bit storage: validated here, executed by a GPU backend only
-    bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15 || i == 16;
+    bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15 || i == 16 || i == 18 || i == 20;
     ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
          (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
          k->nargs <= MPS_MAX_KERNEL_ARGS;
@@ -820,7 +880,7 @@ void test_table() {
        cpu_kernel_find("pool")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2) &&
        cpu_kernel_find("attention16")->optional_buffers == (1u << 1);
-  check(ok, "table lists 17 kernels with the contract's argument counts and optional buffers");
+  check(ok, "table lists 21 kernels with the contract's argument counts and optional buffers");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
   cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},
@@ -997,6 +1057,8 @@ int main() {
   test_unary("gelu", mps_cpu_gelu, gelu_ref);
   test_unary("tanh", mps_cpu_tanh, tanh_ref);
   test_pointwise_extremes();
+  test_activation();
+  test_rel_bias();
   test_approximation_errors();
   test_bias_add_and_add();
   test_embedding();

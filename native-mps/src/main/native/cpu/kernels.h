@@ -110,6 +110,14 @@ void mps_cpu_bias_layernorm(const float* x, const float* bias, const float* resi
                             const float* beta, float* y, int64_t rows, int64_t cols, float eps);
 void mps_cpu_pool(const float* x, const float* mask, float* y, int64_t batch, int64_t seq, int64_t hidden, int mode,
                   int normalize);
+/* y = f(x) elementwise (y may be x): activation 0 identity, 1 GELU (erf), 2 tanh, 3 GELU (tanh form, Hugging
+ * Face's gelu_new), 4 ReLU. */
+void mps_cpu_activation(const float* x, float* y, int64_t n, int activation);
+/* Relative position bias, in place: scores[b, h, i, j] += table[bucket * heads + h] with
+ * bucket = buckets[j - i + seq - 1] clamped to [0, num_buckets); scores [batch, heads, seq, seq], table
+ * [num_buckets, heads], buckets int32 [2 seq - 1]. */
+void mps_cpu_rel_bias(float* scores, const float* table, const int32_t* buckets, int64_t batch, int64_t heads,
+                      int64_t seq, int64_t num_buckets);
 /* Returns -1 on success, else the position of the first id outside [0, vocab). */
 int64_t mps_cpu_embedding(const int32_t* ids, const float* table, float* out, int64_t n_ids, int64_t dim,
                           int64_t vocab, int accumulate);

@@ -182,6 +182,51 @@ MPS_HOT void mps_cpu_tanh(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = mps_tanhf(x[i]);
 }
 
+/* 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), as Hugging Face's gelu_new and PyTorch's tanh GELU. */
+MPS_ALWAYS_INLINE float mps_gelu_tanhf(float x) {
+  return 0.5f * x * (1.0f + mps_tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+MPS_HOT void mps_cpu_activation(const float* x, float* y, int64_t n, int activation) {
+  switch (activation) {
+    case 1:
+#pragma GCC ivdep
+      for (int64_t i = 0; i < n; i++) y[i] = mps_geluf(x[i]);
+      break;
+    case 2:
+#pragma GCC ivdep
+      for (int64_t i = 0; i < n; i++) y[i] = mps_tanhf(x[i]);
+      break;
+    case 3:
+#pragma GCC ivdep
+      for (int64_t i = 0; i < n; i++) y[i] = mps_gelu_tanhf(x[i]);
+      break;
+    case 4: /* x < 0 is false for NaN: NaN propagates, as torch.relu */
+#pragma GCC ivdep
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+      break;
+    default:
+      if (y != x) memmove(y, x, (size_t)n * sizeof *y);
+      break;
+  }
+}
+
+MPS_HOT void mps_cpu_rel_bias(float* scores, const float* table, const int32_t* buckets, int64_t batch,
+                              int64_t heads, int64_t seq, int64_t num_buckets) {
+  for (int64_t b = 0; b < batch; b++) {
+    for (int64_t h = 0; h < heads; h++) {
+      for (int64_t i = 0; i < seq; i++) {
+        float* restrict row = scores + ((b * heads + h) * seq + i) * seq;
+        const int32_t* restrict bk = buckets + (seq - 1 - i); /* bk[j] = buckets[j - i + seq - 1] */
+        for (int64_t j = 0; j < seq; j++) {
+          int64_t k = bk[j] < 0 ? 0 : bk[j] >= num_buckets ? num_buckets - 1 : bk[j];
+          row[j] += table[k * heads + h];
+        }
+      }
+    }
+  }
+}
+
 MPS_HOT void mps_cpu_bias_add(const float* x, const float* bias, float* y, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * cols;

@@ -27,7 +27,10 @@ enum {
   /* A linear layer's bias, the residual and LayerNorm in one pass */
   K_BIAS_LAYERNORM, K_BIAS_LAYERNORM16,
   /* Attention (scores, masked softmax, P V) in one kernel, 16-bit storage only */
-  K_ATTENTION16, K_COUNT
+  K_ATTENTION16,
+  /* An activation in its own pass (the forms the gemm epilogue lacks), and the relative position bias added to
+   * attention scores (MPNet) */
+  K_ACTIVATION, K_ACTIVATION16, K_REL_BIAS, K_REL_BIAS16, K_COUNT
 };
 
 /* Defined at the end; validators use its names and kinds for their messages. */
@@ -566,6 +569,83 @@ static mps_status attention16_validate(const cpu_arg* a, mps_error* err) {
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * activation
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { AC_X, AC_Y, AC_N, AC_ACT, AC_NARGS };
+static const char* const ACTIVATION_NAMES[AC_NARGS] = {"x", "y", "n", "activation"};
+static const int32_t ACTIVATION_KINDS[AC_NARGS] = {B, B, I, I};
+
+static mps_status activation_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  TRY(check_args(k, a, err));
+  TRY(need_range(k, a, AC_N, 1, INT64_MAX, err));
+  TRY(need_range(k, a, AC_ACT, 0, 4, err));
+  TRY(need_elems(k, a, AC_X, a[AC_N].i, vbytes(k), err));
+  TRY(need_elems(k, a, AC_Y, a[AC_N].i, vbytes(k), err));
+  int64_t bytes = a[AC_N].i * vbytes(k);
+  TRY(check_overlap(k, a, AC_Y, bytes, AC_X, bytes, 1, err));
+  return mps_ok(err);
+}
+
+static mps_status activation_validate(const cpu_arg* a, mps_error* err) {
+  return activation_check(&KERNELS[K_ACTIVATION], a, err);
+}
+static mps_status activation16_validate(const cpu_arg* a, mps_error* err) {
+  return activation_check(&KERNELS[K_ACTIVATION16], a, err);
+}
+
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
+static mps_status activation_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_activation((const float*)a[AC_X].ptr, (float*)a[AC_Y].ptr, a[AC_N].i, (int)a[AC_ACT].i);
+  return mps_ok(err);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * rel_bias
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { RB_SCORES, RB_TABLE, RB_BUCKETS, RB_BATCH, RB_HEADS, RB_SEQ, RB_NUM_BUCKETS, RB_NARGS };
+static const char* const REL_BIAS_NAMES[RB_NARGS] = {"scores", "table", "buckets", "batch", "heads", "seq",
+                                                     "num_buckets"};
+static const int32_t REL_BIAS_KINDS[RB_NARGS] = {B, B, B, I, I, I, I};
+
+static mps_status rel_bias_check(const cpu_kernel* k, const cpu_arg* a, mps_error* err) {
+  TRY(check_args(k, a, err));
+  for (int idx = RB_BATCH; idx <= RB_NUM_BUCKETS; idx++) TRY(need_range(k, a, idx, 1, INT32_MAX, err));
+  int64_t scores, table;
+  if (!checked_product(&scores, (const int64_t[]){a[RB_BATCH].i, a[RB_HEADS].i, a[RB_SEQ].i, a[RB_SEQ].i}, 4)) {
+    return overflow(k, "batch * heads * seq * seq", err);
+  }
+  if (!checked_product(&table, (const int64_t[]){a[RB_NUM_BUCKETS].i, a[RB_HEADS].i}, 2)) {
+    return overflow(k, "num_buckets * heads", err);
+  }
+  int64_t distances = 2 * a[RB_SEQ].i - 1;
+  TRY(need_elems(k, a, RB_SCORES, scores, vbytes(k), err));
+  TRY(need_elems(k, a, RB_TABLE, table, vbytes(k), err));
+  TRY(need_elems(k, a, RB_BUCKETS, distances, sizeof(int32_t), err));
+  int64_t bytes = scores * vbytes(k);
+  TRY(check_overlap(k, a, RB_SCORES, bytes, RB_TABLE, table * vbytes(k), 0, err));
+  TRY(check_overlap(k, a, RB_SCORES, bytes, RB_BUCKETS, distances * (int64_t)sizeof(int32_t), 0, err));
+  return mps_ok(err);
+}
+
+static mps_status rel_bias_validate(const cpu_arg* a, mps_error* err) {
+  return rel_bias_check(&KERNELS[K_REL_BIAS], a, err);
+}
+static mps_status rel_bias16_validate(const cpu_arg* a, mps_error* err) {
+  return rel_bias_check(&KERNELS[K_REL_BIAS16], a, err);
+}
+
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
+static mps_status rel_bias_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_rel_bias((float*)a[RB_SCORES].ptr, (const float*)a[RB_TABLE].ptr, (const int32_t*)a[RB_BUCKETS].ptr,
+                   a[RB_BATCH].i, a[RB_HEADS].i, a[RB_SEQ].i, a[RB_NUM_BUCKETS].i);
+  return mps_ok(err);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
@@ -601,6 +681,11 @@ static const cpu_kernel KERNELS[K_COUNT] = {
                             bias_layernorm16_validate, NULL, 2},
     [K_ATTENTION16] = {"attention16", AT_NARGS, ATTENTION_NAMES, ATTENTION_KINDS, 1u << AT_MASK, attention16_validate,
                        NULL, 2},
+    [K_ACTIVATION] = {"activation", AC_NARGS, ACTIVATION_NAMES, ACTIVATION_KINDS, 0, activation_validate,
+                      EXEC(activation_execute)},
+    [K_ACTIVATION16] = {"activation16", AC_NARGS, ACTIVATION_NAMES, ACTIVATION_KINDS, 0, activation16_validate, NULL, 2},
+    [K_REL_BIAS] = {"rel_bias", RB_NARGS, REL_BIAS_NAMES, REL_BIAS_KINDS, 0, rel_bias_validate, EXEC(rel_bias_execute)},
+    [K_REL_BIAS16] = {"rel_bias16", RB_NARGS, REL_BIAS_NAMES, REL_BIAS_KINDS, 0, rel_bias16_validate, NULL, 2},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

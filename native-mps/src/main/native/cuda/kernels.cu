@@ -717,3 +717,55 @@ __device__ void mps_attention_tile(const unsigned short* qkv, const float* mask,
 MPS_ATTENTION_ENTRY(32)
 MPS_ATTENTION_ENTRY(64)
 MPS_ATTENTION_ENTRY(128)
+
+// ---- activation and rel_bias: an activation in its own pass, the relative position bias (MPNet) -----------
+// Contracts: cpu/kernels.h (mps_cpu_activation, mps_cpu_rel_bias). fp32 and 16-bit storage, computed in fp32.
+
+__device__ __forceinline__ float mps_activate(float v, int activation) {
+  switch (activation) {
+    case 1: return mps_gelu_erf(v);
+    case 2: return tanhf(v);
+    case 3: return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    case 4: return v < 0.0f ? 0.0f : v;
+    default: return v;
+  }
+}
+
+template <typename T>
+__device__ void mps_activation_elems(const T* x, T* y, long long n, int activation, int bf16) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+    mps_st(y, i, mps_activate(mps_ld(x, i, bf16), activation), bf16);
+  }
+}
+
+// scores [batch, heads, seq, seq] += table[bucket, head], bucket = buckets[j - i + seq - 1] clamped to the table.
+template <typename T>
+__device__ void mps_rel_bias_elems(T* scores, const T* table, const int* buckets, long long batch, long long heads,
+                                   long long seq, long long num_buckets, int bf16) {
+  long long n = batch * heads * seq * seq;
+  for (long long at = blockIdx.x * (long long)blockDim.x + threadIdx.x; at < n;
+       at += (long long)gridDim.x * blockDim.x) {
+    long long j = at % seq, rest = at / seq;
+    long long i = rest % seq, h = (rest / seq) % heads;
+    long long k = buckets[j - i + seq - 1];
+    k = k < 0 ? 0 : k >= num_buckets ? num_buckets - 1 : k;
+    mps_st(scores, at, mps_ld(scores, at, bf16) + mps_ld(table, k * heads + h, bf16), bf16);
+  }
+}
+
+extern "C" __global__ void mps_activation(const float* x, float* y, long long n, int activation, int bf16) {
+  mps_activation_elems(x, y, n, activation, bf16);
+}
+extern "C" __global__ void mps_activation16(const unsigned short* x, unsigned short* y, long long n, int activation,
+                                            int bf16) {
+  mps_activation_elems(x, y, n, activation, bf16);
+}
+extern "C" __global__ void mps_rel_bias(float* scores, const float* table, const int* buckets, long long batch,
+                                        long long heads, long long seq, long long num_buckets, int bf16) {
+  mps_rel_bias_elems(scores, table, buckets, batch, heads, seq, num_buckets, bf16);
+}
+extern "C" __global__ void mps_rel_bias16(unsigned short* scores, const unsigned short* table, const int* buckets,
+                                          long long batch, long long heads, long long seq, long long num_buckets,
+                                          int bf16) {
+  mps_rel_bias_elems(scores, table, buckets, batch, heads, seq, num_buckets, bf16);
+}

@@ -20,6 +20,8 @@ enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
 enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
 enum { AT_QKV, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE };
+enum { AC_X, AC_Y, AC_N, AC_ACT };
+enum { RB_SCORES, RB_TABLE, RB_BUCKETS, RB_BATCH, RB_HEADS, RB_SEQ, RB_NUM_BUCKETS };
 
 #define MPS_ELEMENTWISE_THREADS 256
 #define MPS_ROWS_PER_BLOCK 4 /* warp-per-row kernels (layernorm, softmax): as in kernels.cu */
@@ -319,6 +321,22 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       /* validated: the block count fits 2^31 - 1 */
       long long blocks = (seq + MPS_ATT_Q - 1) / MPS_ATT_Q * heads * batch;
       return launch(entry, name, (unsigned)blocks, 128, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_ACTIVATION:
+    case MPS_CUDA_K_ACTIVATION16: {
+      void *x = a[AC_X].ptr, *y = a[AC_Y].ptr;
+      long long n = a[AC_N].i;
+      int activation = (int)a[AC_ACT].i;
+      void* params[] = {&x, &y, &n, &activation, &bf16};
+      return launch(fn, name, elementwise_blocks(d, n), MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+    }
+    case MPS_CUDA_K_REL_BIAS:
+    case MPS_CUDA_K_REL_BIAS16: {
+      void *scores = a[RB_SCORES].ptr, *table = a[RB_TABLE].ptr, *buckets = a[RB_BUCKETS].ptr;
+      long long batch = a[RB_BATCH].i, heads = a[RB_HEADS].i, seq = a[RB_SEQ].i, nb = a[RB_NUM_BUCKETS].i;
+      void* params[] = {&scores, &table, &buckets, &batch, &heads, &seq, &nb, &bf16};
+      return launch(fn, name, elementwise_blocks(d, batch * heads * seq * seq), MPS_ELEMENTWISE_THREADS, params,
+                    ctx->stream, err);
     }
     default:
       return mps_fail(err, MPS_ERR_NOT_FOUND, "cuda: kernel %s has no launcher", name);

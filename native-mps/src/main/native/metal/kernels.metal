@@ -347,3 +347,39 @@ kernel void mps_pool(device const float* x [[buffer(0)]], device const float* ma
     }
   }
 }
+
+// ---- activation and rel_bias (contracts: cpu/kernels.h, mps_cpu_activation and mps_cpu_rel_bias) ----------
+
+struct mps_activation_params { long n; int activation; int unused; };
+struct mps_rel_bias_params { long batch; long heads; long seq; long num_buckets; };
+
+kernel void mps_activation(device const float* x [[buffer(0)]], device float* y [[buffer(1)]],
+                           constant mps_activation_params& p [[buffer(2)]],
+                           uint gid [[thread_position_in_grid]], uint grid [[threads_per_grid]]) {
+  for (ulong i = gid; i < (ulong)p.n; i += grid) {
+    float v = x[i];
+    switch (p.activation) {
+      case 1: v = mps_gelu_erf(v); break;
+      case 2: v = precise::tanh(v); break;
+      case 3: v = 0.5f * v * (1.0f + precise::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v))); break;
+      case 4: v = v < 0.0f ? 0.0f : v; break;
+      default: break;
+    }
+    y[i] = v;
+  }
+}
+
+// 2D grid (x: key column j, y: the (batch, head, query row) rows of the scores).
+kernel void mps_rel_bias(device float* scores [[buffer(0)]], device const float* table [[buffer(1)]],
+                         device const int* buckets [[buffer(2)]], constant mps_rel_bias_params& p [[buffer(3)]],
+                         uint3 gid [[thread_position_in_grid]], uint3 grid [[threads_per_grid]]) {
+  const ulong seq = (ulong)p.seq, rows = (ulong)(p.batch * p.heads) * seq;
+  for (ulong r = gid.y; r < rows; r += grid.y) {
+    const long i = (long)(r % seq), h = (long)((r / seq) % (ulong)p.heads);
+    for (ulong j = gid.x; j < seq; j += grid.x) {
+      long k = buckets[(long)j - i + p.seq - 1];
+      k = k < 0 ? 0 : k >= p.num_buckets ? p.num_buckets - 1 : k;
+      scores[r * seq + j] += table[k * p.heads + h];
+    }
+  }
+}

@@ -12,7 +12,8 @@ enum {
   MPS_METAL_K_GEMM, MPS_METAL_K_LAYERNORM, MPS_METAL_K_SOFTMAX, MPS_METAL_K_GELU, MPS_METAL_K_TANH,
   MPS_METAL_K_BIAS_ADD, MPS_METAL_K_ADD, MPS_METAL_K_EMBEDDING,
   MPS_METAL_K_POOL = 12, /* after the 16-bit kernels, which metal does not run */
-  MPS_METAL_K_BIAS_LAYERNORM = 14
+  MPS_METAL_K_BIAS_LAYERNORM = 14,
+  MPS_METAL_K_ACTIVATION = 17, MPS_METAL_K_REL_BIAS = 19
 };
 
 /* MPSMatrixMultiplication objects of one stream, by shape and scalars (they are fixed at init). MPS kernels

@@ -42,6 +42,8 @@ typedef struct gemm_params {
   int32_t trans_a, trans_b, activation, has_bias;
 } gemm_params;
 typedef struct pool_params { int64_t batch, seq, hidden; int32_t mode, normalize, has_mask, unused; } pool_params;
+typedef struct activation_params { int64_t n; int32_t activation, unused; } activation_params;
+typedef struct rel_bias_params { int64_t batch, heads, seq, num_buckets; } rel_bias_params;
 typedef struct copy_params { uint64_t src_offset, dst_offset, bytes; } copy_params; /* device.m's COPY_SOURCE */
 
 _Static_assert(sizeof(layernorm_params) == 24, "mps_layernorm_params in kernels.metal");
@@ -453,6 +455,33 @@ static void pool(const mps_metal_call* call, const mps_metal_launch_context* ctx
   dispatch_rows(enc, state, (uint64_t)p.batch, (uint64_t)p.hidden, 256);
 }
 
+/* Argument positions of activation and rel_bias (cpu/kernels.h). */
+enum { AC_X, AC_Y, AC_N, AC_ACT };
+enum { RB_SCORES, RB_TABLE, RB_BUCKETS, RB_BATCH, RB_HEADS, RB_SEQ, RB_NUM_BUCKETS };
+
+static void activation(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                       id<MTLComputePipelineState> state) {
+  const cpu_arg* a = call->args;
+  id<MTLComputeCommandEncoder> enc = start(ctx, state);
+  activation_params p = {a[AC_N].i, (int32_t)a[AC_ACT].i, 0};
+  bind(enc, call, AC_X, 0);
+  bind(enc, call, AC_Y, 1);
+  [enc setBytes:&p length:sizeof p atIndex:2];
+  dispatch_1d(enc, state, (uint64_t)p.n);
+}
+
+static void rel_bias(const mps_metal_call* call, const mps_metal_launch_context* ctx,
+                     id<MTLComputePipelineState> state) {
+  const cpu_arg* a = call->args;
+  id<MTLComputeCommandEncoder> enc = start(ctx, state);
+  rel_bias_params p = {a[RB_BATCH].i, a[RB_HEADS].i, a[RB_SEQ].i, a[RB_NUM_BUCKETS].i};
+  bind(enc, call, RB_SCORES, 0);
+  bind(enc, call, RB_TABLE, 1);
+  bind(enc, call, RB_BUCKETS, 2);
+  [enc setBytes:&p length:sizeof p atIndex:3];
+  dispatch_3d(enc, state, (uint64_t)p.seq, (uint64_t)(p.batch * p.heads * p.seq), 1);
+}
+
 mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_context* ctx, mps_error* err) {
   const mps_pipeline* p = call->pipeline;
   id<MTLComputePipelineState> state = MPS_METAL(id<MTLComputePipelineState>, p->state);
@@ -467,6 +496,8 @@ mps_status mps_metal_launch(const mps_metal_call* call, const mps_metal_launch_c
     case MPS_METAL_K_EMBEDDING: return embedding(call, ctx, state, err);
     case MPS_METAL_K_POOL: pool(call, ctx, state); return MPS_OK;
     case MPS_METAL_K_BIAS_LAYERNORM: layernorm_rows(call, ctx, state, BL_X, BL_BIAS); return MPS_OK;
+    case MPS_METAL_K_ACTIVATION: activation(call, ctx, state); return MPS_OK;
+    case MPS_METAL_K_REL_BIAS: rel_bias(call, ctx, state); return MPS_OK;
     default: return mps_fail(err, MPS_ERR_NOT_FOUND, "metal: kernel %s has no launcher", p->kernel->name);
   }
 }

@@ -507,14 +507,15 @@ public final class ModelActor extends AbstractBehavior<Command> {
         int row = 0, ok = 0, bad = 0;
         String failure = null;
         ModelEngine.Outputs outputs = null;
-        boolean hidden = false, pooler = false, embedding = false;
+        boolean hidden = false, pooler = false, embedding = false, logits = false;
         for (Pending p : batch.requests) {
             hidden |= p.request().outputs().lastHiddenState();
             pooler |= p.request().outputs().poolerOutput();
             embedding |= p.request().outputs().embedding() != null;
+            logits |= p.request().outputs().logits();
         }
         try {
-            outputs = batch.program.readOutputs(batch.memory.buffer(), hidden, pooler, embedding);
+            outputs = batch.program.readOutputs(batch.memory.buffer(), hidden, pooler, embedding, logits);
         } catch (IllegalStateException e) {
             // The batch holds its memory until this task reports back, so a closed buffer means the runtime
             // is stopping and its allocator closed every lease.
@@ -532,6 +533,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             float[][][] states = wants.lastHiddenState() ? new float[p.sequences()][][] : null;
             float[][] pooled = wants.poolerOutput() ? new float[p.sequences()][] : null;
             float[][] embedded = wants.embedding() != null ? new float[p.sequences()][] : null;
+            float[][] scored = wants.logits() ? new float[p.sequences()][] : null;
             for (int s = 0; s < p.sequences(); s++, row++) {
                 if (states != null) {
                     states[s] = outputs.lastHiddenState(row, p.length());
@@ -542,8 +544,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 if (embedded != null) {
                     embedded[s] = outputs.embedding(row);
                 }
+                if (scored != null) {
+                    scored[s] = outputs.logits(row);
+                }
             }
-            p.request().replyTo().tell(new InferResult(p.request().requestId(), states, pooled, embedded));
+            p.request().replyTo().tell(new InferResult(p.request().requestId(), states, pooled, embedded, scored));
             ok++;
         }
         return new BatchDelivered(batch, ok, bad);

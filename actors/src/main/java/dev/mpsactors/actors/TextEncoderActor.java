@@ -11,6 +11,7 @@ import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.protocol.TextProtocol.Internal;
 import dev.mpsactors.protocol.TextProtocol.TextProblem;
+import dev.mpsactors.model.HfModelFolder;
 import dev.mpsactors.runtime.TextSettings;
 import dev.mpsactors.text.SentenceEncoderConfig;
 import dev.mpsactors.text.TextTokenizer;
@@ -31,19 +32,39 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
- * Owns a model folder's tokenizer and speaks text in front of its model actor. An {@link Embed} is checked
- * (count), tokenized on the tokenize dispatcher (never on this actor's thread nor the model's), padded into
- * one {@link InferenceProtocol.Infer} asking only for the pooled embedding, and answered from the model's
- * reply. Every Embed is answered exactly once: with {@link Embeddings}, or with an {@link TextFailure} on
- * a bad text, a model failure or overload, the model actor stopping, or this actor stopping.
+ * Owns a model folder's tokenizer and speaks text in front of its model actor. An {@link Embed}, {@link
+ * TextProtocol.Rerank} or {@link TextProtocol.Classify} is checked (count, deadline, whether the model has the
+ * head it needs), tokenized on the tokenize dispatcher (never on this actor's thread nor the model's; a rerank
+ * as (query, text) pairs through the tokenizer's own pair template), padded into one
+ * {@link InferenceProtocol.Infer} asking only for what the reply needs (the pooled embedding, or the head's
+ * logits), and answered from the model's reply. Every request is answered exactly once: with its result, or
+ * with a {@link TextFailure} of the right {@link FailureKind} on a bad text, a missing head, a model failure or
+ * overload, the model actor stopping, or this actor stopping.
  */
 public final class TextEncoderActor extends AbstractBehavior<Command> {
-    /** The folder's tokenizer and sentence settings, loaded before the actor starts. */
-    public record Text(TextTokenizer tokenizer, SentenceEncoderConfig config) {
+    /**
+     * The folder's tokenizer and sentence settings, and its sequence-classification head (null: none), loaded
+     * before the actor starts.
+     */
+    public record Text(TextTokenizer tokenizer, SentenceEncoderConfig config, HfModelFolder.Classifier classifier) {
+        public Text(TextTokenizer tokenizer, SentenceEncoderConfig config) {
+            this(tokenizer, config, null);
+        }
+
         /** Reads {@code folder}; throws {@link dev.mpsactors.text.TextFormatException} naming what is wrong. */
         public static Text load(Path folder) {
             SentenceEncoderConfig config = SentenceEncoderConfig.read(folder);
-            return new Text(TextTokenizer.load(folder, config.maxTokens()), config);
+            HfModelFolder.Classifier classifier = null;
+            try {
+                // a folder without weights (a model served elsewhere) has no head to offer
+                if (java.nio.file.Files.isRegularFile(folder.resolve(HfModelFolder.WEIGHTS_FILE))
+                        || java.nio.file.Files.isRegularFile(folder.resolve(HfModelFolder.INDEX_FILE))) {
+                    classifier = HfModelFolder.probeClassifier(folder);
+                }
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+            return new Text(TextTokenizer.load(folder, config.maxTokens()), config, classifier);
         }
     }
 
@@ -53,7 +74,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
 
     private record ModelStopped() implements Internal {}
 
-    private record Pending(Embed embed, int[] tokenCounts, boolean[] truncated) {}
+    private record Pending(Command request, int[] tokenCounts, boolean[] truncated) {}
 
     private final ActorRef<InferenceProtocol.Command> model;
     private final Text text;
@@ -61,7 +82,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     private final Executor tokenize;
     private final ActorRef<InferReply> replies;
     /** Requests being tokenized, by key. */
-    private final Map<Long, Embed> tokenizing = new HashMap<>();
+    private final Map<Long, Command> tokenizing = new HashMap<>();
     /** Requests at the model, by the model request's id. */
     private final Map<String, Pending> atModel = new HashMap<>();
     private long nextKey;
@@ -85,7 +106,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
-                .onMessage(Embed.class, this::onEmbed)
+                .onMessage(Embed.class, m -> onRequest(m, m.texts(), m.deadline(), m.options().truncate(), "embed"))
                 .onMessage(TextProtocol.Rerank.class, this::onRerank)
                 .onMessage(TextProtocol.Classify.class, this::onClassify)
                 .onMessage(TextProtocol.Describe.class, this::onDescribe)
@@ -96,32 +117,50 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
                 .build();
     }
 
-    private Behavior<Command> onEmbed(Embed m) {
-        int n = m.texts().size();
-        if (n == 0) {
-            fail(m, FailureKind.INVALID_REQUEST, "no texts to embed");
-        } else if (n > settings.maxTexts()) {
-            fail(m, FailureKind.INVALID_REQUEST,
-                    n + " texts in one request; at most " + settings.maxTexts() + " (mps-actors.text.max-texts)");
-        } else if (expired(m)) {
-            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed before tokenizing");
+    private Behavior<Command> onRerank(TextProtocol.Rerank m) {
+        HfModelFolder.Classifier head = text.classifier();
+        if (head == null) {
+            fail(m, FailureKind.UNSUPPORTED, noHead("rerank"));
+        } else if (head.numLabels() != 1) {
+            fail(m, FailureKind.UNSUPPORTED, "cannot rerank: the model " + model.path().name() + "'s head has "
+                    + head.numLabels() + " labels " + head.labels() + "; a cross-encoder has one (use Classify)");
+        } else if (TextTokenizer.problem(m.query()) != null) {
+            fail(m, FailureKind.INVALID_REQUEST, "the query is " + TextTokenizer.problem(m.query()));
         } else {
-            long key = nextKey++;
-            tokenizing.put(key, m);
-            boolean truncate = m.options().truncate();
-            getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> text.tokenizer().encode(m.texts(), truncate),
-                    tokenize), (batch, error) -> new Tokenized(key, batch, error));
+            onRequest(m, m.texts(), m.deadline(), m.options().truncate(), "rerank");
         }
         return this;
     }
 
-    private Behavior<Command> onRerank(TextProtocol.Rerank m) {
-        m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.UNSUPPORTED, noHead("rerank")));
+    private Behavior<Command> onClassify(TextProtocol.Classify m) {
+        if (text.classifier() == null) {
+            fail(m, FailureKind.UNSUPPORTED, noHead("classify"));
+        } else {
+            onRequest(m, m.texts(), m.deadline(), m.options().truncate(), "classify");
+        }
         return this;
     }
 
-    private Behavior<Command> onClassify(TextProtocol.Classify m) {
-        m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.UNSUPPORTED, noHead("classify")));
+    private Behavior<Command> onRequest(Command m, List<String> texts, Instant deadline, boolean truncate,
+                                        String verb) {
+        int n = texts.size();
+        if (n == 0) {
+            fail(m, FailureKind.INVALID_REQUEST, "no texts to " + verb);
+        } else if (n > settings.maxTexts()) {
+            fail(m, FailureKind.INVALID_REQUEST,
+                    n + " texts in one request; at most " + settings.maxTexts() + " (mps-actors.text.max-texts)");
+        } else if (expired(deadline)) {
+            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + deadline + " passed before tokenizing");
+        } else {
+            long key = nextKey++;
+            tokenizing.put(key, m);
+            TextTokenizer tokenizer = text.tokenizer();
+            java.util.function.Supplier<TextTokenizer.Batch> work = m instanceof TextProtocol.Rerank r
+                    ? () -> tokenizer.encodePairs(r.query(), texts, truncate)
+                    : () -> tokenizer.encode(texts, truncate);
+            getContext().pipeToSelf(CompletableFuture.supplyAsync(work, tokenize),
+                    (batch, error) -> new Tokenized(key, batch, error));
+        }
         return this;
     }
 
@@ -131,14 +170,22 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onDescribe(TextProtocol.Describe m) {
+        java.util.Set<TextProtocol.Task> tasks = java.util.EnumSet.of(TextProtocol.Task.EMBED);
+        HfModelFolder.Classifier head = text.classifier();
+        if (head != null) {
+            tasks.add(TextProtocol.Task.CLASSIFY);
+            if (head.numLabels() == 1) {
+                tasks.add(TextProtocol.Task.RERANK);
+            }
+        }
         m.replyTo().tell(new TextProtocol.EncoderInfo(text.config().family(), text.config().hiddenSize(),
-                text.config().maxTokens(), java.util.Set.of(TextProtocol.Task.EMBED), List.of(),
+                text.config().maxTokens(), tasks, head == null ? List.of() : head.labels(),
                 text.config().pooling(), text.config().normalize()));
         return this;
     }
 
     private Behavior<Command> onTokenized(Tokenized t) {
-        Embed m = tokenizing.remove(t.key());
+        Command m = tokenizing.remove(t.key());
         if (m == null) {
             return this;
         }
@@ -149,13 +196,14 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         }
         List<TextProblem> problems = t.batch().problems();
         if (!problems.isEmpty()) {
-            m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.INVALID_REQUEST, problems.size() + " of " + m.texts().size()
-                    + " texts cannot be embedded: " + problems.stream().map(TextProblem::toString)
-                    .collect(Collectors.joining("; ")), problems));
+            reply(m, new TextFailure(requestId(m), FailureKind.INVALID_REQUEST, problems.size() + " of "
+                    + t.batch().tokens().size() + " texts cannot be " + (m instanceof Embed ? "embedded"
+                    : m instanceof TextProtocol.Rerank ? "reranked" : "classified") + ": "
+                    + problems.stream().map(TextProblem::toString).collect(Collectors.joining("; ")), problems));
             return this;
         }
-        if (expired(m)) {
-            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed while tokenizing");
+        if (expired(deadline(m))) {
+            fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + deadline(m) + " passed while tokenizing");
             return this;
         }
         List<TextTokenizer.Tokens> tokens = t.batch().tokens();
@@ -172,13 +220,19 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
             counts[i] = s.length();
             truncated[i] = s.truncated();
         }
-        Pooling pooling = m.options().pooling() != null ? m.options().pooling() : text.config().pooling();
-        boolean normalize = m.options().normalize() != null ? m.options().normalize() : text.config().normalize();
-        // the model sees one request per Embed; its id is made unique here so callers may reuse theirs
-        String id = m.requestId() + "#" + t.key();
+        InferenceProtocol.OutputSpec outputs;
+        if (m instanceof Embed e) {
+            Pooling pooling = e.options().pooling() != null ? e.options().pooling() : text.config().pooling();
+            boolean normalize = e.options().normalize() != null ? e.options().normalize() : text.config().normalize();
+            outputs = InferenceProtocol.OutputSpec.embedding(pooling, normalize);
+        } else {
+            outputs = InferenceProtocol.OutputSpec.LOGITS; // only the head's logits leave the device
+        }
+        // the model sees one request per text request; its id is made unique here so callers may reuse theirs
+        String id = requestId(m) + "#" + t.key();
         atModel.put(id, new Pending(m, counts, truncated));
         model.tell(new InferenceProtocol.Infer(id, new InferenceProtocol.InferenceInputs(ids, mask, types), replies,
-                m.deadline(), InferenceProtocol.OutputSpec.embedding(pooling, normalize)));
+                deadline(m), outputs));
         return this;
     }
 
@@ -187,15 +241,12 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (p == null) {
             return this;
         }
-        Embed m = p.embed();
+        Command m = p.request();
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
-            if (result.embedding() == null || result.embedding().length != p.tokenCounts().length) {
-                fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no embedding for each text");
-            } else {
-                m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
-            }
+            answer(m, result, p);
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
-            fail(m, f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED : FailureKind.UNAVAILABLE,
+            fail(m, f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED
+                    : f.reason().contains("not offered") ? FailureKind.UNSUPPORTED : FailureKind.UNAVAILABLE,
                     "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
             fail(m, FailureKind.OVERLOADED, "overloaded: " + o.reason());
@@ -203,20 +254,87 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return this;
     }
 
+    private void answer(Command m, InferenceProtocol.InferResult result, Pending p) {
+        int n = p.tokenCounts().length;
+        if (m instanceof Embed e) {
+            if (result.embedding() == null || result.embedding().length != n) {
+                fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no embedding for each text");
+            } else {
+                e.replyTo().tell(new Embeddings(e.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
+            }
+            return;
+        }
+        float[][] logits = result.logits();
+        int labels = text.classifier().numLabels();
+        if (logits == null || logits.length != n || java.util.Arrays.stream(logits).anyMatch(l -> l.length != labels)) {
+            fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no " + labels + " logits for each text");
+            return;
+        }
+        if (m instanceof TextProtocol.Rerank rr) {
+            float[] scores = new float[n];
+            for (int i = 0; i < n; i++) {
+                scores[i] = rr.options().rawScores() ? logits[i][0] : sigmoid(logits[i][0]);
+            }
+            rr.replyTo().tell(new TextProtocol.Scores(rr.requestId(), scores, p.tokenCounts(), p.truncated()));
+        } else if (m instanceof TextProtocol.Classify c) {
+            List<List<TextProtocol.LabelScore>> out = new java.util.ArrayList<>(n);
+            for (float[] row : logits) {
+                float[] scores = c.options().rawScores() ? row.clone()
+                        : text.classifier().sigmoid() ? sigmoids(row) : softmax(row);
+                List<TextProtocol.LabelScore> ranked = new java.util.ArrayList<>(labels);
+                for (int k = 0; k < labels; k++) {
+                    ranked.add(new TextProtocol.LabelScore(text.classifier().labels().get(k), scores[k]));
+                }
+                ranked.sort((a, b) -> Float.compare(b.score(), a.score())); // stable: ties keep id order
+                out.add(ranked);
+            }
+            c.replyTo().tell(new TextProtocol.Classifications(c.requestId(), out, p.tokenCounts(), p.truncated()));
+        }
+    }
+
+    static float sigmoid(float x) {
+        return (float) (1 / (1 + Math.exp(-(double) x)));
+    }
+
+    private static float[] sigmoids(float[] row) {
+        float[] out = new float[row.length];
+        for (int i = 0; i < row.length; i++) {
+            out[i] = sigmoid(row[i]);
+        }
+        return out;
+    }
+
+    static float[] softmax(float[] row) {
+        double max = Double.NEGATIVE_INFINITY, sum = 0;
+        for (float v : row) {
+            max = Math.max(max, v);
+        }
+        double[] e = new double[row.length];
+        for (int i = 0; i < row.length; i++) {
+            e[i] = Math.exp(row[i] - max);
+            sum += e[i];
+        }
+        float[] out = new float[row.length];
+        for (int i = 0; i < row.length; i++) {
+            out[i] = (float) (e[i] / sum);
+        }
+        return out;
+    }
+
     private Behavior<Command> onModelStopped() {
         for (Pending p : atModel.values()) {
-            fail(p.embed(), FailureKind.UNAVAILABLE, "the model actor stopped before answering");
+            fail(p.request(), FailureKind.UNAVAILABLE, "the model actor stopped before answering");
         }
         atModel.clear();
         return Behaviors.stopped();
     }
 
     private Behavior<Command> onStop() {
-        for (Embed m : tokenizing.values()) {
+        for (Command m : tokenizing.values()) {
             fail(m, FailureKind.UNAVAILABLE, "the text encoder stopped");
         }
         for (Pending p : atModel.values()) {
-            fail(p.embed(), FailureKind.UNAVAILABLE, "the text encoder stopped");
+            fail(p.request(), FailureKind.UNAVAILABLE, "the text encoder stopped");
         }
         tokenizing.clear();
         atModel.clear();
@@ -224,11 +342,47 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return this;
     }
 
-    private static boolean expired(Embed m) {
-        return m.deadline() != null && !Instant.now().isBefore(m.deadline());
+    private static boolean expired(Instant deadline) {
+        return deadline != null && !Instant.now().isBefore(deadline);
     }
 
-    private static void fail(Embed m, FailureKind kind, String reason) {
-        m.replyTo().tell(new TextFailure(m.requestId(), kind, reason));
+    private static String requestId(Command m) {
+        if (m instanceof Embed e) {
+            return e.requestId();
+        }
+        if (m instanceof TextProtocol.Rerank r) {
+            return r.requestId();
+        }
+        if (m instanceof TextProtocol.Classify c) {
+            return c.requestId();
+        }
+        throw new IllegalArgumentException("not a text request: " + m);
+    }
+
+    private static Instant deadline(Command m) {
+        if (m instanceof Embed e) {
+            return e.deadline();
+        }
+        if (m instanceof TextProtocol.Rerank r) {
+            return r.deadline();
+        }
+        return m instanceof TextProtocol.Classify c ? c.deadline() : null;
+    }
+
+    /** Sends {@code reply} (a TextFailure, which is a reply of every kind) to the request's replyTo. */
+    private static void reply(Command m, TextFailure reply) {
+        if (m instanceof Embed e) {
+            e.replyTo().tell(reply);
+        } else if (m instanceof TextProtocol.Rerank r) {
+            r.replyTo().tell(reply);
+        } else if (m instanceof TextProtocol.Classify c) {
+            c.replyTo().tell(reply);
+        } else {
+            throw new IllegalArgumentException("not a text request: " + m);
+        }
+    }
+
+    private static void fail(Command m, FailureKind kind, String reason) {
+        reply(m, new TextFailure(requestId(m), kind, reason));
     }
 }

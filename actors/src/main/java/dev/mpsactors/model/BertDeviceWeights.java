@@ -15,7 +15,10 @@ import java.util.Objects;
  * (query rows, then key rows, then value rows, so one GEMM with trans_b yields the [tokens, 3H] rows
  * Q ‖ K ‖ V) and its bias [3H], attention output dense [H, H] + bias, its LayerNorm gamma + beta,
  * intermediate dense [I, H] + bias, output dense [H, I] + bias, its LayerNorm gamma + beta; then the
- * pooler dense [H, H] + bias. Linear weights keep PyTorch's [out, in] layout.
+ * pooler dense [H, H] + bias (when the checkpoint has it); MPNet's relative attention bias [buckets, heads]
+ * and its int32 bucket of every relative position −(S−1)..S−1 (S the longest sequence); the head's dense
+ * [H, H] + bias and output [labels, H] + bias (when the checkpoint has a head). Families without token types
+ * leave that table out. Linear weights keep PyTorch's [out, in] layout.
  */
 public final class BertDeviceWeights implements AutoCloseable {
     /** Byte offsets of one layer's tensors in the weights buffer. */
@@ -33,6 +36,11 @@ public final class BertDeviceWeights implements AutoCloseable {
     final LayerOffsets[] layers;
     /** -1 when the checkpoint has no pooler. */
     final long poolerWeight, poolerBias;
+    /** -1 unless the family has a relative attention bias (MPNet). */
+    final long relativeBiasTable, relativeBuckets;
+    /** -1 without a head (headDense*: also for BERT, whose head reads the pooler). */
+    final long headDenseWeight, headDenseBias, headOutWeight, headOutBias;
+    final int numLabels;
 
     private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, long[] offsets,
                               LayerOffsets[] layers) {
@@ -46,6 +54,13 @@ public final class BertDeviceWeights implements AutoCloseable {
         this.embLnBeta = offsets[4];
         this.poolerWeight = offsets[5];
         this.poolerBias = offsets[6];
+        this.relativeBiasTable = offsets[7];
+        this.relativeBuckets = offsets[8];
+        this.headDenseWeight = offsets[9];
+        this.headDenseBias = offsets[10];
+        this.headOutWeight = offsets[11];
+        this.headOutBias = offsets[12];
+        this.numLabels = (int) offsets[13];
         this.layers = layers;
     }
 
@@ -62,10 +77,11 @@ public final class BertDeviceWeights implements AutoCloseable {
         BertConfig c = weights.config();
         long h = c.hiddenSize(), inter = c.intermediateSize();
         Cursor at = new Cursor(storage.bytes());
-        long[] offsets = new long[7];
+        long[] offsets = new long[14];
+        java.util.Arrays.fill(offsets, -1);
         offsets[0] = at.take((long) c.vocabSize() * h);
         offsets[1] = at.take((long) c.maxPositionEmbeddings() * h);
-        offsets[2] = at.take((long) c.typeVocabSize() * h);
+        offsets[2] = c.family().tokenTypes() ? at.take((long) c.typeVocabSize() * h) : -1;
         offsets[3] = at.take(h);
         offsets[4] = at.take(h);
         LayerOffsets[] layers = new LayerOffsets[c.numHiddenLayers()];
@@ -77,12 +93,34 @@ public final class BertDeviceWeights implements AutoCloseable {
         boolean pooler = weights.hasPooler();
         offsets[5] = pooler ? at.take(h * h) : -1;
         offsets[6] = pooler ? at.take(h) : -1;
+        int[] buckets = null;
+        if (c.family().relativeAttentionBias()) {
+            offsets[7] = at.take((long) c.relativeAttentionBuckets() * c.numAttentionHeads());
+            int longest = c.maxSequenceLength();
+            buckets = new int[2 * longest - 1];
+            for (int d = 0; d < buckets.length; d++) {
+                buckets[d] = BertConfig.relativeBucket(d - (longest - 1));
+            }
+            offsets[8] = at.takeBytes(4L * buckets.length);
+        }
+        int labels = weights.numLabels();
+        offsets[13] = labels;
+        if (weights.hasHead()) {
+            if (c.family().head() != Family.Head.POOLER_CLASSIFIER) {
+                offsets[9] = at.take(h * h);
+                offsets[10] = at.take(h);
+            }
+            offsets[11] = at.take((long) labels * h);
+            offsets[12] = at.take(labels);
+        }
 
         DeviceBuffer buffer = device.allocate(at.bytes);
         try {
             storage.write(buffer, offsets[0], weights.values("embeddings.word_embeddings.weight"));
             storage.write(buffer, offsets[1], weights.values("embeddings.position_embeddings.weight"));
-            storage.write(buffer, offsets[2], weights.values("embeddings.token_type_embeddings.weight"));
+            if (offsets[2] >= 0) {
+                storage.write(buffer, offsets[2], weights.values("embeddings.token_type_embeddings.weight"));
+            }
             storage.write(buffer, offsets[3], weights.values("embeddings.LayerNorm.weight"));
             storage.write(buffer, offsets[4], weights.values("embeddings.LayerNorm.bias"));
             for (int l = 0; l < layers.length; l++) {
@@ -106,6 +144,18 @@ public final class BertDeviceWeights implements AutoCloseable {
                 storage.write(buffer, offsets[5], weights.values(BertWeights.POOLER_WEIGHT));
                 storage.write(buffer, offsets[6], weights.values(BertWeights.POOLER_BIAS));
             }
+            if (buckets != null) {
+                storage.write(buffer, offsets[7], weights.values(BertWeights.RELATIVE_ATTENTION_BIAS));
+                buffer.write(offsets[8], buckets);
+            }
+            if (offsets[9] >= 0) {
+                storage.write(buffer, offsets[9], weights.values(BertWeights.HEAD_DENSE_WEIGHT));
+                storage.write(buffer, offsets[10], weights.values(BertWeights.HEAD_DENSE_BIAS));
+            }
+            if (offsets[11] >= 0) {
+                storage.write(buffer, offsets[11], weights.values(BertWeights.HEAD_OUT_WEIGHT));
+                storage.write(buffer, offsets[12], weights.values(BertWeights.HEAD_OUT_BIAS));
+            }
         } catch (RuntimeException e) {
             buffer.close();
             throw e;
@@ -123,8 +173,12 @@ public final class BertDeviceWeights implements AutoCloseable {
         }
 
         long take(long values) {
+            return takeBytes(valueBytes * values);
+        }
+
+        long takeBytes(long n) {
             long at = bytes;
-            bytes += (valueBytes * values + ALIGN - 1) / ALIGN * ALIGN;
+            bytes += (n + ALIGN - 1) / ALIGN * ALIGN;
             return at;
         }
     }
@@ -159,6 +213,16 @@ public final class BertDeviceWeights implements AutoCloseable {
 
     public long bytes() {
         return buffer.size();
+    }
+
+    /** Whether the head was uploaded (the checkpoint has it): logits need it. */
+    public boolean hasHead() {
+        return headOutWeight >= 0;
+    }
+
+    /** The head's number of labels (0 without a head). */
+    public int numLabels() {
+        return numLabels;
     }
 
     /** Whether the pooler was uploaded (the checkpoint has it): pooler_output needs it. */

@@ -11,7 +11,7 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * BERT-family encoders as a {@link ModelEngine}: weights uploaded once ({@link BertDeviceWeights}), one
+ * Encoders of every {@link Family} as a {@link ModelEngine}: weights uploaded once ({@link BertDeviceWeights}), one
  * {@link BertProgram} per batch shape in the PACKED layout (slot 0 the weights, slot 1 one request buffer
  * with inputs, scratch and outputs).
  */
@@ -35,7 +35,8 @@ public final class BertEngine implements ModelEngine {
 
     @Override
     public String description() {
-        return config.modelType() + " hidden=" + config.hiddenSize() + " layers=" + config.numHiddenLayers()
+        return config.modelType() + (weights.hasHead() ? "+sequence-classification(" + weights.numLabels()
+                + " labels)" : "") + " hidden=" + config.hiddenSize() + " layers=" + config.numHiddenLayers()
                 + " heads=" + config.numAttentionHeads() + " intermediate=" + config.intermediateSize() + " vocab="
                 + config.vocabSize() + " max_position_embeddings=" + config.maxPositionEmbeddings();
     }
@@ -46,12 +47,17 @@ public final class BertEngine implements ModelEngine {
 
     @Override
     public int maxSequenceLength() {
-        return config.maxPositionEmbeddings();
+        return config.maxSequenceLength();
     }
 
     @Override
     public List<String> requiredFunctions() {
-        return BertProgram.functions(weights.storage());
+        return BertProgram.functions(weights);
+    }
+
+    /** Whether the checkpoint has a sequence-classification head (logits are offered). */
+    public boolean hasHead() {
+        return weights.hasHead();
     }
 
     @Override
@@ -64,14 +70,17 @@ public final class BertEngine implements ModelEngine {
             return "input_ids[0] is empty: a sequence needs at least one token";
         }
         int length = ids[0].length;
-        if (length > config.maxPositionEmbeddings()) {
-            return "sequence length " + length + " exceeds max_position_embeddings " + config.maxPositionEmbeddings();
+        if (length > config.maxSequenceLength()) {
+            return "sequence length " + length + " exceeds the model's limit of " + config.maxSequenceLength()
+                    + " tokens (max_position_embeddings " + config.maxPositionEmbeddings() + ")";
         }
         String problem = checkMatrix("input_ids", ids, ids.length, length, config.vocabSize(), "vocab_size");
         if (problem == null && in.attentionMask() != null) {
             problem = checkMatrix("attention_mask", in.attentionMask(), ids.length, length, 2, "0 or 1");
         }
-        if (problem == null && in.tokenTypeIds() != null) {
+        // families without token types (DistilBERT, MPNet) take none: token_type_ids are ignored, as a
+        // tokenizer's pair template may still emit them
+        if (problem == null && in.tokenTypeIds() != null && config.family().tokenTypes()) {
             problem = checkMatrix("token_type_ids", in.tokenTypeIds(), ids.length, length, config.typeVocabSize(),
                     "type_vocab_size");
         }
@@ -108,6 +117,10 @@ public final class BertEngine implements ModelEngine {
         if (outputs.poolerOutput() && !weights.hasPooler()) {
             return "pooler_output is not offered: the checkpoint has no pooler (pooler.dense.weight and "
                     + "pooler.dense.bias are absent); ask for last_hidden_state or an embedding";
+        }
+        if (outputs.logits() && !weights.hasHead()) {
+            return "logits are not offered: the checkpoint has no sequence-classification head (no "
+                    + BertWeights.storedHeadName(config.family(), BertWeights.HEAD_OUT_WEIGHT) + ")";
         }
         return null;
     }
@@ -151,6 +164,12 @@ public final class BertEngine implements ModelEngine {
             int[][] ids = new int[rows][seq];
             int[][] mask = new int[rows][seq];
             int[][] types = new int[rows][seq];
+            int pad = config.family().paddingOffsetPositions() ? config.padTokenId() : 0;
+            if (pad != 0) {
+                for (int[] r : ids) {
+                    java.util.Arrays.fill(r, pad);
+                }
+            }
             int row = 0;
             for (InferenceInputs in : requests) {
                 for (int s = 0; s < in.inputIds().length; s++, row++) {
@@ -159,10 +178,10 @@ public final class BertEngine implements ModelEngine {
                     for (int t = 0; t < length; t++) {
                         mask[row][t] = in.attentionMask() == null ? 1 : in.attentionMask()[s][t];
                     }
-                    if (in.tokenTypeIds() != null) {
+                    if (in.tokenTypeIds() != null && config.family().tokenTypes()) {
                         System.arraycopy(in.tokenTypeIds()[s], 0, types[row], 0, length);
                     }
-                    // Positions past the request's own length are bucket padding: id 0, masked out.
+                    // Positions past the request's own length are bucket padding: the padding id, masked out.
                 }
             }
             program.writeInputs(slots(buffer), ids, mask, types);
@@ -175,12 +194,15 @@ public final class BertEngine implements ModelEngine {
 
         /** The OUTPUT region holds last_hidden_state [batch][seq][h], then pooler_output and the embedding [batch][h]. */
         @Override
-        public Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding) {
+        public Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding,
+                                   boolean logits) {
             int h = config.hiddenSize(), seq = program.seq(), rows = program.batch();
             long base = program.offset(BertProgram.Region.OUTPUT);
             float[] hidden = lastHiddenState ? new float[Math.toIntExact((long) rows * seq * h)] : null;
             float[] pooled = poolerOutput ? new float[rows * h] : null;
             float[] embedded = embedding ? new float[rows * h] : null;
+            int labels = program.numLabels();
+            float[] scored = logits ? new float[rows * labels] : null;
             if (hidden != null) {
                 program.storage().read(buffer, base, hidden);
             }
@@ -189,6 +211,9 @@ public final class BertEngine implements ModelEngine {
             }
             if (embedded != null) {
                 program.storage().read(buffer, base + program.outputOffset(BertProgram.Output.EMBEDDING), embedded);
+            }
+            if (scored != null) {
+                program.storage().read(buffer, base + program.outputOffset(BertProgram.Output.LOGITS), scored);
             }
             return new Outputs() {
                 @Override
@@ -209,6 +234,11 @@ public final class BertEngine implements ModelEngine {
                 @Override
                 public float[] embedding(int row) {
                     return java.util.Arrays.copyOfRange(embedded, row * h, row * h + h);
+                }
+
+                @Override
+                public float[] logits(int row) {
+                    return java.util.Arrays.copyOfRange(scored, row * labels, row * labels + labels);
                 }
             };
         }

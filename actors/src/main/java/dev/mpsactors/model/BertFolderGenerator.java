@@ -18,10 +18,12 @@ import java.util.Random;
 import java.util.TreeMap;
 
 /**
- * Writes a Hugging Face BERT folder with seeded random weights, laid out like a real checkpoint so that
- * loading it exercises the same paths: {@code config.json} with every key HF writes, tensors named with the
- * {@code bert.} prefix of {@code BertFor*} checkpoints, unused extras ({@code cls.predictions.bias}, the I64
- * {@code embeddings.position_ids} buffer), optionally F16/BF16 storage and sharding.
+ * Writes a Hugging Face encoder folder of any {@link Family} with seeded random weights, laid out like a real
+ * checkpoint so that loading it exercises the same paths: {@code config.json} with the keys HF writes for the
+ * family (DistilBERT's {@code dim}, {@code n_layers}, …), tensors under the family's own names with the prefix
+ * of its {@code *For…} checkpoints ({@code bert.}, {@code roberta.}, {@code distilbert.}, {@code mpnet.}), unused
+ * extras ({@code cls.predictions.bias}, the I64 {@code embeddings.position_ids} buffer), optionally a
+ * sequence-classification head with its {@code id2label}, F16/BF16 storage and sharding.
  *
  * <p>Initialisation follows HF: matrices and embeddings normal(0, 0.02). LayerNorm weights are 1 plus
  * normal(0, 0.02) noise and biases normal(0, 0.02) rather than HF's exact ones and zeros, so that a test on
@@ -36,8 +38,11 @@ public final class BertFolderGenerator {
      * @param bertPrefix    whether tensor names carry the {@code bert.} prefix
      * @param extraTensors  whether to add tensors a checkpoint carries but the encoder ignores
      * @param pooler        whether to write the pooler (sentence-embedding checkpoints often have none)
+     * @param labels        0: no head; else a sequence-classification head with this many labels
+     * @param problemType   the head's {@code problem_type} (null: none written)
      */
-    public record Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors, boolean pooler) {
+    public record Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors, boolean pooler,
+                          int labels, String problemType) {
         public Options {
             if (dtype != Dtype.F32 && dtype != Dtype.F16 && dtype != Dtype.BF16) {
                 throw new IllegalArgumentException("dtype must be F32, F16 or BF16, got " + dtype);
@@ -45,6 +50,13 @@ public final class BertFolderGenerator {
             if (shards < 1) {
                 throw new IllegalArgumentException("shards must be >= 1, got " + shards);
             }
+            if (labels < 0) {
+                throw new IllegalArgumentException("labels must be >= 0, got " + labels);
+            }
+        }
+
+        public Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors, boolean pooler) {
+            this(dtype, shards, bertPrefix, extraTensors, pooler, 0, null);
         }
 
         public Options(Dtype dtype, int shards, boolean bertPrefix, boolean extraTensors) {
@@ -56,23 +68,28 @@ public final class BertFolderGenerator {
         }
 
         public Options withPooler(boolean p) {
-            return new Options(dtype, shards, bertPrefix, extraTensors, p);
+            return new Options(dtype, shards, bertPrefix, extraTensors, p, labels, problemType);
         }
 
         public Options withDtype(Dtype d) {
-            return new Options(d, shards, bertPrefix, extraTensors, pooler);
+            return new Options(d, shards, bertPrefix, extraTensors, pooler, labels, problemType);
         }
 
         public Options withShards(int k) {
-            return new Options(dtype, k, bertPrefix, extraTensors, pooler);
+            return new Options(dtype, k, bertPrefix, extraTensors, pooler, labels, problemType);
         }
 
         public Options withBertPrefix(boolean p) {
-            return new Options(dtype, shards, p, extraTensors, pooler);
+            return new Options(dtype, shards, p, extraTensors, pooler, labels, problemType);
         }
 
         public Options withExtraTensors(boolean e) {
-            return new Options(dtype, shards, bertPrefix, e, pooler);
+            return new Options(dtype, shards, bertPrefix, e, pooler, labels, problemType);
+        }
+
+        /** A sequence-classification head of {@code n} labels (0: none) and its problem type (null: none). */
+        public Options withHead(int n, String problem) {
+            return new Options(dtype, shards, bertPrefix, extraTensors, pooler, n, problem);
         }
     }
 
@@ -92,22 +109,37 @@ public final class BertFolderGenerator {
      *         result can be compared for equality
      */
     public static BertWeights write(Path dir, BertConfig config, long seed, Options options) throws IOException {
+        return write(dir, config, seed, options, INIT_STD);
+    }
+
+    /**
+     * {@link #write(Path, BertConfig, long, Options)} with matrices and embeddings normal(0, {@code std}) and
+     * LayerNorm noise of the same spread: a test picks a spread larger than HF's 0.02 so that attention is far
+     * from uniform and a wrong position, mask or bias shows in the outputs.
+     */
+    public static BertWeights write(Path dir, BertConfig config, long seed, Options options, double std)
+            throws IOException {
         Files.createDirectories(dir);
         Random random = new Random(seed);
         Map<String, BertWeights.Tensor> weights = new LinkedHashMap<>();
-        for (Map.Entry<String, int[]> e : BertWeights.expectedShapes(config).entrySet()) {
+        Map<String, int[]> shapes = new LinkedHashMap<>(BertWeights.expectedShapes(config));
+        if (options.labels() > 0) {
+            shapes.putAll(BertWeights.headShapes(config, options.labels()));
+        }
+        for (Map.Entry<String, int[]> e : shapes.entrySet()) {
             if (!options.pooler() && e.getKey().startsWith("pooler.")) {
                 continue;
             }
             weights.put(e.getKey(), new BertWeights.Tensor(e.getValue(),
-                    init(e.getKey(), e.getValue(), random, options.dtype())));
+                    init(e.getKey(), e.getValue(), random, options.dtype(), std)));
         }
 
-        String prefix = options.bertPrefix() ? HfModelFolder.PREFIX : "";
+        String prefix = options.bertPrefix() ? config.family().prefix() : "";
         List<Entry> entries = new ArrayList<>();
         for (Map.Entry<String, BertWeights.Tensor> e : weights.entrySet()) {
-            entries.add(new Entry(prefix + e.getKey(), options.dtype(), e.getValue().shape(), e.getValue().values(),
-                    null));
+            String stored = e.getKey().startsWith("head.") ? BertWeights.storedHeadName(config.family(), e.getKey())
+                    : prefix + storedName(config.family(), e.getKey());
+            entries.add(new Entry(stored, options.dtype(), e.getValue().shape(), e.getValue().values(), null));
         }
         if (options.extraTensors()) {
             int positions = config.maxPositionEmbeddings();
@@ -119,10 +151,10 @@ public final class BertFolderGenerator {
                     ids.array()));
             int[] vocab = {config.vocabSize()};
             entries.add(new Entry("cls.predictions.bias", options.dtype(), vocab,
-                    init("cls.predictions.bias", vocab, random, options.dtype()), null));
+                    init("cls.predictions.bias", vocab, random, options.dtype(), std), null));
         }
 
-        writeConfig(dir.resolve(HfModelFolder.CONFIG_FILE), config, options.dtype());
+        writeConfig(dir.resolve(HfModelFolder.CONFIG_FILE), config, options);
         if (options.shards() == 1) {
             Files.deleteIfExists(dir.resolve(HfModelFolder.INDEX_FILE));
             writeShard(dir.resolve(HfModelFolder.WEIGHTS_FILE), entries);
@@ -133,6 +165,29 @@ public final class BertFolderGenerator {
         return BertWeights.of(config, weights);
     }
 
+    /** The name a {@code family} checkpoint stores the canonical (BERT) tensor {@code name} under, without prefix. */
+    static String storedName(Family family, String name) {
+        if (family == Family.DISTILBERT && name.startsWith("encoder.layer.")) {
+            return "transformer.layer." + name.substring("encoder.layer.".length())
+                    .replace(".attention.self.query.", ".attention.q_lin.")
+                    .replace(".attention.self.key.", ".attention.k_lin.")
+                    .replace(".attention.self.value.", ".attention.v_lin.")
+                    .replace(".attention.output.dense.", ".attention.out_lin.")
+                    .replace(".attention.output.LayerNorm.", ".sa_layer_norm.")
+                    .replace(".intermediate.dense.", ".ffn.lin1.")
+                    .replace(".output.dense.", ".ffn.lin2.")
+                    .replace(".output.LayerNorm.", ".output_layer_norm.");
+        }
+        if (family == Family.MPNET && name.startsWith("encoder.layer.")) {
+            return name.replace(".attention.self.query.", ".attention.attn.q.")
+                    .replace(".attention.self.key.", ".attention.attn.k.")
+                    .replace(".attention.self.value.", ".attention.attn.v.")
+                    .replace(".attention.output.dense.", ".attention.attn.o.")
+                    .replace(".attention.output.LayerNorm.", ".attention.LayerNorm.");
+        }
+        return name;
+    }
+
     /** One tensor to store: float values in {@code dtype}, or raw little-endian bytes. */
     private record Entry(String name, Dtype dtype, int[] shape, float[] values, byte[] raw) {
         long byteSize() {
@@ -140,7 +195,7 @@ public final class BertFolderGenerator {
         }
     }
 
-    private static float[] init(String name, int[] shape, Random random, Dtype dtype) {
+    private static float[] init(String name, int[] shape, Random random, Dtype dtype, double std) {
         long n = 1;
         for (int d : shape) {
             n *= d;
@@ -148,7 +203,7 @@ public final class BertFolderGenerator {
         float[] v = new float[Math.toIntExact(n)];
         double mean = name.endsWith("LayerNorm.weight") ? 1.0 : 0.0;
         for (int i = 0; i < v.length; i++) {
-            float x = (float) (mean + INIT_STD * random.nextGaussian());
+            float x = (float) (mean + std * random.nextGaussian());
             v[i] = switch (dtype) {
                 case F16 -> SafetensorsFile.f16ToFloat(SafetensorsWriter.floatToF16(x));
                 case BF16 -> SafetensorsFile.bf16ToFloat(SafetensorsWriter.floatToBf16(x));
@@ -210,32 +265,67 @@ public final class BertFolderGenerator {
         json.writeValue(dir.resolve(HfModelFolder.INDEX_FILE).toFile(), index);
     }
 
-    private static void writeConfig(Path file, BertConfig c, Dtype dtype) throws IOException {
+    private static void writeConfig(Path file, BertConfig c, Options options) throws IOException {
         ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
         ObjectNode o = json.createObjectNode();
-        o.putArray("architectures").add("BertModel");
-        o.put("attention_probs_dropout_prob", 0.1);
-        o.putNull("classifier_dropout");
-        o.put("hidden_act", c.hiddenAct());
-        o.put("hidden_dropout_prob", 0.1);
-        o.put("hidden_size", c.hiddenSize());
-        o.put("initializer_range", INIT_STD);
-        o.put("intermediate_size", c.intermediateSize());
-        o.put("layer_norm_eps", c.layerNormEps());
-        o.put("max_position_embeddings", c.maxPositionEmbeddings());
+        String model = switch (c.family()) {
+            case BERT -> "Bert";
+            case ROBERTA -> "Roberta";
+            case XLM_ROBERTA -> "XLMRoberta";
+            case DISTILBERT -> "DistilBert";
+            case MPNET -> "MPNet";
+        };
+        o.putArray("architectures").add(model + (options.labels() > 0 ? "ForSequenceClassification" : "Model"));
         o.put("model_type", c.modelType());
-        o.put("num_attention_heads", c.numAttentionHeads());
-        o.put("num_hidden_layers", c.numHiddenLayers());
-        o.put("pad_token_id", 0);
-        o.put("position_embedding_type", "absolute");
-        o.put("torch_dtype", switch (dtype) {
+        o.put("vocab_size", c.vocabSize());
+        o.put("max_position_embeddings", c.maxPositionEmbeddings());
+        o.put("initializer_range", INIT_STD);
+        if (c.family() == Family.DISTILBERT) {
+            o.put("activation", c.hiddenAct());
+            o.put("attention_dropout", 0.1);
+            o.put("dim", c.hiddenSize());
+            o.put("dropout", 0.1);
+            o.put("hidden_dim", c.intermediateSize());
+            o.put("n_heads", c.numAttentionHeads());
+            o.put("n_layers", c.numHiddenLayers());
+            o.put("pad_token_id", 0);
+            o.put("seq_classif_dropout", 0.2);
+            o.put("sinusoidal_pos_embds", false);
+        } else {
+            o.put("attention_probs_dropout_prob", 0.1);
+            o.put("hidden_act", c.hiddenAct());
+            o.put("hidden_dropout_prob", 0.1);
+            o.put("hidden_size", c.hiddenSize());
+            o.put("intermediate_size", c.intermediateSize());
+            o.put("layer_norm_eps", c.layerNormEps());
+            o.put("num_attention_heads", c.numAttentionHeads());
+            o.put("num_hidden_layers", c.numHiddenLayers());
+            o.put("pad_token_id", c.family().paddingOffsetPositions() ? c.padTokenId() : 0);
+            if (c.family() == Family.MPNET) {
+                o.put("relative_attention_num_buckets", c.relativeAttentionBuckets());
+            } else {
+                o.putNull("classifier_dropout");
+                o.put("position_embedding_type", "absolute");
+                o.put("type_vocab_size", c.typeVocabSize());
+            }
+        }
+        if (options.labels() > 0) {
+            ObjectNode id2label = o.putObject("id2label");
+            ObjectNode label2id = o.putObject("label2id");
+            for (int i = 0; i < options.labels(); i++) {
+                id2label.put(Integer.toString(i), "label_" + (char) ('a' + i % 26) + i);
+                label2id.put("label_" + (char) ('a' + i % 26) + i, i);
+            }
+            if (options.problemType() != null) {
+                o.put("problem_type", options.problemType());
+            }
+        }
+        o.put("torch_dtype", switch (options.dtype()) {
             case F16 -> "float16";
             case BF16 -> "bfloat16";
             default -> "float32";
         });
-        o.put("type_vocab_size", c.typeVocabSize());
         o.put("use_cache", true);
-        o.put("vocab_size", c.vocabSize());
         json.writeValue(file.toFile(), o);
     }
 

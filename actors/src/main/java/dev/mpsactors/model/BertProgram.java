@@ -57,6 +57,12 @@ public final class BertProgram implements AutoCloseable {
     public static final List<String> FUNCTIONS = List.of("gemm", "layernorm", "softmax", "embedding", "pool",
             "bias_layernorm");
 
+    /** An activation in its own pass: gelu_new and relu intermediates, DistilBERT's head. */
+    public static final String ACTIVATION = "activation";
+
+    /** MPNet's relative position bias, added to the attention scores. */
+    public static final String REL_BIAS = "rel_bias";
+
     /** The fused attention kernel (16-bit storage only): the attention scores never leave the chip. */
     public static final String ATTENTION16 = "attention16";
 
@@ -64,7 +70,7 @@ public final class BertProgram implements AutoCloseable {
     private static final java.util.Set<Long> FUSED_HEAD_DIMS = java.util.Set.of(32L, 64L, 128L);
 
     /**
-     * The kernels a program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants, and
+     * The kernels a BERT program of this storage runs ({@link #FUNCTIONS}, or their 16-bit variants, and
      * {@link #ATTENTION16} with 16-bit storage).
      */
     public static List<String> functions(TensorStorage storage) {
@@ -75,22 +81,48 @@ public final class BertProgram implements AutoCloseable {
         return List.copyOf(names);
     }
 
+    /**
+     * The kernels a program over {@code weights} runs: {@link #functions(TensorStorage)}, plus
+     * {@link #ACTIVATION} where the intermediate activation is not the erf GELU or the head is DistilBERT's,
+     * and {@link #REL_BIAS} for MPNet.
+     */
+    public static List<String> functions(BertDeviceWeights weights) {
+        List<String> names = new java.util.ArrayList<>(functions(weights.storage()));
+        if (needsActivation(weights)) {
+            names.add(weights.storage().kernel(ACTIVATION));
+        }
+        if (weights.config().family().relativeAttentionBias()) {
+            names.add(weights.storage().kernel(REL_BIAS));
+        }
+        return List.copyOf(names);
+    }
+
+    private static boolean needsActivation(BertDeviceWeights w) {
+        return w.config().activationCode() != BuiltinKernels.ACT_GELU
+                || (w.hasHead() && w.config().family().head() == Family.Head.DENSE_RELU);
+    }
+
     public enum Region { WEIGHTS, INPUT_IDS, TOKEN_TYPE_IDS, POSITION_IDS, ATTENTION_MASK, SCRATCH, OUTPUT }
 
     public enum Layout { SLOT_PER_REGION, PACKED }
 
     /** The parts of the OUTPUT region. */
-    public enum Output { LAST_HIDDEN_STATE, POOLER_OUTPUT, EMBEDDING }
+    public enum Output { LAST_HIDDEN_STATE, POOLER_OUTPUT, EMBEDDING, LOGITS }
 
     /**
      * The pipelines a program runs; the program retains them natively, so callers may close theirs.
      * {@code attention} (null: none) is {@link #ATTENTION16}, which replaces the attention's two GEMMs and softmax.
      */
     public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
-                            Pipeline biasLayerNorm, Pipeline attention) {
+                            Pipeline biasLayerNorm, Pipeline attention, Pipeline activation, Pipeline relBias) {
         public Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
                          Pipeline biasLayerNorm) {
-            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, null);
+            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, null, null, null);
+        }
+
+        public Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
+                         Pipeline biasLayerNorm, Pipeline attention) {
+            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, attention, null, null);
         }
 
         public Pipelines {
@@ -107,8 +139,10 @@ public final class BertProgram implements AutoCloseable {
             for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm)) {
                 p.close();
             }
-            if (attention != null) {
-                attention.close();
+            for (Pipeline p : java.util.Arrays.asList(attention, activation, relBias)) {
+                if (p != null) {
+                    p.close();
+                }
             }
         }
 
@@ -127,13 +161,15 @@ public final class BertProgram implements AutoCloseable {
             return new Pipelines(byFunction.get(storage.kernel("gemm")), byFunction.get(storage.kernel("layernorm")),
                     byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")),
                     byFunction.get(storage.kernel("pool")), byFunction.get(storage.kernel("bias_layernorm")),
-                    storage == TensorStorage.FP32 ? null : byFunction.get(ATTENTION16));
+                    storage == TensorStorage.FP32 ? null : byFunction.get(ATTENTION16),
+                    byFunction.get(storage.kernel(ACTIVATION)), byFunction.get(storage.kernel(REL_BIAS)));
         }
 
         /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
         public static Pipelines from(KernelLibrary library) {
             return new Pipelines(library.pipeline("gemm"), library.pipeline("layernorm"), library.pipeline("softmax"),
-                    library.pipeline("embedding"), library.pipeline("pool"), library.pipeline("bias_layernorm"));
+                    library.pipeline("embedding"), library.pipeline("pool"), library.pipeline("bias_layernorm"), null,
+                    library.pipeline(ACTIVATION), library.pipeline(REL_BIAS));
         }
     }
 
@@ -153,6 +189,7 @@ public final class BertProgram implements AutoCloseable {
     private final long[] slotBytes;
     private final InferenceProtocol.Embedding embedding;
     private final Map<Output, Long> outputOffsets = new EnumMap<>(Output.class);
+    private final int numLabels;
     private final NativeProgram program;
 
     private BertProgram(BertDeviceWeights weights, Pipelines pipelines, int batch, int seq, Layout layout,
@@ -163,6 +200,7 @@ public final class BertProgram implements AutoCloseable {
         this.seq = seq;
         this.layout = layout;
         this.embedding = embedding;
+        this.numLabels = weights.numLabels();
         long bl = (long) batch * seq, h = config.hiddenSize(), inter = config.intermediateSize();
         long heads = config.numAttentionHeads();
         long scratchFloats = bl * h + Math.max(3 * bl * h + (long) batch * heads * seq * seq + bl * h, bl * inter);
@@ -182,6 +220,10 @@ public final class BertProgram implements AutoCloseable {
         if (embedding != null) {
             outputOffsets.put(Output.EMBEDDING, vb * outputValues);
             outputValues += batch * h;
+        }
+        if (weights.hasHead()) {
+            outputOffsets.put(Output.LOGITS, vb * outputValues);
+            outputValues += (long) batch * weights.numLabels();
         }
         bytesOf.put(Region.OUTPUT, vb * outputValues);
         if (layout == Layout.SLOT_PER_REGION) {
@@ -230,9 +272,9 @@ public final class BertProgram implements AutoCloseable {
         if (batch < 1) {
             throw new IllegalArgumentException("batch must be >= 1, got " + batch);
         }
-        if (seq < 1 || seq > c.maxPositionEmbeddings()) {
-            throw new IllegalArgumentException("seq must be in [1, max_position_embeddings = "
-                    + c.maxPositionEmbeddings() + "], got " + seq);
+        if (seq < 1 || seq > c.maxSequenceLength()) {
+            throw new IllegalArgumentException("seq must be in [1, " + c.maxSequenceLength()
+                    + " (the longest sequence max_position_embeddings covers)], got " + seq);
         }
         return new BertProgram(weights, pipelines, batch, seq, layout, embedding);
     }
@@ -266,15 +308,27 @@ public final class BertProgram implements AutoCloseable {
                 h, c.vocabSize(), false));
         program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.POSITION_IDS, 0), weight(w.positionEmbeddings),
                 x, bl, h, c.maxPositionEmbeddings(), true));
-        program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.TOKEN_TYPE_IDS, 0),
-                weight(w.tokenTypeEmbeddings), x, bl, h, c.typeVocabSize(), true));
+        if (c.family().tokenTypes()) {
+            program.kernel(p.embedding(), ProgramArgs.embedding(at(Region.TOKEN_TYPE_IDS, 0),
+                    weight(w.tokenTypeEmbeddings), x, bl, h, c.typeVocabSize(), true));
+        }
+        boolean relBias = c.family().relativeAttentionBias();
+        if (relBias && p.relBias() == null) {
+            throw new IllegalArgumentException(c.family().modelType() + " needs the pipeline '" + REL_BIAS + "'");
+        }
+        int act = c.activationCode();
+        if (needsActivation(w) && p.activation() == null) {
+            throw new IllegalArgumentException(c.family().modelType() + " with hidden_act " + c.hiddenAct()
+                    + " needs the pipeline '" + ACTIVATION + "'");
+        }
         program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, null, weight(w.embLnGamma), weight(w.embLnBeta), x, bl,
                 h, eps));
 
         for (BertDeviceWeights.LayerOffsets o : w.layers) {
             program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), weight(o.qkvBias()), qkv, 3 * h,
                     bl, h, 3 * h, BuiltinKernels.ACT_NONE));
-            if (p.attention() != null && FUSED_HEAD_DIMS.contains(d)) {
+            // The fused kernel has no additive bias: MPNet takes the GEMM, bias, softmax, GEMM path.
+            if (p.attention() != null && FUSED_HEAD_DIMS.contains(d) && !relBias) {
                 // ctx = softmax(Q K^T / sqrt(d) + mask) V in one kernel, straight from the qkv rows.
                 program.kernel(p.attention(), ProgramArgs.attention(qkv, mask, ctx, b, l, heads, d, 1.0 / Math.sqrt(d)));
             } else {
@@ -282,6 +336,12 @@ public final class BertProgram implements AutoCloseable {
                 program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(storage.bytes() * h), 3 * h).t(),
                         Operand.of(scores, l), null, l, l, d, 1.0 / Math.sqrt(d), 0.0, BuiltinKernels.ACT_NONE, b, heads,
                         new Strides(l * 3 * h, d), new Strides(l * 3 * h, d), new Strides(heads * l * l, l * l)));
+                if (relBias) {
+                    // buckets[k] is the bucket of relative position k - (S - 1); this program reads from -(L - 1)
+                    Ref buckets = weight(w.relativeBuckets + 4L * (c.maxSequenceLength() - l));
+                    program.kernel(p.relBias(), ProgramArgs.relBias(scores, weight(w.relativeBiasTable), buckets, b,
+                            heads, l, c.relativeAttentionBuckets()));
+                }
                 program.kernel(p.softmax(), ProgramArgs.softmax(scores, mask, b, heads, l, l, 1.0));
                 // ctx[s, :, head] = P V: each head's [L, d] block lands in its columns of the [BL, H] rows.
                 program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(scores, l), Operand.of(qkv.plus(2L * storage.bytes() * h), 3 * h),
@@ -293,8 +353,12 @@ public final class BertProgram implements AutoCloseable {
                     BuiltinKernels.ACT_NONE));
             program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(tmp, weight(o.attnOutBias()), x,
                     weight(o.attnLnGamma()), weight(o.attnLnBeta()), tmp, bl, h, eps));
+            boolean fusedAct = act == BuiltinKernels.ACT_GELU;
             program.kernel(p.gemm(), ProgramArgs.linear(tmp, h, weight(o.interWeight()), weight(o.interBias()), ffn,
-                    inter, bl, h, inter, BuiltinKernels.ACT_GELU));
+                    inter, bl, h, inter, fusedAct ? BuiltinKernels.ACT_GELU : BuiltinKernels.ACT_NONE));
+            if (!fusedAct) {
+                program.kernel(p.activation(), ProgramArgs.activation(ffn, ffn, bl * inter, act));
+            }
             program.kernel(p.gemm(), ProgramArgs.linear(ffn, inter, weight(o.outWeight()), null, x, h, bl, inter, h,
                     BuiltinKernels.ACT_NONE));
             program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(x, weight(o.outBias()), tmp,
@@ -306,6 +370,26 @@ public final class BertProgram implements AutoCloseable {
             program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.poolerWeight), h).t(),
                     Operand.of(pooled, h), weight(w.poolerBias), b, h, h, 1.0, 0.0, BuiltinKernels.ACT_TANH, 1, 1,
                     Strides.NONE, Strides.NONE, Strides.NONE));
+        }
+        if (w.hasHead()) {
+            // The sequence-classification head on each sequence's first token; only the logits leave the device.
+            long labels = w.numLabels();
+            Ref logits = outputRef(Output.LOGITS);
+            Ref features = tmp; // the first token's features, [B, H]
+            if (c.family().head() == Family.Head.POOLER_CLASSIFIER) {
+                features = outputRef(Output.POOLER_OUTPUT); // BERT classifies the pooler's output
+            } else {
+                boolean tanh = c.family().head() == Family.Head.DENSE_TANH;
+                program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(x, l * h), Operand.of(weight(w.headDenseWeight), h).t(),
+                        Operand.of(tmp, h), weight(w.headDenseBias), b, h, h, 1.0, 0.0,
+                        tanh ? BuiltinKernels.ACT_TANH : BuiltinKernels.ACT_NONE, 1, 1, Strides.NONE, Strides.NONE,
+                        Strides.NONE));
+                if (!tanh) {
+                    program.kernel(p.activation(), ProgramArgs.activation(tmp, tmp, b * h, BuiltinKernels.ACT_RELU));
+                }
+            }
+            program.kernel(p.gemm(), ProgramArgs.linear(features, h, weight(w.headOutWeight), weight(w.headOutBias),
+                    logits, labels, b, h, labels, BuiltinKernels.ACT_NONE));
         }
         if (embedding != null) {
             program.kernel(p.pool(), ProgramArgs.pool(x, mask, outputRef(Output.EMBEDDING), b, l, h,
@@ -330,6 +414,24 @@ public final class BertProgram implements AutoCloseable {
             throw new IllegalStateException("this program does not compute " + part.name().toLowerCase(java.util.Locale.ROOT));
         }
         return at;
+    }
+
+    /** The head's logits [batch][labels] (a checkpoint with a sequence-classification head). */
+    public float[][] readLogits(DeviceBuffer[] slots) {
+        requireBinding(slots);
+        DeviceBuffer out = slots[slot(Region.OUTPUT)];
+        long base = offset(Region.OUTPUT) + outputOffset(Output.LOGITS);
+        int labels = numLabels;
+        float[][] result = new float[batch][labels];
+        for (int r = 0; r < batch; r++) {
+            storage.read(out, base + (long) storage.bytes() * r * labels, result[r]);
+        }
+        return result;
+    }
+
+    /** The head's number of labels (0 without a head). */
+    public int numLabels() {
+        return numLabels;
     }
 
     /** The sentence embedding the program pools, or null. */
@@ -473,7 +575,7 @@ public final class BertProgram implements AutoCloseable {
             for (int t = 0; t < seq; t++) {
                 int i = r * seq + t;
                 ids[i] = inRange("input_ids", inputIds, r, t, config.vocabSize(), "vocab_size");
-                if (tokenTypeIds != null) {
+                if (tokenTypeIds != null && config.family().tokenTypes()) {
                     types[i] = inRange("token_type_ids", tokenTypeIds, r, t, config.typeVocabSize(),
                             "type_vocab_size");
                 }
@@ -485,8 +587,8 @@ public final class BertProgram implements AutoCloseable {
                     }
                     mask[i] = m == 1 ? 0f : MASKED;
                 }
-                positions[i] = t;
             }
+            config.positions(ids, r * seq, seq, positions, r * seq);
         }
         return new Inputs(ids, types, positions, mask);
     }

@@ -6,8 +6,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The fp32 weights of a BERT encoder under their canonical Hugging Face names, without the {@code bert.}
- * prefix (e.g. {@code encoder.layer.0.attention.self.query.weight}). Linear weights keep PyTorch's
+ * The fp32 weights of an encoder of any {@link Family} under BERT's Hugging Face names, without the model prefix
+ * (e.g. {@code encoder.layer.0.attention.self.query.weight}; {@link HfModelFolder} maps each family's own names
+ * onto these), plus the optional head under {@code head.*}. Linear weights keep PyTorch's
  * layout: {@code [out_features, in_features]}, row-major. Built by {@link HfModelFolder} from safetensors
  * (fp16/bf16 converted at load) or directly from arrays in tests.
  */
@@ -40,13 +41,39 @@ public final class BertWeights {
     public static final List<String> POOLER_TENSORS = List.of(POOLER_WEIGHT, POOLER_BIAS);
 
     /**
-     * Checks that every tensor the config needs is present with the expected shape; the pooler's two tensors
-     * may both be absent (an encoder exported without its pooler).
+     * The sequence-classification head under canonical names: {@code head.dense} (RoBERTa's
+     * {@code classifier.dense}, DistilBERT's {@code pre_classifier}; BERT uses its pooler instead) and
+     * {@code head.out} (BERT's and DistilBERT's {@code classifier}, RoBERTa's {@code classifier.out_proj}).
+     */
+    public static final String HEAD_DENSE_WEIGHT = "head.dense.weight";
+    public static final String HEAD_DENSE_BIAS = "head.dense.bias";
+    public static final String HEAD_OUT_WEIGHT = "head.out.weight";
+    public static final String HEAD_OUT_BIAS = "head.out.bias";
+
+    /** MPNet's per-head bias table over relative position buckets, [buckets, heads]. */
+    public static final String RELATIVE_ATTENTION_BIAS = "encoder.relative_attention_bias.weight";
+
+    /** The head's tensors of {@code family}: all present (logits offered) or none. */
+    public static List<String> headTensors(Family family) {
+        return family.head() == Family.Head.POOLER_CLASSIFIER ? List.of(HEAD_OUT_WEIGHT, HEAD_OUT_BIAS)
+                : List.of(HEAD_DENSE_WEIGHT, HEAD_DENSE_BIAS, HEAD_OUT_WEIGHT, HEAD_OUT_BIAS);
+    }
+
+    /**
+     * Checks every tensor the config needs is present with the expected shape; the pooler's two tensors may both
+     * be absent (an encoder exported without its pooler), and so may the head's (a body without a
+     * sequence-classification head).
      */
     public static BertWeights of(BertConfig config, Map<String, Tensor> tensors) {
         Map<String, Tensor> copy = new LinkedHashMap<>(tensors);
         boolean pooler = requirePoolerPair(tensors.keySet(), "");
-        for (Map.Entry<String, int[]> e : expectedShapes(config).entrySet()) {
+        boolean head = requireHeadGroup(config, tensors.keySet(), "");
+        Map<String, int[]> expected = expectedShapes(config);
+        if (head) {
+            Tensor out = copy.get(HEAD_OUT_WEIGHT);
+            expected.putAll(headShapes(config, out.shape().length == 2 ? out.shape()[0] : -1));
+        }
+        for (Map.Entry<String, int[]> e : expected.entrySet()) {
             Tensor t = copy.get(e.getKey());
             if (t == null && !pooler && POOLER_TENSORS.contains(e.getKey())) {
                 continue;
@@ -60,6 +87,7 @@ public final class BertWeights {
                         + ", expected " + Arrays.toString(e.getValue()) + " from config.json");
             }
         }
+        copy.keySet().retainAll(expected.keySet());
         return new BertWeights(config, copy);
     }
 
@@ -76,8 +104,67 @@ public final class BertWeights {
         return weight;
     }
 
+    /**
+     * Whether {@code names} hold the sequence-classification head; refuses part of it (naming the missing
+     * tensors by the family's own names) and, for BERT, a classifier without the pooler it reads.
+     */
+    public static boolean requireHeadGroup(BertConfig config, java.util.Set<String> names, String where) {
+        List<String> group = headTensors(config.family());
+        List<String> present = group.stream().filter(names::contains).toList();
+        if (present.isEmpty()) {
+            return false;
+        }
+        if (present.size() != group.size()) {
+            List<String> missing = group.stream().filter(n -> !names.contains(n))
+                    .map(n -> storedHeadName(config.family(), n)).toList();
+            throw new ModelFormatException(where + "incomplete sequence-classification head: missing tensor "
+                    + String.join(", ", missing) + " (a " + config.family().modelType() + " head needs "
+                    + String.join(", ", group.stream().map(n -> storedHeadName(config.family(), n)).toList())
+                    + ", or none of them)");
+        }
+        if (config.family().head() == Family.Head.POOLER_CLASSIFIER && !names.contains(POOLER_WEIGHT)) {
+            throw new ModelFormatException(where + "the classifier (classifier.weight) needs the pooler, but "
+                    + POOLER_WEIGHT + " is absent (BertForSequenceClassification classifies the pooler output)");
+        }
+        return true;
+    }
+
+    /** The name a family's checkpoint stores a canonical head tensor under (without the model prefix). */
+    public static String storedHeadName(Family family, String canonical) {
+        String suffix = canonical.endsWith("weight") ? "weight" : "bias";
+        boolean dense = canonical.startsWith("head.dense");
+        return switch (family.head()) {
+            case POOLER_CLASSIFIER -> "classifier." + suffix;
+            case DENSE_TANH -> (dense ? "classifier.dense." : "classifier.out_proj.") + suffix;
+            case DENSE_RELU -> (dense ? "pre_classifier." : "classifier.") + suffix;
+        };
+    }
+
+    /** The head's tensors and shapes for {@code numLabels} labels. */
+    public static Map<String, int[]> headShapes(BertConfig c, int numLabels) {
+        int h = c.hiddenSize();
+        Map<String, int[]> m = new LinkedHashMap<>();
+        if (c.family().head() != Family.Head.POOLER_CLASSIFIER) {
+            m.put(HEAD_DENSE_WEIGHT, new int[] {h, h});
+            m.put(HEAD_DENSE_BIAS, new int[] {h});
+        }
+        m.put(HEAD_OUT_WEIGHT, new int[] {numLabels, h});
+        m.put(HEAD_OUT_BIAS, new int[] {numLabels});
+        return m;
+    }
+
     public BertConfig config() {
         return config;
+    }
+
+    /** Whether the checkpoint has a sequence-classification head (logits are offered only then). */
+    public boolean hasHead() {
+        return tensors.containsKey(HEAD_OUT_WEIGHT);
+    }
+
+    /** The head's number of labels, 0 without a head. */
+    public int numLabels() {
+        return hasHead() ? tensors.get(HEAD_OUT_WEIGHT).shape()[0] : 0;
     }
 
     /** Whether the checkpoint has the pooler (pooler_output is offered only then). */
@@ -102,13 +189,18 @@ public final class BertWeights {
         return values("encoder.layer." + i + "." + suffix);
     }
 
-    /** Every tensor a BERT encoder with pooler needs, with its shape. */
+    /**
+     * Every tensor the config's encoder needs with its shape, under BERT's names, its pooler included (where the
+     * family has one: DistilBERT has none); not the head ({@link #headShapes}).
+     */
     public static Map<String, int[]> expectedShapes(BertConfig c) {
         int h = c.hiddenSize(), i = c.intermediateSize();
         Map<String, int[]> m = new LinkedHashMap<>();
         m.put("embeddings.word_embeddings.weight", new int[] {c.vocabSize(), h});
         m.put("embeddings.position_embeddings.weight", new int[] {c.maxPositionEmbeddings(), h});
-        m.put("embeddings.token_type_embeddings.weight", new int[] {c.typeVocabSize(), h});
+        if (c.family().tokenTypes()) {
+            m.put("embeddings.token_type_embeddings.weight", new int[] {c.typeVocabSize(), h});
+        }
         m.put("embeddings.LayerNorm.weight", new int[] {h});
         m.put("embeddings.LayerNorm.bias", new int[] {h});
         for (int l = 0; l < c.numHiddenLayers(); l++) {
@@ -128,8 +220,13 @@ public final class BertWeights {
             m.put(p + "output.LayerNorm.weight", new int[] {h});
             m.put(p + "output.LayerNorm.bias", new int[] {h});
         }
-        m.put(POOLER_WEIGHT, new int[] {h, h});
-        m.put(POOLER_BIAS, new int[] {h});
+        if (c.family().relativeAttentionBias()) {
+            m.put(RELATIVE_ATTENTION_BIAS, new int[] {c.relativeAttentionBuckets(), c.numAttentionHeads()});
+        }
+        if (c.family() != Family.DISTILBERT) {
+            m.put(POOLER_WEIGHT, new int[] {h, h});
+            m.put(POOLER_BIAS, new int[] {h});
+        }
         return m;
     }
 }

@@ -18,15 +18,17 @@ import java.util.Set;
 import java.util.TreeSet;
 
 /**
- * A Hugging Face BERT model folder, loaded: {@code config.json} plus either {@code model.safetensors} or a
+ * A Hugging Face encoder folder, loaded: {@code config.json} plus either {@code model.safetensors} or a
  * sharded {@code model.safetensors.index.json} with the shard files it names. {@link #load} reads the whole
- * encoder into fp32 {@link BertWeights} and closes every file before returning.
+ * encoder (and its sequence-classification head, when the checkpoint has one) into fp32 {@link BertWeights}
+ * and closes every file before returning.
  *
  * <p>What is accepted, and why it is conservative:
  * <ul>
- *   <li>{@code model_type} must be {@code bert} (MiniLM and other BERT-layout checkpoints say so in their
- *       config). Other families are refused by name even when their tensors look alike, because differences
+ *   <li>{@code model_type} must be one of the {@link Family families} (bert, roberta, xlm-roberta, distilbert,
+ *       mpnet). Other types are refused by name even when their tensors look alike, because differences
  *       in activation, normalisation or position handling would load silently and compute wrong answers.
+ *       Each family's own weight names are read into BERT's ({@link #canonicalName(Family, String)}).
  *   <li>Optional keys default as in HF's {@code BertConfig}: {@code layer_norm_eps} 1e-12,
  *       {@code type_vocab_size} 2, {@code hidden_act} "gelu". {@code position_embedding_type} other than
  *       "absolute", {@code is_decoder} and {@code add_cross_attention} are refused: the encoder implements
@@ -43,7 +45,8 @@ public final class HfModelFolder {
     public static final String CONFIG_FILE = "config.json";
     public static final String WEIGHTS_FILE = "model.safetensors";
     public static final String INDEX_FILE = "model.safetensors.index.json";
-    public static final Set<String> SUPPORTED_MODEL_TYPES = Set.of("bert");
+    public static final Set<String> SUPPORTED_MODEL_TYPES = java.util.Arrays.stream(Family.values())
+            .map(Family::modelType).collect(java.util.stream.Collectors.toUnmodifiableSet());
 
     static final String PREFIX = "bert.";
 
@@ -62,10 +65,31 @@ public final class HfModelFolder {
 
     private final Path dir;
     private final BertWeights weights;
+    private final Classifier classifier;
 
-    private HfModelFolder(Path dir, BertWeights weights) {
+    private HfModelFolder(Path dir, BertWeights weights, Classifier classifier) {
         this.dir = dir;
         this.weights = weights;
+        this.classifier = classifier;
+    }
+
+    /**
+     * A sequence-classification head's labels ({@code id2label} in id order, else {@code LABEL_i}) and its
+     * {@code problem_type} (null when the config names none).
+     */
+    public record Classifier(List<String> labels, String problemType) {
+        public Classifier {
+            labels = List.copyOf(labels);
+        }
+
+        public int numLabels() {
+            return labels.size();
+        }
+
+        /** Sigmoid per label (one label, or multi_label_classification), rather than a softmax over them. */
+        public boolean sigmoid() {
+            return labels.size() == 1 || "multi_label_classification".equals(problemType);
+        }
     }
 
     /**
@@ -79,20 +103,123 @@ public final class HfModelFolder {
         if (!Files.isDirectory(dir)) {
             throw new ModelFormatException(dir + ": not a directory (expected a Hugging Face model folder)");
         }
-        BertConfig config = readConfig(dir.resolve(CONFIG_FILE));
+        Path configFile = dir.resolve(CONFIG_FILE);
+        BertConfig config = readConfig(configFile);
+        JsonNode root = readJsonObject(configFile);
+        boolean sinusoidal = config.family() == Family.DISTILBERT
+                && root.path("sinusoidal_pos_embds").asBoolean(false);
+        Integer configLabels = configuredLabelCount(configFile, root);
+        boolean headAllowed = sequenceClassification(root);
         Path single = dir.resolve(WEIGHTS_FILE);
         Path index = dir.resolve(INDEX_FILE);
         Map<String, BertWeights.Tensor> tensors;
         if (Files.isRegularFile(single)) {
-            tensors = readTensors(config, dir, List.of(single), null);
+            tensors = readTensors(config, dir, List.of(single), null, sinusoidal, configLabels, headAllowed);
         } else if (Files.isRegularFile(index)) {
             Map<String, Path> weightMap = readIndex(dir, index);
-            tensors = readTensors(config, dir, new ArrayList<>(new TreeSet<>(weightMap.values())), weightMap);
+            tensors = readTensors(config, dir, new ArrayList<>(new TreeSet<>(weightMap.values())), weightMap,
+                    sinusoidal, configLabels, headAllowed);
         } else {
             throw new ModelFormatException(dir + ": neither " + WEIGHTS_FILE + " nor " + INDEX_FILE
                     + " found (only safetensors weights are supported; convert pytorch_model.bin first)");
         }
-        return new HfModelFolder(dir, BertWeights.of(config, tensors));
+        BertWeights weights = BertWeights.of(config, tensors);
+        Classifier classifier = weights.hasHead()
+                ? readClassifier(configFile, root, weights.numLabels()) : null;
+        return new HfModelFolder(dir, weights, classifier);
+    }
+
+    /** The sequence-classification head's labels and problem type, or null when the checkpoint has no head. */
+    public Classifier classifier() {
+        return classifier;
+    }
+
+    /**
+     * The head {@code dir} would load with, from {@code config.json} and the safetensors headers only (no tensor
+     * is read): null when the checkpoint has no sequence-classification head.
+     */
+    public static Classifier probeClassifier(Path dir) throws IOException {
+        Path configFile = dir.resolve(CONFIG_FILE);
+        BertConfig config = readConfig(configFile);
+        JsonNode root = readJsonObject(configFile);
+        Set<String> names = new java.util.HashSet<>();
+        Path single = dir.resolve(WEIGHTS_FILE);
+        Map<String, int[]> shapes = new java.util.HashMap<>();
+        if (Files.isRegularFile(single)) {
+            try (SafetensorsFile f = SafetensorsFile.open(single)) {
+                for (String stored : f.names()) {
+                    String name = canonicalName(config.family(), stored);
+                    names.add(name);
+                    shapes.put(name, f.info(stored).shape());
+                }
+            }
+        } else if (Files.isRegularFile(dir.resolve(INDEX_FILE))) {
+            Map<String, Path> weightMap = readIndex(dir, dir.resolve(INDEX_FILE));
+            for (Map.Entry<String, Path> e : weightMap.entrySet()) {
+                String name = canonicalName(config.family(), e.getKey());
+                names.add(name);
+                if (name.equals(BertWeights.HEAD_OUT_WEIGHT)) {
+                    try (SafetensorsFile f = SafetensorsFile.open(e.getValue())) {
+                        shapes.put(name, f.info(e.getKey()).shape());
+                    }
+                }
+            }
+        } else {
+            throw new ModelFormatException(dir + ": neither " + WEIGHTS_FILE + " nor " + INDEX_FILE + " found");
+        }
+        if (!sequenceClassification(root) || !BertWeights.requireHeadGroup(config, names, dir + ": ")) {
+            return null;
+        }
+        int[] out = shapes.get(BertWeights.HEAD_OUT_WEIGHT);
+        return readClassifier(configFile, root, out != null && out.length == 2 ? out[0] : 0);
+    }
+
+    /**
+     * Whether a {@code classifier} in the checkpoint is a sequence-classification head: the config names no
+     * {@code architectures}, or one of them is a {@code *ForSequenceClassification} (a token-classification or
+     * question-answering head stores tensors of the same names and is not read).
+     */
+    private static boolean sequenceClassification(JsonNode root) {
+        JsonNode architectures = root.get("architectures");
+        if (architectures == null || !architectures.isArray() || architectures.isEmpty()) {
+            return true;
+        }
+        for (JsonNode a : architectures) {
+            if (a.asText("").endsWith("ForSequenceClassification")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** id2label's size, else num_labels, else null (the head's shape decides). */
+    private static Integer configuredLabelCount(Path file, JsonNode root) {
+        JsonNode id2label = root.get("id2label");
+        if (id2label != null && id2label.isObject() && id2label.size() > 0) {
+            return id2label.size();
+        }
+        JsonNode n = root.get("num_labels");
+        return n != null && n.canConvertToInt() ? n.intValue() : null;
+    }
+
+    private static Classifier readClassifier(Path file, JsonNode root, int numLabels) {
+        List<String> labels = new ArrayList<>();
+        JsonNode id2label = root.get("id2label");
+        for (int i = 0; i < numLabels; i++) {
+            JsonNode label = id2label == null ? null : id2label.get(Integer.toString(i));
+            if (id2label != null && id2label.size() > 0 && (label == null || !label.isTextual())) {
+                throw new ModelFormatException(file + ": id2label has no label for id " + i + " (the head has "
+                        + numLabels + " labels; ids must be \"0\" .. \"" + (numLabels - 1) + "\")");
+            }
+            labels.add(label == null ? "LABEL_" + i : label.textValue());
+        }
+        String problemType = optionalString(file, root, "problem_type", null);
+        if (problemType != null && !List.of("regression", "single_label_classification",
+                "multi_label_classification").contains(problemType)) {
+            throw new ModelFormatException(file + ": problem_type '" + problemType + "' is not one of regression, "
+                    + "single_label_classification, multi_label_classification");
+        }
+        return new Classifier(labels, problemType);
     }
 
     public Path dir() {
@@ -107,21 +234,24 @@ public final class HfModelFolder {
         return weights;
     }
 
-    /** Reads and validates a BERT {@code config.json}. */
+    /** Reads and validates an encoder's {@code config.json} (any {@link Family}). */
     public static BertConfig readConfig(Path file) throws IOException {
         if (!Files.isRegularFile(file)) {
             throw new ModelFormatException(file + ": missing (every model folder needs " + CONFIG_FILE + ")");
         }
         JsonNode root = readJsonObject(file);
         String modelType = requiredString(file, root, "model_type");
-        if (!SUPPORTED_MODEL_TYPES.contains(modelType)) {
+        Family family = Family.of(modelType);
+        if (family == null) {
             throw new ModelFormatException(file + ": model_type '" + modelType + "' is not supported (supported: "
-                    + String.join(", ", new TreeSet<>(SUPPORTED_MODEL_TYPES)) + ")");
+                    + Family.supported() + ")");
         }
-        String positions = optionalString(file, root, "position_embedding_type", "absolute");
-        if (!"absolute".equals(positions)) {
-            throw new ModelFormatException(file + ": position_embedding_type '" + positions
-                    + "' is not supported (supported: absolute)");
+        if (family != Family.DISTILBERT && family != Family.MPNET) {
+            String positions = optionalString(file, root, "position_embedding_type", "absolute");
+            if (!"absolute".equals(positions)) {
+                throw new ModelFormatException(file + ": position_embedding_type '" + positions
+                        + "' is not supported (supported: absolute)");
+            }
         }
         for (String key : List.of("is_decoder", "add_cross_attention")) {
             JsonNode v = root.get(key);
@@ -130,18 +260,24 @@ public final class HfModelFolder {
                         + " is not supported (the runtime implements the bidirectional encoder only)");
             }
         }
+        boolean distil = family == Family.DISTILBERT;
         int vocab = requiredInt(file, root, "vocab_size");
-        int hidden = requiredInt(file, root, "hidden_size");
-        int layers = requiredInt(file, root, "num_hidden_layers");
-        int heads = requiredInt(file, root, "num_attention_heads");
-        int intermediate = requiredInt(file, root, "intermediate_size");
-        int maxPositions = requiredInt(file, root, "max_position_embeddings");
-        int typeVocab = optionalInt(file, root, "type_vocab_size", 2);
-        double eps = optionalDouble(file, root, "layer_norm_eps", 1e-12);
-        String act = optionalString(file, root, "hidden_act", "gelu");
+        int hidden = requiredInt(file, root, distil ? "dim" : "hidden_size");
+        int layers = requiredInt(file, root, distil ? "n_layers" : "num_hidden_layers");
+        int heads = requiredInt(file, root, distil ? "n_heads" : "num_attention_heads");
+        int intermediate = requiredInt(file, root, distil ? "hidden_dim" : "intermediate_size");
+        int maxPositions = distil ? optionalInt(file, root, "max_position_embeddings", 512)
+                : requiredInt(file, root, "max_position_embeddings");
+        int typeVocab = family.tokenTypes() ? optionalInt(file, root, "type_vocab_size", 2) : 0;
+        // DistilBERT's LayerNorms use 1e-12 whatever the config says; MPNet's padding id is 1 in its code
+        double eps = distil ? 1e-12 : optionalDouble(file, root, "layer_norm_eps", 1e-12);
+        String act = optionalString(file, root, distil ? "activation" : "hidden_act", "gelu");
+        int pad = family == Family.MPNET ? 1 : optionalInt(file, root, "pad_token_id", family == Family.BERT ? 0 : 1);
+        int buckets = family.relativeAttentionBias()
+                ? optionalInt(file, root, "relative_attention_num_buckets", BertConfig.MPNET_BUCKETS) : 0;
         try {
             return new BertConfig(modelType, vocab, hidden, layers, heads, intermediate, maxPositions, typeVocab,
-                    eps, act);
+                    eps, act, family, family.paddingOffsetPositions() ? pad : 0, buckets);
         } catch (ModelFormatException e) {
             // BertConfig names "config.json"; say which one
             String message = e.getMessage().startsWith(CONFIG_FILE + ": ")
@@ -150,18 +286,57 @@ public final class HfModelFolder {
         }
     }
 
-    /**
-     * The canonical (encoder-relative) name of a stored tensor name: without the {@code bert.} prefix, and
-     * with TF-era {@code LayerNorm.gamma/beta} read as {@code LayerNorm.weight/bias}.
-     */
+    /** {@link #canonicalName(Family, String)} for BERT. */
     static String canonicalName(String stored) {
-        String name = stored.startsWith(PREFIX) ? stored.substring(PREFIX.length()) : stored;
+        return canonicalName(Family.BERT, stored);
+    }
+
+    /**
+     * The canonical (BERT, encoder-relative) name of a tensor a {@code family} checkpoint stores as
+     * {@code stored}: without the family's prefix; TF-era {@code LayerNorm.gamma/beta} read as
+     * {@code LayerNorm.weight/bias}; DistilBERT's and MPNet's layer names mapped onto BERT's; the
+     * sequence-classification head onto {@code head.dense} / {@code head.out} ({@link BertWeights#headTensors}).
+     */
+    public static String canonicalName(Family family, String stored) {
+        String name = stored.startsWith(family.prefix()) ? stored.substring(family.prefix().length()) : stored;
         if (name.endsWith("LayerNorm.gamma")) {
             name = name.substring(0, name.length() - "gamma".length()) + "weight";
         } else if (name.endsWith("LayerNorm.beta")) {
             name = name.substring(0, name.length() - "beta".length()) + "bias";
         }
+        switch (family.head()) {
+            case POOLER_CLASSIFIER -> name = replacePrefix(name, "classifier.", "head.out.");
+            case DENSE_TANH -> {
+                name = replacePrefix(name, "classifier.dense.", "head.dense.");
+                name = replacePrefix(name, "classifier.out_proj.", "head.out.");
+            }
+            case DENSE_RELU -> {
+                name = replacePrefix(name, "pre_classifier.", "head.dense.");
+                name = replacePrefix(name, "classifier.", "head.out.");
+            }
+        }
+        if (family == Family.DISTILBERT && name.startsWith("transformer.layer.")) {
+            name = "encoder.layer." + name.substring("transformer.layer.".length());
+            name = name.replace(".attention.q_lin.", ".attention.self.query.")
+                    .replace(".attention.k_lin.", ".attention.self.key.")
+                    .replace(".attention.v_lin.", ".attention.self.value.")
+                    .replace(".attention.out_lin.", ".attention.output.dense.")
+                    .replace(".sa_layer_norm.", ".attention.output.LayerNorm.")
+                    .replace(".ffn.lin1.", ".intermediate.dense.")
+                    .replace(".ffn.lin2.", ".output.dense.")
+                    .replace(".output_layer_norm.", ".output.LayerNorm.");
+        } else if (family == Family.MPNET && name.startsWith("encoder.layer.")) {
+            name = name.replace(".attention.attn.q.", ".attention.self.query.")
+                    .replace(".attention.attn.k.", ".attention.self.key.")
+                    .replace(".attention.attn.v.", ".attention.self.value.")
+                    .replace(".attention.attn.o.", ".attention.output.dense.")
+                    .replace(".attention.LayerNorm.", ".attention.output.LayerNorm.");
+        }
         return name;
+    }
+
+    private static String replacePrefix(String name, String from, String to) {
+        return name.startsWith(from) ? to + name.substring(from.length()) : name;
     }
 
     /** Where one needed tensor is stored. */
@@ -174,8 +349,14 @@ public final class HfModelFolder {
      * a single file; when present, a tensor must be in the shard the index names.
      */
     private static Map<String, BertWeights.Tensor> readTensors(BertConfig config, Path dir, List<Path> files,
-                                                               Map<String, Path> weightMap) throws IOException {
+                                                               Map<String, Path> weightMap, boolean sinusoidal,
+                                                               Integer configLabels, boolean headAllowed)
+            throws IOException {
         Map<String, int[]> expected = new LinkedHashMap<>(BertWeights.expectedShapes(config));
+        // the head's shapes need its label count: the config's, else the stored classifier's
+        for (String head : headAllowed ? BertWeights.headTensors(config.family()) : List.<String>of()) {
+            expected.put(head, null);
+        }
         List<SafetensorsFile> open = new ArrayList<>();
         try {
             Map<Path, SafetensorsFile> byPath = new LinkedHashMap<>();
@@ -188,11 +369,11 @@ public final class HfModelFolder {
             if (weightMap == null) {
                 SafetensorsFile f = byPath.get(files.get(0));
                 for (String stored : f.names()) {
-                    addSource(sources, expected, f, stored);
+                    addSource(config, sources, expected, f, stored);
                 }
             } else {
                 for (Map.Entry<String, Path> e : weightMap.entrySet()) {
-                    if (!expected.containsKey(canonicalName(e.getKey()))) {
+                    if (!expected.containsKey(canonicalName(config.family(), e.getKey()))) {
                         continue;
                     }
                     SafetensorsFile f = byPath.get(e.getValue());
@@ -200,18 +381,33 @@ public final class HfModelFolder {
                         throw new ModelFormatException(f.path() + ": no tensor " + e.getKey() + ", though "
                                 + INDEX_FILE + " maps it to this shard");
                     }
-                    addSource(sources, expected, f, e.getKey());
+                    addSource(config, sources, expected, f, e.getKey());
                 }
             }
             String where = files.size() == 1 ? files.get(0).toString() : dir.resolve(INDEX_FILE).toString();
             if (!BertWeights.requirePoolerPair(sources.keySet(), where + ": ")) {
                 BertWeights.POOLER_TENSORS.forEach(expected::remove); // exported without its pooler
             }
+            if (BertWeights.requireHeadGroup(config, sources.keySet(), where + ": ")) {
+                Source out = sources.get(BertWeights.HEAD_OUT_WEIGHT);
+                int[] stored = out.file().info(out.storedName()).shape();
+                int labels = configLabels != null ? configLabels : stored.length == 2 ? stored[0] : -1;
+                expected.putAll(BertWeights.headShapes(config, labels));
+            } else {
+                BertWeights.headTensors(config.family()).forEach(expected::remove);
+            }
+            String positions = "embeddings.position_embeddings.weight";
+            boolean generatePositions = sinusoidal && !sources.containsKey(positions);
+            if (generatePositions) {
+                expected.remove(positions); // computed below, as DistilBERT's sinusoidal_pos_embds does
+            }
             for (Map.Entry<String, int[]> e : expected.entrySet()) {
                 Source s = sources.get(e.getKey());
                 if (s == null) {
-                    throw new ModelFormatException(where + ": missing tensor " + e.getKey() + " (or " + PREFIX
-                            + e.getKey() + "), expected shape " + Arrays.toString(e.getValue()));
+                    throw new ModelFormatException(where + ": missing tensor " + e.getKey() + " (or "
+                            + config.family().prefix() + e.getKey() + (config.family() == Family.BERT ? ""
+                            : " under " + config.family().modelType() + "'s own name") + "), expected shape "
+                            + Arrays.toString(e.getValue()));
                 }
                 TensorInfo info = s.file().info(s.storedName());
                 if (!Arrays.equals(info.shape(), e.getValue())) {
@@ -228,6 +424,9 @@ public final class HfModelFolder {
                 requireFinite(s, values);
                 tensors.put(name, new BertWeights.Tensor(shape, values));
             }
+            if (generatePositions) {
+                tensors.put(positions, sinusoidalPositions(config.maxPositionEmbeddings(), config.hiddenSize()));
+            }
             return tensors;
         } finally {
             for (SafetensorsFile f : open) {
@@ -238,9 +437,21 @@ public final class HfModelFolder {
 
     /** A NaN or infinite weight would turn every output into NaN: refuse the file, naming the place. */
 
-    private static void addSource(Map<String, Source> sources, Map<String, int[]> expected, SafetensorsFile file,
-                                  String stored) {
-        String name = canonicalName(stored);
+    /** DistilBERT's sinusoidal table: sin(pos / 10000^(2⌊j/2⌋/dim)) at even j, cos at odd j. */
+    static BertWeights.Tensor sinusoidalPositions(int positions, int dim) {
+        float[] v = new float[positions * dim];
+        for (int pos = 0; pos < positions; pos++) {
+            for (int j = 0; j < dim; j++) {
+                double angle = pos / Math.pow(10000, 2.0 * (j / 2) / dim);
+                v[pos * dim + j] = (float) (j % 2 == 0 ? Math.sin(angle) : Math.cos(angle));
+            }
+        }
+        return new BertWeights.Tensor(new int[] {positions, dim}, v);
+    }
+
+    private static void addSource(BertConfig config, Map<String, Source> sources, Map<String, int[]> expected,
+                                  SafetensorsFile file, String stored) {
+        String name = canonicalName(config.family(), stored);
         if (!expected.containsKey(name)) {
             return; // heads, buffers and other tensors the encoder does not use
         }

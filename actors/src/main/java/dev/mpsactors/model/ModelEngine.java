@@ -17,7 +17,7 @@ public interface ModelEngine extends AutoCloseable {
     /** A short description for logs and the command line, e.g. "bert hidden=384 layers=6 heads=12". */
     String description();
 
-    /** The longest sequence the model accepts (max_position_embeddings). */
+    /** The longest sequence the model accepts (what max_position_embeddings covers). */
     int maxSequenceLength();
 
     /** Null when the inputs are acceptable, else what is wrong with them (named, with the offending value). */
@@ -26,7 +26,7 @@ public interface ModelEngine extends AutoCloseable {
     /** The pipelines (kernel-cache keys on the "*" library) the engine needs before it can compile. */
     List<String> requiredFunctions();
 
-    /** Null when the model can produce {@code outputs}, else why not (e.g. a checkpoint without a pooler). */
+    /** Null when the model can produce {@code outputs}, else why not (e.g. a checkpoint without a pooler or head). */
     String validateOutputs(OutputSpec outputs);
 
     /**
@@ -49,6 +49,9 @@ public interface ModelEngine extends AutoCloseable {
         float[] poolerOutput(int row);
 
         float[] embedding(int row);
+
+        /** Row {@code row}'s sequence-classification logits. */
+        float[] logits(int row);
     }
 
     interface ShapeProgram extends AutoCloseable {
@@ -71,7 +74,8 @@ public interface ModelEngine extends AutoCloseable {
          * Reads the asked parts of every row's outputs (one native read per part and batch), after the work's
          * point completed; nothing else crosses from the device.
          */
-        Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding);
+        Outputs readOutputs(DeviceBuffer buffer, boolean lastHiddenState, boolean poolerOutput, boolean embedding,
+                            boolean logits);
 
         @Override
         void close();

@@ -49,6 +49,11 @@ class BertProgramTest {
     static void close() throws InterruptedException {
         pipelines.close();
         library.close();
+        closeWhenIdle(device);
+    }
+
+    /** Closes {@code device} once every native object is released (at most 60 s), failing if any leaked. */
+    static void closeWhenIdle(NativeDevice device) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         LiveObjects live = device.liveObjects();
         while (!live.isEmpty() && System.nanoTime() < deadline) {
@@ -357,7 +362,7 @@ class BertProgramTest {
             assertRejected("attention_mask has 1 sequences, the program runs batch 2",
                     () -> program.prepareInputs(ok, new int[][] {{1, 1, 1}}, null));
             assertRejected("input_ids is missing", () -> program.prepareInputs(null, mask, null));
-            assertRejected("seq must be in [1, max_position_embeddings = 40], got 41",
+            assertRejected("seq must be in [1, 40 (the longest sequence max_position_embeddings covers)], got 41",
                     () -> BertProgram.compile(w, pipelines, 1, 41));
             assertRejected("batch must be >= 1", () -> BertProgram.compile(w, pipelines, 0, 4));
         }

@@ -290,12 +290,17 @@ class HfModelFolderTest {
         assertRefused("config.json: hidden_size 16 is not divisible by num_attention_heads 5");
 
         BertFolderGenerator.write(dir, SMALL, 1);
-        editConfig(c -> c.put("hidden_act", "gelu_new"));
-        assertRefused("hidden_act 'gelu_new' is not supported");
+        editConfig(c -> c.put("hidden_act", "silu"));
+        assertRefused("hidden_act 'silu' is not supported (supported: gelu, gelu_new, gelu_pytorch_tanh, relu)");
 
         BertFolderGenerator.write(dir, SMALL, 1);
+        editConfig(c -> c.put("model_type", "albert"));
+        assertRefused("model_type 'albert' is not supported (supported: bert, distilbert, mpnet, roberta, xlm-roberta)");
+
+        // a BERT checkpoint declared as RoBERTa: its tensors are under bert., not roberta., and are named missing
+        BertFolderGenerator.write(dir, SMALL, 1);
         editConfig(c -> c.put("model_type", "roberta"));
-        assertRefused("model_type 'roberta' is not supported (supported: bert)");
+        assertRefused("missing tensor embeddings.word_embeddings.weight (or roberta.embeddings.word_embeddings.weight");
 
         BertFolderGenerator.write(dir, SMALL, 1);
         editConfig(c -> c.put("hidden_size", "16"));

@@ -333,6 +333,9 @@ public final class Cli {
         if (result.embedding() != null) {
             root.set("embedding", mapper.valueToTree(result.embedding()));
         }
+        if (result.logits() != null) {
+            root.set("logits", mapper.valueToTree(result.logits()));
+        }
         mapper.writeValue(file.toFile(), root);
     }
 

@@ -10,6 +10,10 @@ public final class BuiltinKernels {
     public static final int ACT_NONE = 0;
     public static final int ACT_GELU = 1;
     public static final int ACT_TANH = 2;
+    /** GELU in its tanh form (Hugging Face's gelu_new): the {@code activation} kernel only, not a gemm epilogue. */
+    public static final int ACT_GELU_TANH = 3;
+    /** ReLU: the {@code activation} kernel only, not a gemm epilogue. */
+    public static final int ACT_RELU = 4;
 
     /** Pooling modes of the {@code pool} kernel: the first position, mean, max, sum / sqrt(tokens). */
     public static final int POOL_CLS = 0;

@@ -161,6 +161,25 @@ public final class ProgramArgs {
         return new ProgramArgs().slot(x).optional(mask).slot(y).i(batch).i(seq).i(hidden).i(mode).i(normalize ? 1 : 0);
     }
 
+    /**
+     * y = f(x) elementwise over n values, y may be x: {@code activation} one of {@link BuiltinKernels#ACT_NONE},
+     * {@link BuiltinKernels#ACT_GELU}, {@link BuiltinKernels#ACT_TANH}, {@link BuiltinKernels#ACT_GELU_TANH},
+     * {@link BuiltinKernels#ACT_RELU} ({@code activation} / {@code activation16}).
+     */
+    public static ProgramArgs activation(Ref x, Ref y, long n, int activation) {
+        return new ProgramArgs().slot(x).slot(y).i(n).i(activation);
+    }
+
+    /**
+     * The relative position bias, in place over scores [batch, heads, seq, seq]: scores[b, h, i, j] +=
+     * table[bucket, h] with bucket = buckets[j - i + seq - 1] (int32, 2·seq − 1 of them, clamped to
+     * [0, numBuckets)), table [numBuckets, heads] ({@code rel_bias} / {@code rel_bias16}).
+     */
+    public static ProgramArgs relBias(Ref scores, Ref table, Ref buckets, long batch, long heads, long seq,
+                                      long numBuckets) {
+        return new ProgramArgs().slot(scores).slot(table).slot(buckets).i(batch).i(heads).i(seq).i(numBuckets);
+    }
+
     public static ProgramArgs add(Ref a, Ref b, Ref y, long n) {
         return new ProgramArgs().slot(a).slot(b).slot(y).i(n);
     }

@@ -66,14 +66,22 @@ public final class InferenceProtocol {
      * {@link #HF_DEFAULT} is what Hugging Face's {@code BertModel} returns: last_hidden_state and pooler_output.
      *
      * @param embedding null: no pooled embedding
+     * @param logits    the sequence-classification head's logits (a checkpoint with a head)
      */
-    public record OutputSpec(boolean lastHiddenState, boolean poolerOutput, Embedding embedding) {
+    public record OutputSpec(boolean lastHiddenState, boolean poolerOutput, Embedding embedding, boolean logits) {
         public static final OutputSpec HF_DEFAULT = new OutputSpec(true, true, null);
 
+        /** Only the head's logits. */
+        public static final OutputSpec LOGITS = new OutputSpec(false, false, null, true);
+
         public OutputSpec {
-            if (!lastHiddenState && !poolerOutput && embedding == null) {
+            if (!lastHiddenState && !poolerOutput && embedding == null && !logits) {
                 throw new IllegalArgumentException("a request must ask for at least one output");
             }
+        }
+
+        public OutputSpec(boolean lastHiddenState, boolean poolerOutput, Embedding embedding) {
+            this(lastHiddenState, poolerOutput, embedding, false);
         }
 
         /** Only the pooled embedding. */
@@ -82,7 +90,7 @@ public final class InferenceProtocol {
         }
 
         /**
-         * A comma-separated list of {@code last_hidden_state}, {@code pooler_output} and
+         * A comma-separated list of {@code last_hidden_state}, {@code pooler_output}, {@code logits} and
          * {@code embedding[:cls|mean|max|mean_sqrt_len][:normalized]} (pooling mean by default), or
          * {@code default} for {@link #HF_DEFAULT}.
          */
@@ -91,13 +99,14 @@ public final class InferenceProtocol {
             if (text.isBlank() || text.strip().equalsIgnoreCase("default")) {
                 return HF_DEFAULT;
             }
-            boolean hidden = false, pooler = false;
+            boolean hidden = false, pooler = false, logits = false;
             Embedding embedding = null;
             for (String item : text.split(",")) {
                 String[] parts = item.strip().toLowerCase(java.util.Locale.ROOT).split(":");
                 switch (parts[0]) {
                     case "last_hidden_state" -> hidden = true;
                     case "pooler_output" -> pooler = true;
+                    case "logits" -> logits = true;
                     case "embedding" -> {
                         Pooling pooling = Pooling.MEAN;
                         boolean normalize = false;
@@ -111,10 +120,11 @@ public final class InferenceProtocol {
                         embedding = new Embedding(pooling, normalize);
                     }
                     default -> throw new IllegalArgumentException("unknown output '" + item.strip()
-                            + "' (last_hidden_state, pooler_output, embedding[:cls|mean|max|mean_sqrt_len][:normalized])");
+                            + "' (last_hidden_state, pooler_output, logits, embedding[:cls|mean|max|mean_sqrt_len]"
+                            + "[:normalized])");
                 }
             }
-            return new OutputSpec(hidden, pooler, embedding);
+            return new OutputSpec(hidden, pooler, embedding, logits);
         }
 
         @Override
@@ -128,6 +138,9 @@ public final class InferenceProtocol {
             }
             if (embedding != null) {
                 parts.add(embedding.toString());
+            }
+            if (logits) {
+                parts.add("logits");
             }
             return String.join(",", parts);
         }
@@ -190,11 +203,17 @@ public final class InferenceProtocol {
      * @param lastHiddenState [batch][seq][hidden]
      * @param poolerOutput    [batch][hidden]
      * @param embedding       [batch][hidden], the pooled sentence embedding
+     * @param logits          [batch][labels], the sequence-classification head's logits
      */
     public record InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput,
-                              float[][] embedding) implements InferReply {
+                              float[][] embedding, float[][] logits) implements InferReply {
         public InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput) {
-            this(requestId, lastHiddenState, poolerOutput, null);
+            this(requestId, lastHiddenState, poolerOutput, null, null);
+        }
+
+        public InferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput,
+                           float[][] embedding) {
+            this(requestId, lastHiddenState, poolerOutput, embedding, null);
         }
     }
 

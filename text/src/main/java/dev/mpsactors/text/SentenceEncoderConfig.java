@@ -18,8 +18,9 @@ import java.util.Map;
  * sentence-transformers serves with mean pooling and no normalization; so does this.
  *
  * <p>The sequence limit is {@code max_seq_length} when the folder has one, else the tokenizer's own
- * ({@code model_max_length} of {@code tokenizer_config.json}); either way never more than the model's
- * {@code max_position_embeddings}.
+ * ({@code model_max_length} of {@code tokenizer_config.json}); either way never more than the positions the
+ * model has ({@code max_position_embeddings}, less padding_idx + 1 for RoBERTa, XLM-RoBERTa and MPNet, whose
+ * positions start past the padding id).
  *
  * @param source where each setting came from, for messages and {@code info}
  */
@@ -62,6 +63,16 @@ public record SentenceEncoderConfig(String family, int hiddenSize, Pooling pooli
         }
         int modelLimit = positions.intValue();
         String family = config.path("model_type").asText("bert");
+        // RoBERTa-style positions start past the padding id: a 514-entry table holds 512 tokens
+        if (family.equals("roberta") || family.equals("xlm-roberta")) {
+            modelLimit -= config.path("pad_token_id").asInt(1) + 1;
+        } else if (family.equals("mpnet")) {
+            modelLimit -= 2;
+        }
+        if (modelLimit < 2) {
+            throw new TextFormatException(folder.resolve("config.json") + ": max_position_embeddings "
+                    + positions.intValue() + " leaves fewer than 2 positions for tokens");
+        }
         JsonNode width = config.has("hidden_size") ? config.get("hidden_size") : config.get("dim");
         if (width == null || !width.canConvertToInt() || width.intValue() < 1) {
             throw new TextFormatException(folder.resolve("config.json")

@@ -83,28 +83,42 @@ public final class TextTokenizer implements AutoCloseable {
     public record Batch(List<Tokens> tokens, List<TextProblem> problems) {}
 
     public Batch encode(List<String> texts, boolean truncate) {
+        return encodeEach(texts, truncate, tokenizer::encode, true,
+                "longer than the model's limit of " + maxTokens + " tokens and truncation is off");
+    }
+
+    /**
+     * Each (query, text) as one pair through the tokenizer's own pair template ({@code [CLS] q [SEP] t [SEP]},
+     * {@code <s> q </s></s> t </s>}, …), truncated longest-first to the limit or, with {@code truncate} false,
+     * refused when over it. Problems are the texts' (by index); the caller checks the query with {@link #problem}.
+     */
+    public Batch encodePairs(String query, List<String> texts, boolean truncate) {
+        return encodeEach(texts, truncate, text -> tokenizer.encode(query, text), false,
+                "the pair (query, text) is longer than the model's limit of " + maxTokens
+                        + " tokens and truncation is off");
+    }
+
+    /**
+     * Each text checked, then encoded by {@code encoder}; a text refused when it is bad, when it yields only
+     * special tokens ({@code ownTokens}), or when it is over the limit with {@code truncate} off.
+     */
+    private Batch encodeEach(List<String> texts, boolean truncate, java.util.function.Function<String, Encoding> encoder,
+                             boolean ownTokens, String overLimit) {
         acquire();
         try {
             List<Tokens> out = new ArrayList<>(texts.size());
             List<TextProblem> problems = new ArrayList<>();
             for (int i = 0; i < texts.size(); i++) {
-                String text = texts.get(i);
-                String problem = check(text);
+                String problem = check(texts.get(i));
                 Tokens tokens = null;
                 if (problem == null) {
-                    Encoding e = tokenizer.encode(text);
-                    long[] ids = e.getIds();
-                    long[] special = e.getSpecialTokenMask();
-                    boolean onlySpecial = true;
-                    for (long s : special) {
-                        onlySpecial &= s != 0;
-                    }
-                    if (onlySpecial) {
+                    Encoding e = encoder.apply(texts.get(i));
+                    if (ownTokens && onlySpecial(e)) {
                         problem = "the tokenizer finds no tokens in it (only special tokens)";
                     } else if (e.exceedMaxLength() && !truncate) {
-                        problem = "longer than the model's limit of " + maxTokens + " tokens and truncation is off";
+                        problem = overLimit;
                     } else {
-                        tokens = new Tokens(narrow(ids), narrow(e.getTypeIds()), e.exceedMaxLength());
+                        tokens = new Tokens(narrow(e.getIds()), narrow(e.getTypeIds()), e.exceedMaxLength());
                     }
                 }
                 if (problem != null) {
@@ -116,6 +130,20 @@ public final class TextTokenizer implements AutoCloseable {
         } finally {
             release();
         }
+    }
+
+    private static boolean onlySpecial(Encoding e) {
+        for (long s : e.getSpecialTokenMask()) {
+            if (s == 0) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /** What is wrong with a text before it reaches the tokenizer (null, empty, whitespace only, bad UTF-16), or null. */
+    public static String problem(String text) {
+        return check(text);
     }
 
     /** What is wrong with a text before it reaches the tokenizer, or null. */
