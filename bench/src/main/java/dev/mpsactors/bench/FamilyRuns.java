@@ -33,8 +33,8 @@ public final class FamilyRuns {
             for (JsonNode c : cases) {
                 String name = c.get("name").asText();
                 try {
-                    ActorRef<InferenceProtocol.Command> model = Cli.await(rt.loadModel(name, root.resolve(name)));
-                    InferenceProtocol.InferResult result = Cli.await(rt.infer(model, name,
+                    ActorRef<InferenceProtocol.Command> model = Cli.await(rt.models().loadModel(name, root.resolve(name)));
+                    InferenceProtocol.InferResult result = Cli.await(rt.models().infer(model, name,
                             Cli.readInputs(root.resolve(name + "-in.json")),
                             InferenceProtocol.OutputSpec.parse(c.get("outputs").asText())));
                     Cli.writeOutputs(out.resolve(name + ".json"), result);

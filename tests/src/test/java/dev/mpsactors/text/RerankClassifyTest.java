@@ -80,13 +80,13 @@ class RerankClassifyTest {
         Path distilFolder = folder("distil", Family.DISTILBERT, 2, "multi_label_classification");
         Path bodyFolder = folder("body", Family.ROBERTA, 0, null);
         rt = MpsRuntime.start(ConfigFactory.load());
-        crossEncoder = rt.loadTextEncoder("cross", crossFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        mpnet = rt.loadTextEncoder("mpnet", mpnetFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        distil = rt.loadTextEncoder("distil", distilFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        body = rt.loadTextEncoder("body", bodyFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        crossModel = rt.loadModel("cross-ids", crossFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        mpnetModel = rt.loadModel("mpnet-ids", mpnetFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        distilModel = rt.loadModel("distil-ids", distilFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        crossEncoder = rt.models().loadTextEncoder("cross", crossFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        mpnet = rt.models().loadTextEncoder("mpnet", mpnetFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        distil = rt.models().loadTextEncoder("distil", distilFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        body = rt.models().loadTextEncoder("body", bodyFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        crossModel = rt.models().loadModel("cross-ids", crossFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        mpnetModel = rt.models().loadModel("mpnet-ids", mpnetFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        distilModel = rt.models().loadModel("distil-ids", distilFolder).toCompletableFuture().get(60, TimeUnit.SECONDS);
     }
 
     @AfterAll
@@ -102,7 +102,7 @@ class RerankClassifyTest {
 
     /** The logits the model computes for one sequence alone (no padding, no other request in its batch). */
     static float[] logitsAlone(ActorRef<InferenceProtocol.Command> model, int[] ids, int[] types) throws Exception {
-        InferenceProtocol.InferResult r = rt.infer(model, "alone", new InferenceProtocol.InferenceInputs(
+        InferenceProtocol.InferResult r = rt.models().infer(model, "alone", new InferenceProtocol.InferenceInputs(
                 new int[][] {ids}, null, new int[][] {types}), InferenceProtocol.OutputSpec.LOGITS)
                 .toCompletableFuture().get(60, TimeUnit.SECONDS);
         return r.logits()[0];
@@ -110,8 +110,8 @@ class RerankClassifyTest {
 
     @Test
     void rerankScoresEachPairThroughThePairTemplate() throws Exception {
-        Scores s = rt.rerank(crossEncoder, "r1", QUERY, TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        Scores raw = rt.rerank(crossEncoder, "r2", QUERY, TEXTS, new ScoreOptions(true, true))
+        Scores s = rt.models().rerank(crossEncoder, "r1", QUERY, TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Scores raw = rt.models().rerank(crossEncoder, "r2", QUERY, TEXTS, new ScoreOptions(true, true))
                 .toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals(TEXTS.size(), s.scores().length);
         try (TextTokenizer t = TextTokenizer.load(crossFolder, 64)) {
@@ -132,8 +132,8 @@ class RerankClassifyTest {
 
     @Test
     void classifyRanksIdToLabelsBySoftmaxOrSigmoid() throws Exception {
-        Classifications c = rt.classify(mpnet, "c1", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
-        Classifications multi = rt.classify(distil, "c2", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Classifications c = rt.models().classify(mpnet, "c1", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        Classifications multi = rt.models().classify(distil, "c2", TEXTS, null).toCompletableFuture().get(60, TimeUnit.SECONDS);
         try (TextTokenizer t = TextTokenizer.load(mpnetFolder, 64)) {
             List<TextTokenizer.Tokens> tokens = t.encode(TEXTS, true).tokens();
             for (int i = 0; i < TEXTS.size(); i++) {
@@ -167,15 +167,15 @@ class RerankClassifyTest {
 
     @Test
     void describeReportsTasksAndLabels() throws Exception {
-        TextProtocol.EncoderInfo cross = rt.describe(crossEncoder).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        TextProtocol.EncoderInfo cross = rt.models().describe(crossEncoder).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals(Set.of(TextProtocol.Task.EMBED, TextProtocol.Task.RERANK, TextProtocol.Task.CLASSIFY), cross.tasks());
         assertEquals(List.of("label_a0"), cross.labels());
-        TextProtocol.EncoderInfo m = rt.describe(mpnet).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        TextProtocol.EncoderInfo m = rt.models().describe(mpnet).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals("mpnet", m.family());
         assertEquals(64, m.maxTokens(), "66 positions past padding id 1");
         assertEquals(Set.of(TextProtocol.Task.EMBED, TextProtocol.Task.CLASSIFY), m.tasks());
         assertEquals(List.of("label_a0", "label_b1", "label_c2"), m.labels());
-        TextProtocol.EncoderInfo b = rt.describe(body).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        TextProtocol.EncoderInfo b = rt.models().describe(body).toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals(Set.of(TextProtocol.Task.EMBED), b.tasks());
         assertEquals(List.of(), b.labels());
     }
@@ -191,28 +191,28 @@ class RerankClassifyTest {
 
     @Test
     void requestsAModelCannotServeFailWithTheirKind() throws Exception {
-        TextRequestFailedException noHead = failure(rt.classify(body, "b1", TEXTS, null));
+        TextRequestFailedException noHead = failure(rt.models().classify(body, "b1", TEXTS, null));
         assertEquals(FailureKind.UNSUPPORTED, noHead.kind());
         assertTrue(noHead.getMessage().contains("no sequence-classification head"), noHead.getMessage());
-        TextRequestFailedException notCross = failure(rt.rerank(mpnet, "b2", QUERY, TEXTS, null));
+        TextRequestFailedException notCross = failure(rt.models().rerank(mpnet, "b2", QUERY, TEXTS, null));
         assertEquals(FailureKind.UNSUPPORTED, notCross.kind());
         assertTrue(notCross.getMessage().contains("3 labels"), notCross.getMessage());
 
         String longText = String.join(" ", Collections.nCopies(80, "word"));
-        TextRequestFailedException tooLong = failure(rt.rerank(crossEncoder, "b3", QUERY, List.of("short", longText),
+        TextRequestFailedException tooLong = failure(rt.models().rerank(crossEncoder, "b3", QUERY, List.of("short", longText),
                 new ScoreOptions(false, false)));
         assertEquals(FailureKind.INVALID_REQUEST, tooLong.kind());
         assertEquals(1, tooLong.problems().size());
         assertEquals(1, tooLong.problems().get(0).index());
         assertTrue(tooLong.problems().get(0).reason().contains("truncation is off"), tooLong.getMessage());
-        Scores cut = rt.rerank(crossEncoder, "b4", QUERY, List.of("short", longText), null)
+        Scores cut = rt.models().rerank(crossEncoder, "b4", QUERY, List.of("short", longText), null)
                 .toCompletableFuture().get(60, TimeUnit.SECONDS);
         assertEquals(64, cut.tokenCounts()[1]);
         assertTrue(cut.truncated()[1] && !cut.truncated()[0]);
 
-        assertEquals(FailureKind.INVALID_REQUEST, failure(rt.rerank(crossEncoder, "b5", "  \t", TEXTS, null)).kind());
-        assertEquals(FailureKind.INVALID_REQUEST, failure(rt.classify(mpnet, "b6", List.of(), null)).kind());
-        TextRequestFailedException empty = failure(rt.classify(mpnet, "b7", List.of("fine", ""), null));
+        assertEquals(FailureKind.INVALID_REQUEST, failure(rt.models().rerank(crossEncoder, "b5", "  \t", TEXTS, null)).kind());
+        assertEquals(FailureKind.INVALID_REQUEST, failure(rt.models().classify(mpnet, "b6", List.of(), null)).kind());
+        TextRequestFailedException empty = failure(rt.models().classify(mpnet, "b7", List.of("fine", ""), null));
         assertEquals(List.of(1), empty.problems().stream().map(TextProtocol.TextProblem::index).toList());
     }
 
@@ -250,11 +250,11 @@ class RerankClassifyTest {
     @Test
     void pairTokensKeepTheirTypesAndPaddingDoesNotChangeScores() throws Exception {
         // one request of four texts (padded to the longest pair) against each pair alone
-        Scores together = rt.rerank(crossEncoder, "p1", QUERY, TEXTS, new ScoreOptions(true, true))
+        Scores together = rt.models().rerank(crossEncoder, "p1", QUERY, TEXTS, new ScoreOptions(true, true))
                 .toCompletableFuture().get(60, TimeUnit.SECONDS);
         float[] alone = new float[TEXTS.size()];
         for (int i = 0; i < TEXTS.size(); i++) {
-            alone[i] = rt.rerank(crossEncoder, "p" + i, QUERY, List.of(TEXTS.get(i)), new ScoreOptions(true, true))
+            alone[i] = rt.models().rerank(crossEncoder, "p" + i, QUERY, List.of(TEXTS.get(i)), new ScoreOptions(true, true))
                     .toCompletableFuture().get(60, TimeUnit.SECONDS).scores()[0];
         }
         assertArrayEquals(alone, together.scores(), 1e-5f);
