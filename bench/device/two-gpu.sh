@@ -53,8 +53,8 @@ base=/tmp/models/base
 
 # How many devices the runtime sees (mps_device_count: cudaGetDeviceCount), one line per device.
 "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli info --backend cuda > "$work/info.txt" 2>&1 || status=1
-devices=$(grep -c "^device [0-9]*:" "$work/info.txt")
-grep "^device " "$work/info.txt"
+devices=$(grep -c "^device: " "$work/info.txt")
+grep -E "^devices?: " "$work/info.txt"
 echo "devices the runtime uses by default (mps-actors.devices = all): $devices"
 
 stress() { # name devices [extra stress options...]

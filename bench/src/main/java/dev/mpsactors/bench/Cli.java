@@ -263,8 +263,9 @@ public final class Cli {
         RuntimeSettings settings = RuntimeSettings.fromConfig(config);
         try (MpsRuntime rt = MpsRuntime.start(config)) {
             System.out.println("backend:  " + settings.backend());
+            System.out.println("devices:  " + rt.devices().size() + " (mps-actors.devices = " + settings.devices() + ")");
             for (dev.mpsactors.runtime.RuntimeDevice d : rt.devices()) {
-                System.out.println("device " + d.ordinal() + ": " + d.info() + ", " + d.streams().count() + " streams");
+                System.out.println("device:   " + d.ordinal() + " " + d.info() + ", " + d.streams().count() + " streams");
             }
             System.out.println("settings: " + settings);
             System.out.println("config:   " + config.getConfig("mps-actors").root().render(

@@ -7,12 +7,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import dev.mpsactors.actors.FaultInjector;
-import dev.mpsactors.model.BertFolderGenerator;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.protocol.AllocatorProtocol.AllocatorStats;
 import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferFailure;
-import dev.mpsactors.protocol.InferenceProtocol.InferReply;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import dev.mpsactors.protocol.ReplicaProtocol.ReplicaStats;
@@ -20,8 +18,6 @@ import dev.mpsactors.protocol.RuntimeProtocol;
 import dev.mpsactors.runtime.MpsRuntime;
 import dev.mpsactors.runtime.RuntimeDevice;
 import dev.mpsactors.runtime.RuntimeSettings;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
@@ -32,8 +28,6 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntFunction;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -49,7 +43,7 @@ class MultiDeviceTest {
 
     @Test
     void aHostSplitInTwoUsesBothDevicesByDefaultAndSpreadsTheRequests() throws Exception {
-        try (Served served = new Served(SPLIT, ordinal -> FaultInjector.off())) {
+        try (ServedModel served = new ServedModel(SPLIT, ordinal -> FaultInjector.off())) {
             MpsRuntime rt = served.runtime;
             assertEquals(List.of(0, 1), rt.devices().stream().map(RuntimeDevice::ordinal).toList(),
                     "mps-actors.devices defaults to every device the backend reports");
@@ -59,24 +53,25 @@ class MultiDeviceTest {
             }
             assertFalse(rt.device(0).refs().allocator().equals(rt.device(1).refs().allocator()),
                     "each device has its own allocator");
-            ReplicaStats before = served.replicas();
+            ReplicaStats before = replicas(served);
             assertEquals(2, before.replicas().size(), "the model is replicated on both devices: " + before);
 
             int requests = 400;
-            Replies replies = served.send(requests, 16, 5, null);
-            ReplicaStats after = served.replicas();
+            ServedModel.Replies replies = served.send(requests, 16, 5, null);
+            ReplicaStats after = replicas(served);
             long d0 = after.device(0).routed(), d1 = after.device(1).routed();
             System.out.printf("two cpu devices, 400 requests from 16 clients: device 0 served %d, device 1 %d%n",
                     after.device(0).succeeded(), after.device(1).succeeded());
-            replies.assertEveryOneOnce(requests);
-            assertEquals(requests, replies.count(InferResult.class), "every request succeeded: " + replies.failures());
+            assertEveryOneOnce(replies, requests);
+            assertEquals(requests, replies.count(InferResult.class), "every request succeeded: " + replies.failureReasons());
             assertEquals(requests, d0 + d1, "each request went to one replica once: " + after);
             assertTrue(d0 >= requests / 5 && d1 >= requests / 5, "both devices took a share: " + after);
             assertEquals(0, after.inFlight());
 
             // The same input on either device gives the same output.
-            assertTrue(served.sameResultOnEveryReplica(), "a request gives the same embedding on both devices");
-            served.assertAllocatorsSettle();
+            assertTrue(sameResultOnEveryReplica(served), "a request gives the same embedding on both devices");
+            assertAllocatorsSettle(served.runtime);
+            assertClosedClean(served);
         }
     }
 
@@ -97,16 +92,16 @@ class MultiDeviceTest {
                     }
                 })
                 : FaultInjector.off();
-        try (Served served = new Served(SPLIT, faults)) {
+        try (ServedModel served = new ServedModel(SPLIT, faults)) {
             int requests = 300;
             int clients = 8;
-            CompletableFuture<Replies> run = CompletableFuture.supplyAsync(() -> served.sendUnchecked(requests, clients, 7));
+            CompletableFuture<ServedModel.Replies> run = sendLater(served, requests, clients, 7);
             // Device 1 completes nothing while it is held. Round-robin would have given it every other request and
             // stalled all 8 clients within 16 requests; least-loaded keeps the fast device busy.
             int fastTarget = 200;
-            served.await(() -> served.replicas().device(0).succeeded() >= fastTarget,
+            await(() -> replicas(served).device(0).succeeded() >= fastTarget,
                     "the fast device served " + fastTarget + " requests while the other was held");
-            ReplicaStats whileHeld = served.replicas();
+            ReplicaStats whileHeld = replicas(served);
             long slowRouted = whileHeld.device(1).routed();
             System.out.printf("device 1 held: device 0 served %d, device 1 was given %d (held %d batches); "
                             + "round-robin would have given it %d of %d%n", whileHeld.device(0).succeeded(), slowRouted,
@@ -117,13 +112,14 @@ class MultiDeviceTest {
                     + slowRouted);
             holding.set(false);
             gate.countDown();
-            Replies replies = run.get(ServedModel.BOUND.toSeconds() * 3, TimeUnit.SECONDS);
-            replies.assertEveryOneOnce(requests);
-            assertEquals(requests, replies.count(InferResult.class), "every request succeeded: " + replies.failures());
-            ReplicaStats after = served.replicas();
+            ServedModel.Replies replies = run.get(ServedModel.BOUND.toSeconds() * 3, TimeUnit.SECONDS);
+            assertEveryOneOnce(replies, requests);
+            assertEquals(requests, replies.count(InferResult.class), "every request succeeded: " + replies.failureReasons());
+            ReplicaStats after = replicas(served);
             assertTrue(after.device(1).succeeded() >= slowRouted, "what the held device took it served once released");
             assertTrue(after.device(1).routed() < requests / 2, "fewer than round-robin's half: " + after);
-            served.assertAllocatorsSettle();
+            assertAllocatorsSettle(served.runtime);
+            assertClosedClean(served);
         } finally {
             gate.countDown();
         }
@@ -132,51 +128,52 @@ class MultiDeviceTest {
     @Test
     void oneDeviceCrashedMidRunAnswersEveryRequestTheSurvivorCarriesOnAndTheReplicaComesBack() throws Exception {
         String config = "mps-actors { fault-injection.enabled = true, device-restart.min-backoff = 50ms }\n" + SPLIT;
-        try (Served served = new Served(config, ordinal -> FaultInjector.crashesOnly())) {
+        try (ServedModel served = new ServedModel(config, ordinal -> FaultInjector.crashesOnly())) {
             MpsRuntime rt = served.runtime;
             int requests = 600;
-            CompletableFuture<Replies> run = CompletableFuture.supplyAsync(() -> served.sendUnchecked(requests, 16, 9));
-            served.await(() -> served.replicas().device(1).succeeded() >= 40, "device 1 served 40 requests");
-            long survivorBefore = served.replicas().device(0).succeeded();
+            CompletableFuture<ServedModel.Replies> run = sendLater(served, requests, 16, 9);
+            await(() -> replicas(served).device(1).succeeded() >= 40, "device 1 served 40 requests");
+            long survivorBefore = replicas(served).device(0).succeeded();
             rt.crashDevice(1);
-            Replies replies = run.get(ServedModel.BOUND.toSeconds() * 3, TimeUnit.SECONDS);
-            ReplicaStats after = served.replicas();
+            ServedModel.Replies replies = run.get(ServedModel.BOUND.toSeconds() * 3, TimeUnit.SECONDS);
+            ReplicaStats after = replicas(served);
             System.out.printf("device 1 crashed mid-run: %d requests, %d succeeded, %d failed (%s); device 0 served "
                             + "%d after the crash; %d moved to another replica, %d stale replies dropped%n",
-                    requests, replies.count(InferResult.class), replies.count(InferFailure.class), replies.failures(),
+                    requests, replies.count(InferResult.class), replies.count(InferFailure.class), replies.failureReasons(),
                     after.device(0).succeeded() - survivorBefore, after.retried(), after.stale());
-            replies.assertEveryOneOnce(requests);
-            for (String reason : replies.failures()) {
+            assertEveryOneOnce(replies, requests);
+            for (String reason : replies.failureReasons()) {
                 // Only requests whose batch was already on the crashed device may fail; they say so.
                 assertTrue(reason.contains("stopped"), reason);
             }
             assertTrue(replies.count(InferResult.class) >= requests - 16,
-                    "at most one batch per client in flight was lost with the device: " + replies.failures());
+                    "at most one batch per client in flight was lost with the device: " + replies.failureReasons());
             assertTrue(after.device(0).succeeded() > survivorBefore, "the survivor carried the load");
 
-            served.await(() -> {
-                RuntimeProtocol.DeviceState d1 = served.status().devices().get(1);
-                return d1.up() && served.replicas().device(1).up();
+            await(() -> {
+                RuntimeProtocol.DeviceState d1 = status(served).devices().get(1);
+                return d1.up() && replicas(served).device(1).up();
             }, "device 1 and its replica were started again");
-            RuntimeProtocol.DeviceState d1 = served.status().devices().get(1);
+            RuntimeProtocol.DeviceState d1 = status(served).devices().get(1);
             assertEquals(1, d1.restarts(), "device 1 restarted once: " + d1);
             assertTrue(d1.lastFailure() != null && d1.lastFailure().contains("injected crash"), "" + d1);
-            assertEquals(2, served.replicas().device(1).incarnations(), "a second replica on device 1");
+            assertEquals(2, replicas(served).device(1).incarnations(), "a second replica on device 1");
             assertEquals(1L, get(rt.faultCounts()).crashes(), "the one injected crash counted");
 
-            long routedBefore = served.replicas().device(1).routed();
-            Replies again = served.send(200, 16, 11, null);
-            again.assertEveryOneOnce(200);
-            assertEquals(200, again.count(InferResult.class), "all served after the restart: " + again.failures());
-            assertTrue(served.replicas().device(1).routed() > routedBefore, "the restarted replica takes requests");
+            long routedBefore = replicas(served).device(1).routed();
+            ServedModel.Replies again = served.send(200, 16, 11, null);
+            assertEveryOneOnce(again, 200);
+            assertEquals(200, again.count(InferResult.class), "all served after the restart: " + again.failureReasons());
+            assertTrue(replicas(served).device(1).routed() > routedBefore, "the restarted replica takes requests");
             get(rt.refreshDevices());
-            served.assertAllocatorsSettle();
+            assertAllocatorsSettle(served.runtime);
+            assertClosedClean(served);
         }
     }
 
     @Test
     void aModelCanBePlacedOnSomeDevicesOnly() throws Exception {
-        try (Served served = new Served(SPLIT, ordinal -> FaultInjector.off())) {
+        try (ServedModel served = new ServedModel(SPLIT, ordinal -> FaultInjector.off())) {
             ActorRef<InferenceProtocol.Command> onlyOne = get(served.runtime.models()
                     .loadModel("only-one", served.folder, List.of(1)));
             ReplicaStats stats = get(served.runtime.models().replicaStats(onlyOne));
@@ -187,6 +184,7 @@ class MultiDeviceTest {
             assertEquals(1, get(served.runtime.models().replicaStats(onlyOne)).device(1).succeeded());
             String refused = assertFailure(served.runtime.models().loadModel("nowhere", served.folder, List.of(2)));
             assertTrue(refused.contains("devices [2]") && refused.contains("[0, 1]"), refused);
+            assertClosedClean(served);
         }
     }
 
@@ -229,150 +227,83 @@ class MultiDeviceTest {
         boolean holds() throws Exception;
     }
 
-    /** Every reply by id; a second reply to an id is counted. */
-    static final class Replies {
-        final ServedModel.Replies inner = new ServedModel.Replies();
+    private static void assertEveryOneOnce(ServedModel.Replies replies, int requests) {
+        assertEquals(requests, replies.byId.size(), "every request answered");
+        assertEquals(0, replies.duplicates.get(), "none answered twice");
+    }
 
-        void assertEveryOneOnce(int requests) {
-            assertEquals(requests, inner.byId.size(), "every request answered");
-            assertEquals(0, inner.duplicates.get(), "none answered twice");
-        }
+    private static ReplicaStats replicas(ServedModel served) throws Exception {
+        return get(served.runtime.models().replicaStats(served.model));
+    }
 
-        long count(Class<? extends InferReply> kind) {
-            return inner.count(kind);
-        }
+    private static RuntimeProtocol.DeviceStatus status(ServedModel served) throws Exception {
+        return get(served.runtime.deviceStatus());
+    }
 
-        List<String> failures() {
-            return inner.failureReasons();
+    private static void await(Condition condition, String what) throws Exception {
+        long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
+        while (!condition.holds()) {
+            assertTrue(System.nanoTime() < deadline, what + " within " + ServedModel.BOUND);
+            Thread.sleep(5);
         }
     }
 
-    /** A runtime of its own on the split cpu backend serving one small generated BERT on every device. */
-    private static final class Served implements AutoCloseable {
-        private static final AtomicInteger SENDS = new AtomicInteger();
-        final MpsRuntime runtime;
-        final ActorRef<InferenceProtocol.Command> model;
-        final Path folder;
-
-        Served(String config, IntFunction<FaultInjector> faults) throws Exception {
-            folder = Files.createTempDirectory("multi-device-");
-            BertFolderGenerator.write(folder, ServedModel.CONFIG, 11);
-            runtime = MpsRuntime.start(ConfigFactory.parseString(config), faults);
-            model = get(runtime.models().loadModel("tiny", folder));
-        }
-
-        ReplicaStats replicas() throws Exception {
-            return get(runtime.models().replicaStats(model));
-        }
-
-        RuntimeProtocol.DeviceStatus status() throws Exception {
-            return get(runtime.deviceStatus());
-        }
-
-        void await(Condition condition, String what) throws Exception {
-            long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
-            while (!condition.holds()) {
-                assertTrue(System.nanoTime() < deadline, what + " within " + ServedModel.BOUND);
-                Thread.sleep(5);
-            }
-        }
-
-        Replies sendUnchecked(int requests, int clients, long seed) {
+    /** {@link ServedModel#send} in the background. */
+    private static CompletableFuture<ServedModel.Replies> sendLater(ServedModel served, int requests, int clients,
+                                                                  long seed) {
+        return CompletableFuture.supplyAsync(() -> {
             try {
-                return send(requests, clients, seed, null);
+                return served.send(requests, clients, seed, null);
             } catch (Exception e) {
                 throw new IllegalStateException(e);
             }
-        }
+        });
+    }
 
-        /** {@code clients} closed-loop clients; one receiver actor records every reply. */
-        Replies send(int requests, int clients, long seed, java.time.Duration deadline) throws Exception {
-            Replies replies = new Replies();
-            ActorRef<InferReply> receiver = runtime.system().systemActorOf(Behaviors.receiveMessage(reply -> {
-                replies.inner.record(reply);
-                return Behaviors.same();
-            }), "multi-replies-" + SENDS.incrementAndGet(), Props.empty());
-            Random random = new Random(seed);
-            List<InferenceInputs> inputs = new ArrayList<>();
-            for (int i = 0; i < requests; i++) {
-                inputs.add(ServedModel.randomRequest(random));
-            }
-            AtomicInteger next = new AtomicInteger();
-            List<CompletableFuture<Void>> workers = new ArrayList<>();
-            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(clients, r -> {
-                Thread t = new Thread(r, "multi-device-client");
-                t.setDaemon(true);
-                return t;
-            });
-            for (int c = 0; c < clients; c++) {
-                workers.add(CompletableFuture.runAsync(() -> {
-                    for (int i = next.getAndIncrement(); i < requests; i = next.getAndIncrement()) {
-                        String id = "m-" + i;
-                        CompletableFuture<InferReply> reply = replies.inner.expect(id);
-                        model.tell(new InferenceProtocol.Infer(id, inputs.get(i), receiver));
-                        try {
-                            reply.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
-                        } catch (Exception e) {
-                            throw new IllegalStateException("no reply to " + id + " within " + ServedModel.BOUND, e);
-                        }
-                    }
-                }, pool));
-            }
-            try {
-                CompletableFuture.allOf(workers.toArray(CompletableFuture[]::new))
-                        .get(ServedModel.BOUND.toSeconds() * 3, TimeUnit.SECONDS);
-            } finally {
-                pool.shutdown();
-            }
-            Thread.sleep(200); // a second reply would arrive in this time
-            return replies;
+    /** One input sent 24 times: every reply (from both devices) is the same to float precision. */
+    private static boolean sameResultOnEveryReplica(ServedModel served) throws Exception {
+        InferenceInputs in = ServedModel.randomRequest(new Random(3));
+        InferenceProtocol.OutputSpec spec = InferenceProtocol.OutputSpec.embedding(InferenceProtocol.Pooling.MEAN,
+                false);
+        ReplicaStats before = replicas(served);
+        List<CompletableFuture<InferResult>> all = new ArrayList<>();
+        for (int i = 0; i < 24; i++) {
+            all.add(served.runtime.models().infer(served.model, "same-" + i, in, spec).toCompletableFuture());
         }
-
-        /** One input sent 24 times: the replies (from both devices) are the same to float precision. */
-        boolean sameResultOnEveryReplica() throws Exception {
-            InferenceInputs in = ServedModel.randomRequest(new Random(3));
-            InferenceProtocol.OutputSpec spec = InferenceProtocol.OutputSpec.embedding(InferenceProtocol.Pooling.MEAN,
-                    false);
-            ReplicaStats before = replicas();
-            List<CompletableFuture<InferResult>> all = new ArrayList<>();
-            for (int i = 0; i < 24; i++) {
-                all.add(runtime.models().infer(model, "same-" + i, in, spec).toCompletableFuture());
-            }
-            float[][] first = get(all.get(0)).embedding();
-            for (CompletableFuture<InferResult> f : all) {
-                float[][] e = get(f).embedding();
-                for (int b = 0; b < first.length; b++) {
-                    for (int h = 0; h < first[b].length; h++) {
-                        if (Math.abs(first[b][h] - e[b][h]) > 1e-5f * Math.max(1f, Math.abs(first[b][h]))) {
-                            return false;
-                        }
+        float[][] first = get(all.get(0)).embedding();
+        for (CompletableFuture<InferResult> f : all) {
+            float[][] e = get(f).embedding();
+            for (int b = 0; b < first.length; b++) {
+                for (int h = 0; h < first[b].length; h++) {
+                    if (Math.abs(first[b][h] - e[b][h]) > 1e-5f * Math.max(1f, Math.abs(first[b][h]))) {
+                        return false;
                     }
                 }
             }
-            ReplicaStats s = replicas();
-            // Both devices answered some of these 24.
-            return s.device(0).succeeded() > before.device(0).succeeded()
-                    && s.device(1).succeeded() > before.device(1).succeeded();
         }
+        ReplicaStats after = replicas(served);
+        // Both devices answered some of these 24.
+        return after.device(0).succeeded() > before.device(0).succeeded()
+                && after.device(1).succeeded() > before.device(1).succeeded();
+    }
 
-        /** Every device's allocator back to zero (replies may go out just before a batch's memory is freed). */
-        void assertAllocatorsSettle() throws Exception {
-            for (RuntimeDevice d : runtime.devices()) {
-                long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
-                AllocatorStats s = get(d.memory().stats());
-                while ((s.allocatedBytes() != 0 || s.liveLeases() != 0) && System.nanoTime() < deadline) {
-                    Thread.sleep(5);
-                    s = get(d.memory().stats());
-                }
-                assertEquals(0, s.allocatedBytes(), "device " + d.ordinal() + " allocator back to zero: " + s);
-                assertEquals(0, s.liveLeases(), "device " + d.ordinal() + " holds no lease: " + s);
+    /** Every device's allocator back to zero (replies may go out just before a batch's memory is freed). */
+    private static void assertAllocatorsSettle(MpsRuntime rt) throws Exception {
+        for (RuntimeDevice d : rt.devices()) {
+            long deadline = System.nanoTime() + ServedModel.BOUND.toNanos();
+            AllocatorStats s = get(d.memory().stats());
+            while ((s.allocatedBytes() != 0 || s.liveLeases() != 0) && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+                s = get(d.memory().stats());
             }
+            assertEquals(0, s.allocatedBytes(), "device " + d.ordinal() + " allocator back to zero: " + s);
+            assertEquals(0, s.liveLeases(), "device " + d.ordinal() + " holds no lease: " + s);
         }
+    }
 
-        @Override
-        public void close() throws Exception {
-            LiveObjects left = runtime.shutdown(ServedModel.BOUND);
-            assertTrue(left.isEmpty(), "every device closed with nothing alive: " + left);
-        }
+    /** Shuts the runtime down: every device, crashed incarnations included, closed with nothing alive. */
+    private static void assertClosedClean(ServedModel served) throws Exception {
+        LiveObjects left = served.shutdown();
+        assertTrue(left.isEmpty(), "every device closed with nothing alive: " + left);
     }
 }

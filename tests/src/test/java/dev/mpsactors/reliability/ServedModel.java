@@ -35,13 +35,20 @@ final class ServedModel implements AutoCloseable {
 
     final MpsRuntime runtime;
     final ActorRef<InferenceProtocol.Command> model;
-    private final Path folder;
+    final Path folder;
     private boolean closed;
 
     ServedModel(String config) throws Exception {
+        this(config, null);
+    }
+
+    /** @param faults each device's fault injector by ordinal (null: from the configuration) */
+    ServedModel(String config, java.util.function.IntFunction<dev.mpsactors.actors.FaultInjector> faults)
+            throws Exception {
         folder = Files.createTempDirectory("reliability-");
         BertFolderGenerator.write(folder, CONFIG, 11);
-        runtime = MpsRuntime.start(ConfigFactory.parseString(config));
+        runtime = faults == null ? MpsRuntime.start(ConfigFactory.parseString(config))
+                : MpsRuntime.start(ConfigFactory.parseString(config), faults);
         model = runtime.models().loadModel("tiny", folder).toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
 
