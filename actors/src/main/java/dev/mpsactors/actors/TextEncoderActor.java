@@ -49,11 +49,27 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
 
     private record Tokenized(long key, TextTokenizer.Batch batch, Throwable error) implements Internal {}
 
+    /** What the encoder keeps of an {@link Embed} or {@link TextProtocol.EmbedTokens}: how to answer it. */
+    private record Request(String requestId, int texts, TextProtocol.EmbedOptions options,
+                           ActorRef<TextProtocol.EmbedReply> replyTo, Instant deadline, int priority) {
+        static Request of(Embed m) {
+            return new Request(m.requestId(), m.texts().size(), m.options(), m.replyTo(), m.deadline(), m.priority());
+        }
+
+        static Request of(TextProtocol.EmbedTokens m) {
+            return new Request(m.requestId(), m.tokenIds().length, m.options(), m.replyTo(), m.deadline(),
+                    m.priority());
+        }
+    }
+
+    /** The reason a model gives a request it dropped on {@link InferenceProtocol.Cancel}. */
+    private static final String CANCELLED_BY_CALLER = "cancelled by the caller";
+
     private record ModelReplied(InferReply reply) implements Internal {}
 
     private record ModelStopped() implements Internal {}
 
-    private record Pending(Embed embed, int[] tokenCounts, boolean[] truncated) {}
+    private record Pending(Request embed, int[] tokenCounts, boolean[] truncated) {}
 
     private final ActorRef<InferenceProtocol.Command> model;
     private final Text text;
@@ -61,7 +77,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     private final Executor tokenize;
     private final ActorRef<InferReply> replies;
     /** Requests being tokenized, by key. */
-    private final Map<Long, Embed> tokenizing = new HashMap<>();
+    private final Map<Long, Request> tokenizing = new HashMap<>();
     /** Requests at the model, by the model request's id. */
     private final Map<String, Pending> atModel = new HashMap<>();
     private long nextKey;
@@ -86,6 +102,8 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Embed.class, this::onEmbed)
+                .onMessage(TextProtocol.EmbedTokens.class, this::onEmbedTokens)
+                .onMessage(TextProtocol.Cancel.class, this::onCancel)
                 .onMessage(TextProtocol.Rerank.class, this::onRerank)
                 .onMessage(TextProtocol.Classify.class, this::onClassify)
                 .onMessage(TextProtocol.Describe.class, this::onDescribe)
@@ -96,8 +114,21 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
                 .build();
     }
 
-    private Behavior<Command> onEmbed(Embed m) {
-        int n = m.texts().size();
+    private Behavior<Command> onEmbed(Embed embed) {
+        Request m = Request.of(embed);
+        if (admissible(m)) {
+            long key = nextKey++;
+            tokenizing.put(key, m);
+            boolean truncate = m.options().truncate();
+            getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> text.tokenizer().encode(embed.texts(),
+                    truncate), tokenize), (batch, error) -> new Tokenized(key, batch, error));
+        }
+        return this;
+    }
+
+    /** The count and deadline checks every embedding request passes first; false when it was answered. */
+    private boolean admissible(Request m) {
+        int n = m.texts();
         if (n == 0) {
             fail(m, FailureKind.INVALID_REQUEST, "no texts to embed");
         } else if (n > settings.maxTexts()) {
@@ -106,13 +137,71 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         } else if (expired(m)) {
             fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed before tokenizing");
         } else {
-            long key = nextKey++;
-            tokenizing.put(key, m);
-            boolean truncate = m.options().truncate();
-            getContext().pipeToSelf(CompletableFuture.supplyAsync(() -> text.tokenizer().encode(m.texts(), truncate),
-                    tokenize), (batch, error) -> new Tokenized(key, batch, error));
+            return true;
         }
+        return false;
+    }
+
+    /** Token ids need no tokenizer: checked here and sent to the model at once. */
+    private Behavior<Command> onEmbedTokens(TextProtocol.EmbedTokens embed) {
+        Request m = Request.of(embed);
+        if (!admissible(m)) {
+            return this;
+        }
+        int limit = text.config().maxTokens();
+        List<TextTokenizer.Tokens> tokens = new java.util.ArrayList<>();
+        List<TextProblem> problems = new java.util.ArrayList<>();
+        for (int i = 0; i < embed.tokenIds().length; i++) {
+            int[] ids = embed.tokenIds()[i];
+            if (ids == null || ids.length == 0) {
+                problems.add(new TextProblem(i, "no token ids"));
+                continue;
+            }
+            int negative = -1;
+            for (int t = 0; t < ids.length && negative < 0; t++) {
+                negative = ids[t] < 0 ? t : -1;
+            }
+            if (negative >= 0) {
+                problems.add(new TextProblem(i, "token id " + ids[negative] + " at position " + negative
+                        + " is negative"));
+            } else if (ids.length > limit && !m.options().truncate()) {
+                problems.add(new TextProblem(i, ids.length + " tokens, over the model's limit of " + limit
+                        + " (truncation is off)"));
+            } else {
+                boolean cut = ids.length > limit;
+                int[] kept = cut ? java.util.Arrays.copyOf(ids, limit) : ids.clone();
+                tokens.add(new TextTokenizer.Tokens(kept, new int[kept.length], cut));
+            }
+        }
+        if (!problems.isEmpty()) {
+            refuse(m, problems);
+            return this;
+        }
+        send(m, tokens, nextKey++);
         return this;
+    }
+
+    /** The caller went away: drop its request here, or ask the model to drop it if it is still queued there. */
+    private Behavior<Command> onCancel(TextProtocol.Cancel c) {
+        tokenizing.entrySet().removeIf(e -> {
+            if (e.getValue().requestId().equals(c.requestId())) {
+                fail(e.getValue(), FailureKind.CANCELLED, CANCELLED_BY_CALLER + " while tokenizing");
+                return true;
+            }
+            return false;
+        });
+        atModel.forEach((id, p) -> {
+            if (p.embed().requestId().equals(c.requestId())) {
+                model.tell(new InferenceProtocol.Cancel(id));
+            }
+        });
+        return this;
+    }
+
+    private static void refuse(Request m, List<TextProblem> problems) {
+        m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.INVALID_REQUEST, problems.size() + " of "
+                + m.texts() + " texts cannot be embedded: " + problems.stream().map(TextProblem::toString)
+                .collect(Collectors.joining("; ")), problems));
     }
 
     private Behavior<Command> onRerank(TextProtocol.Rerank m) {
@@ -138,7 +227,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onTokenized(Tokenized t) {
-        Embed m = tokenizing.remove(t.key());
+        Request m = tokenizing.remove(t.key());
         if (m == null) {
             return this;
         }
@@ -149,16 +238,19 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         }
         List<TextProblem> problems = t.batch().problems();
         if (!problems.isEmpty()) {
-            m.replyTo().tell(new TextFailure(m.requestId(), FailureKind.INVALID_REQUEST, problems.size() + " of " + m.texts().size()
-                    + " texts cannot be embedded: " + problems.stream().map(TextProblem::toString)
-                    .collect(Collectors.joining("; ")), problems));
+            refuse(m, problems);
             return this;
         }
         if (expired(m)) {
             fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + m.deadline() + " passed while tokenizing");
             return this;
         }
-        List<TextTokenizer.Tokens> tokens = t.batch().tokens();
+        send(m, t.batch().tokens(), t.key());
+        return this;
+    }
+
+    /** The tokens of one request, padded to the longest, as one model request asking for the pooled embedding. */
+    private void send(Request m, List<TextTokenizer.Tokens> tokens, long key) {
         int longest = tokens.stream().mapToInt(TextTokenizer.Tokens::length).max().orElseThrow();
         int b = tokens.size();
         int[][] ids = new int[b][longest], mask = new int[b][longest], types = new int[b][longest];
@@ -175,11 +267,10 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         Pooling pooling = m.options().pooling() != null ? m.options().pooling() : text.config().pooling();
         boolean normalize = m.options().normalize() != null ? m.options().normalize() : text.config().normalize();
         // the model sees one request per Embed; its id is made unique here so callers may reuse theirs
-        String id = m.requestId() + "#" + t.key();
+        String id = m.requestId() + "#" + key;
         atModel.put(id, new Pending(m, counts, truncated));
         model.tell(new InferenceProtocol.Infer(id, new InferenceProtocol.InferenceInputs(ids, mask, types), replies,
-                m.deadline(), InferenceProtocol.OutputSpec.embedding(pooling, normalize)));
-        return this;
+                m.deadline(), InferenceProtocol.OutputSpec.embedding(pooling, normalize), m.priority()));
     }
 
     private Behavior<Command> onModelReplied(ModelReplied r) {
@@ -187,7 +278,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (p == null) {
             return this;
         }
-        Embed m = p.embed();
+        Request m = p.embed();
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
             if (result.embedding() == null || result.embedding().length != p.tokenCounts().length) {
                 fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no embedding for each text");
@@ -195,8 +286,9 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
                 m.replyTo().tell(new Embeddings(m.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
             }
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
-            fail(m, f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED : FailureKind.UNAVAILABLE,
-                    "the model failed the request: " + f.reason());
+            FailureKind kind = f.reason().contains(CANCELLED_BY_CALLER) ? FailureKind.CANCELLED
+                    : f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED : FailureKind.UNAVAILABLE;
+            fail(m, kind, "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
             fail(m, FailureKind.OVERLOADED, "overloaded: " + o.reason());
         }
@@ -212,7 +304,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onStop() {
-        for (Embed m : tokenizing.values()) {
+        for (Request m : tokenizing.values()) {
             fail(m, FailureKind.UNAVAILABLE, "the text encoder stopped");
         }
         for (Pending p : atModel.values()) {
@@ -224,11 +316,11 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return this;
     }
 
-    private static boolean expired(Embed m) {
+    private static boolean expired(Request m) {
         return m.deadline() != null && !Instant.now().isBefore(m.deadline());
     }
 
-    private static void fail(Embed m, FailureKind kind, String reason) {
+    private static void fail(Request m, FailureKind kind, String reason) {
         m.replyTo().tell(new TextFailure(m.requestId(), kind, reason));
     }
 }

@@ -270,6 +270,16 @@ public final class MpsRuntime implements AutoCloseable {
     }
 
     /**
+     * Stops the model loaded as {@code name} (its actor, and a text encoder in front of it) and frees its
+     * device weights; completes once it has stopped, with false when no model of that name was loaded.
+     * Requests it still held are answered with a failure: drain them first.
+     */
+    public CompletionStage<Boolean> unloadModel(String name) {
+        return ask(runtimeRef, (ActorRef<RuntimeProtocol.ModelUnloaded> r) -> new RuntimeProtocol.UnloadModel(name, r))
+                .thenApply(RuntimeProtocol.ModelUnloaded::found);
+    }
+
+    /**
      * One request; completes with the result, or exceptionally with the model's reason
      * ({@link OverloadedException} when the model refused it at admission). Its deadline is the ask
      * timeout: if it is still queued then, it is dropped before it reaches the device.

@@ -133,6 +133,10 @@ final class ServedModel implements AutoCloseable {
         return replies;
     }
 
+    Path folder() {
+        return folder;
+    }
+
     AllocatorStats allocator() throws Exception {
         return runtime.allocatorStats().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }
