@@ -46,6 +46,9 @@ public final class MpsRuntime implements AutoCloseable {
     private final RuntimeRefs refs;
     private final Duration askTimeout;
     private final CompletableFuture<LiveObjects> deviceClosed;
+    /** The model actors loaded through this facade, by name (statistics and unloading by name). */
+    private final java.util.Map<String, ActorRef<InferenceProtocol.Command>> models =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     private MpsRuntime(ActorSystem<?> system, ActorRef<RuntimeProtocol.Command> runtimeRef, boolean ownsSystem,
                        RuntimeRefs refs, Duration askTimeout, CompletableFuture<LiveObjects> deviceClosed) {
@@ -265,8 +268,15 @@ public final class MpsRuntime implements AutoCloseable {
                     if (reply instanceof RuntimeProtocol.ModelLoadFailed f) {
                         throw new MpsRuntimeException(f.reason());
                     }
-                    return ((RuntimeProtocol.ModelLoaded) reply).model();
+                    ActorRef<InferenceProtocol.Command> model = ((RuntimeProtocol.ModelLoaded) reply).model();
+                    models.put(name, model);
+                    return model;
                 });
+    }
+
+    /** The model actor loaded through this facade as {@code name} (also the one behind a text encoder). */
+    public java.util.Optional<ActorRef<InferenceProtocol.Command>> model(String name) {
+        return java.util.Optional.ofNullable(models.get(name));
     }
 
     /**
@@ -276,7 +286,10 @@ public final class MpsRuntime implements AutoCloseable {
      */
     public CompletionStage<Boolean> unloadModel(String name) {
         return ask(runtimeRef, (ActorRef<RuntimeProtocol.ModelUnloaded> r) -> new RuntimeProtocol.UnloadModel(name, r))
-                .thenApply(RuntimeProtocol.ModelUnloaded::found);
+                .thenApply(reply -> {
+                    models.remove(name);
+                    return reply.found();
+                });
     }
 
     /**
