@@ -24,9 +24,9 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "serve", mixinStandardHelpOptions = true, versionProvider = ServeCommand.Version.class,
         sortOptions = false, usageHelpAutoWidth = true,
-        description = {"Serve text encoders over HTTP: TEI-compatible /embed /rerank /predict /info /health,",
-                "OpenAI-compatible /v1/embeddings /v1/models, Prometheus /metrics, and /models to load,",
-                "reload and unload models live. Settings: mps-actors.server (docs/serving.md)."})
+        description = "Serve text encoders over HTTP: TEI-compatible /embed /rerank /predict /info /health, "
+                + "OpenAI-compatible /v1/embeddings /v1/models, Prometheus /metrics, and /models to load, reload and "
+                + "unload models live. Settings: mps-actors.server (docs/serving.md).")
 public final class ServeCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -59,7 +59,12 @@ public final class ServeCommand implements Callable<Integer> {
     }
 
     static CommandLine commandLine(ServeCommand command) {
-        return new CommandLine(command).setExecutionExceptionHandler((e, cl, parsed) -> {
+        return new CommandLine(command).setParameterExceptionHandler((e, args) -> {
+            e.getCommandLine().getErr().println("mps-actors: serve: " + e.getMessage());
+            e.getCommandLine().getErr().println("usage: mps-actors serve --model NAME=DIR [--model NAME=DIR]... "
+                    + "[--host H] [--port P] (--help for more)");
+            return 2;
+        }).setExecutionExceptionHandler((e, cl, parsed) -> {
             String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
             cl.getErr().println("mps-actors: serve: " + m.lines().findFirst().orElse(m));
             return e instanceof InvalidConfigException || e instanceof IllegalArgumentException ? 2 : 1;
@@ -74,7 +79,9 @@ public final class ServeCommand implements Callable<Integer> {
                         + ": no such folder");
             }
         }
-        Config config = ConfigFactory.load();
+        // this command's own hook stops the server in order (stop accepting, answer, free the device)
+        Config config = ConfigFactory.parseString("pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off")
+                .withFallback(ConfigFactory.load());
         if (host != null) {
             config = config.withValue("mps-actors.server.host", ConfigValueFactory.fromAnyRef(host));
         }
