@@ -62,6 +62,12 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
     /** A model folder read and its weights uploaded, off the guardian's thread. */
     private record ModelReady(LoadModel request, ModelEngine engine, Throwable failure) implements dev.mpsactors.protocol.RuntimeProtocol.Internal {}
 
+    /** A model actor stopped by {@link RuntimeProtocol.UnloadModel} has terminated: its name is free again. */
+    private record ModelTerminated(String name) implements dev.mpsactors.protocol.RuntimeProtocol.Internal {}
+
+    /** Who waits for each model being unloaded. */
+    private final Map<String, List<ActorRef<RuntimeProtocol.ModelUnloaded>>> unloading = new HashMap<>();
+
     /**
      * @param deviceClosed completed with what was still alive (normally nothing) once the device is closed
      *                     after the runtime stopped; pass a new future if you do not need it
@@ -156,6 +162,8 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                     return this;
                 })
                 .onMessage(ModelReady.class, this::onModelReady)
+                .onMessage(RuntimeProtocol.UnloadModel.class, this::onUnloadModel)
+                .onMessage(ModelTerminated.class, this::onModelTerminated)
                 .onSignal(PostStop.class, s -> {
                     // Every child has stopped: nobody can be preparing work in leased memory any more.
                     heldAtStop.forEach(DeviceBuffer::close);
@@ -186,7 +194,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
                     + " only, not " + m.devices()));
             return this;
         }
-        if (models.containsKey(m.name())) {
+        if (models.containsKey(m.name()) || unloading.containsKey(m.name())) {
             m.replyTo().tell(new ModelLoadFailed(m.name(), "a model named '" + m.name() + "' is already loaded"));
             return this;
         }
@@ -207,6 +215,30 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
         return this;
     }
 
+    private Behavior<Command> onUnloadModel(RuntimeProtocol.UnloadModel m) {
+        ActorRef<InferenceProtocol.Command> model = models.get(m.name());
+        if (model == null) {
+            m.replyTo().tell(new RuntimeProtocol.ModelUnloaded(m.name(), false));
+            return this;
+        }
+        // The name stays taken until the actor has terminated (its child name is reserved until then).
+        if (unloading.computeIfAbsent(m.name(), n -> new ArrayList<>()).isEmpty()) {
+            getContext().watchWith(model, new ModelTerminated(m.name()));
+            getContext().stop(model);
+        }
+        unloading.get(m.name()).add(m.replyTo());
+        return this;
+    }
+
+    private Behavior<Command> onModelTerminated(ModelTerminated m) {
+        models.remove(m.name());
+        List<ActorRef<RuntimeProtocol.ModelUnloaded>> waiting = unloading.remove(m.name());
+        if (waiting != null) {
+            waiting.forEach(r -> r.tell(new RuntimeProtocol.ModelUnloaded(m.name(), true)));
+        }
+        return this;
+    }
+
     private Behavior<Command> onModelReady(ModelReady m) {
         LoadModel request = m.request();
         if (m.failure() != null) {
@@ -216,7 +248,7 @@ public final class DeviceRuntime extends AbstractBehavior<Command> {
             request.replyTo().tell(new ModelLoadFailed(request.name(), "cannot load " + request.folder() + ": " + why));
             return this;
         }
-        if (models.containsKey(request.name())) { // two loads of one name raced
+        if (models.containsKey(request.name()) || unloading.containsKey(request.name())) { // two loads of one name raced
             m.engine().close();
             request.replyTo().tell(new ModelLoadFailed(request.name(), "a model named '" + request.name()
                     + "' is already loaded"));

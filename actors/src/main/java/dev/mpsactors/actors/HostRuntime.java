@@ -52,6 +52,8 @@ public final class HostRuntime extends AbstractBehavior<Command> {
     private final TimerScheduler<Command> timers;
     private final TreeMap<Integer, Slot> slots = new TreeMap<>();
     private final Map<String, ModelEntry> models = new HashMap<>();
+    /** Models being unloaded, by name: the name stays taken until every replica has stopped. */
+    private final Map<String, Unload> unloading = new HashMap<>();
     /** Commands held until every device came up the first time. */
     private final List<Command> waiting = new ArrayList<>();
     private boolean starting = true;
@@ -94,6 +96,19 @@ public final class HostRuntime extends AbstractBehavior<Command> {
             this.remaining = remaining;
         }
     }
+
+    /** A model being unloaded from its devices. */
+    private static final class Unload {
+        final ActorRef<InferenceProtocol.Command> router;
+        final List<ActorRef<RuntimeProtocol.ModelUnloaded>> waiting = new ArrayList<>();
+        int remaining;
+
+        Unload(ActorRef<InferenceProtocol.Command> router) {
+            this.router = router;
+        }
+    }
+
+    private record ReplicaUnloaded(String model) implements RuntimeProtocol.Internal {}
 
     private record DeviceUp(int ordinal, int incarnation, RuntimeRefs refs) implements RuntimeProtocol.Internal {}
 
@@ -223,6 +238,8 @@ public final class HostRuntime extends AbstractBehavior<Command> {
                     m.replyTo().tell(new RuntimeProtocol.Devices(up));
                 }))
                 .onMessage(LoadModel.class, m -> held(m, () -> onLoadModel(m)))
+                .onMessage(RuntimeProtocol.UnloadModel.class, this::onUnloadModel)
+                .onMessage(ReplicaUnloaded.class, this::onReplicaUnloaded)
                 .onSignal(Terminated.class, t -> {
                     for (Slot s : slots.values()) {
                         if (t.getRef().equals(s.runtime)) {
@@ -338,7 +355,59 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         return "its runtime stopped";
     }
 
+    /**
+     * Unloads the model from every device it runs on (each device stops its replica and frees its weights; what
+     * a replica still held is answered through the router), then stops the router, then answers.
+     */
+    private Behavior<Command> onUnloadModel(RuntimeProtocol.UnloadModel m) {
+        Unload running = unloading.get(m.name());
+        if (running != null) {
+            running.waiting.add(m.replyTo());
+            return this;
+        }
+        ModelEntry entry = models.get(m.name());
+        if (entry == null || entry.router() == null) { // never loaded, or its first load has not finished
+            m.replyTo().tell(new RuntimeProtocol.ModelUnloaded(m.name(), false));
+            return this;
+        }
+        models.remove(m.name());
+        Unload unload = new Unload(entry.router());
+        unload.waiting.add(m.replyTo());
+        unloading.put(m.name(), unload);
+        for (int ordinal : entry.devices()) {
+            Slot slot = slots.get(ordinal);
+            if (slot != null && slot.up) {
+                unload.remaining++;
+                getContext().ask(RuntimeProtocol.ModelUnloaded.class, slot.runtime, settings.askTimeout(),
+                        replyTo -> new RuntimeProtocol.UnloadModel(m.name(), replyTo),
+                        (reply, failure) -> new ReplicaUnloaded(m.name()));
+            }
+        }
+        if (unload.remaining == 0) {
+            finishUnload(m.name(), unload);
+        }
+        return this;
+    }
+
+    private Behavior<Command> onReplicaUnloaded(ReplicaUnloaded m) {
+        Unload unload = unloading.get(m.model());
+        if (unload != null && --unload.remaining <= 0) {
+            finishUnload(m.model(), unload);
+        }
+        return this;
+    }
+
+    private void finishUnload(String name, Unload unload) {
+        getContext().stop(unload.router); // answers whatever it still routes with a retryable failure
+        unloading.remove(name);
+        unload.waiting.forEach(r -> r.tell(new RuntimeProtocol.ModelUnloaded(name, true)));
+    }
+
     private void onLoadModel(LoadModel m) {
+        if (unloading.containsKey(m.name())) {
+            m.replyTo().tell(new ModelLoadFailed(m.name(), "the model named '" + m.name() + "' is being unloaded"));
+            return;
+        }
         if (models.containsKey(m.name())) {
             m.replyTo().tell(new ModelLoadFailed(m.name(), "a model named '" + m.name() + "' is already loaded"));
             return;

@@ -20,7 +20,6 @@ import dev.mpsactors.protocol.StreamProtocol;
 import dev.mpsactors.runtime.RuntimeSettings;
 import dev.mpsactors.runtime.RuntimeSettings.ModelSettings;
 import java.time.Duration;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -29,6 +28,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.PriorityQueue;
 import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
@@ -79,8 +79,12 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** A stream reported a point; matched to its batch by (stream, point). */
     private record PointDone(StreamProtocol.PointCompleted completed) implements Internal {}
 
-    /** A request checked on arrival: its sequences, their real length, when it arrived. */
-    private record Pending(Infer request, int sequences, int length, long arrivedNanos) {}
+    /** A request checked on arrival: its sequences, their real length, when it arrived, its arrival number. */
+    private record Pending(Infer request, int sequences, int length, long arrivedNanos, long order) {}
+
+    /** The queue order: a higher priority first, then arrival. */
+    private static final java.util.Comparator<Pending> QUEUE_ORDER = java.util.Comparator
+            .comparingInt((Pending p) -> -p.request().priority()).thenComparingLong(Pending::order);
 
     /** Requests sharing one device batch, and what it holds while it runs. */
     private static final class Batch {
@@ -116,7 +120,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final Map<String, Pipeline> arrived = new HashMap<>();
     private Map<String, Pipeline> pipelines;
     private String pipelineFailure;
-    private final TreeMap<Integer, ArrayDeque<Pending>> buckets = new TreeMap<>();
+    private final TreeMap<Integer, PriorityQueue<Pending>> buckets = new TreeMap<>();
+    private long arrivals;
     private final Map<Integer, Integer> bucketSequences = new HashMap<>();
     private final List<Batch> running = new ArrayList<>();
     /** Batches whose point completed and whose outputs are being read and answered on the outputs executor. */
@@ -189,6 +194,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Infer.class, this::onInfer)
+                .onMessage(InferenceProtocol.Cancel.class, this::onCancel)
                 .onMessage(PipelineArrived.class, this::onPipelineArrived)
                 .onMessage(DelayElapsed.class, m -> {
                     dispatch();
@@ -216,7 +222,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         // The default (Hugging Face's outputs) leaves out pooler_output for a model without a pooler.
         Infer m = request.outputs().equals(InferenceProtocol.OutputSpec.HF_DEFAULT)
                 ? new Infer(request.requestId(), request.inputs(), request.replyTo(), request.deadline(),
-                        engine.defaultOutputs())
+                        engine.defaultOutputs(), request.priority())
                 : request;
         String problem = engine.validate(m.inputs());
         if (problem == null) {
@@ -247,12 +253,34 @@ public final class ModelActor extends AbstractBehavior<Command> {
         int bucket = bucketKey(Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength()),
                 m.outputs().embedding());
         held++;
-        buckets.computeIfAbsent(bucket, b -> new ArrayDeque<>())
-                .add(new Pending(m, in.inputIds().length, length, System.nanoTime()));
+        buckets.computeIfAbsent(bucket, b -> new PriorityQueue<>(QUEUE_ORDER))
+                .add(new Pending(m, in.inputIds().length, length, System.nanoTime(), arrivals++));
         bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
         dispatch();
         if (m.deadline() != null) {
             scheduleDeadlineCheck();
+        }
+        return this;
+    }
+
+    /** A queued request whose caller went away is answered now and never reaches the device. */
+    private Behavior<Command> onCancel(InferenceProtocol.Cancel m) {
+        for (Iterator<Map.Entry<Integer, PriorityQueue<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<Integer, PriorityQueue<Pending>> e = it.next();
+            for (Iterator<Pending> q = e.getValue().iterator(); q.hasNext(); ) {
+                Pending p = q.next();
+                if (p.request().requestId().equals(m.requestId())) {
+                    q.remove();
+                    held--;
+                    bucketSequences.merge(e.getKey(), -p.sequences(), Integer::sum);
+                    if (e.getValue().isEmpty()) {
+                        bucketSequences.remove(e.getKey());
+                        it.remove();
+                    }
+                    fail(p.request(), "cancelled by the caller before it reached the device; it was not run");
+                    return this;
+                }
+            }
         }
         return this;
     }
@@ -268,8 +296,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** Answers queued requests whose deadline passed (they hold no device memory yet), then re-arms. */
     private void expireQueued() {
         java.time.Instant now = java.time.Instant.now();
-        for (Iterator<Map.Entry<Integer, ArrayDeque<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
-            Map.Entry<Integer, ArrayDeque<Pending>> e = it.next();
+        for (Iterator<Map.Entry<Integer, PriorityQueue<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<Integer, PriorityQueue<Pending>> e = it.next();
             for (Iterator<Pending> q = e.getValue().iterator(); q.hasNext(); ) {
                 Pending p = q.next();
                 java.time.Instant deadline = p.request().deadline();
@@ -290,7 +318,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private void scheduleDeadlineCheck() {
         java.time.Instant earliest = null;
-        for (ArrayDeque<Pending> queue : buckets.values()) {
+        for (PriorityQueue<Pending> queue : buckets.values()) {
             for (Pending p : queue) {
                 java.time.Instant d = p.request().deadline();
                 if (d != null && (earliest == null || d.isBefore(earliest))) {
@@ -324,7 +352,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 return;
             }
             // seq is the bucket's key: padded length and embedding together (bucketKey)
-            ArrayDeque<Pending> queue = buckets.get(seq);
+            PriorityQueue<Pending> queue = buckets.get(seq);
             long waited = System.nanoTime() - queue.peek().arrivedNanos();
             long delay = settings.maxDelay().toNanos();
             if (bucketSequences.get(seq) < settings.maxBatch() && waited < delay) {
@@ -363,12 +391,14 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
     }
 
+    /** The bucket whose head comes first in queue order: the highest priority, then the oldest. */
     private Integer oldestBucket() {
         Integer best = null;
-        long bestArrival = Long.MAX_VALUE;
-        for (Map.Entry<Integer, ArrayDeque<Pending>> e : buckets.entrySet()) {
-            if (!e.getValue().isEmpty() && e.getValue().peek().arrivedNanos() < bestArrival) {
-                bestArrival = e.getValue().peek().arrivedNanos();
+        Pending bestHead = null;
+        for (Map.Entry<Integer, PriorityQueue<Pending>> e : buckets.entrySet()) {
+            Pending head = e.getValue().peek();
+            if (head != null && (bestHead == null || QUEUE_ORDER.compare(head, bestHead) < 0)) {
+                bestHead = head;
                 best = e.getKey();
             }
         }
@@ -633,7 +663,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onPipelineArrived(PipelineArrived m) {
         if (m.failure() != null) {
             pipelineFailure = "kernel " + m.function() + " unavailable: " + m.failure();
-            for (ArrayDeque<Pending> queue : buckets.values()) {
+            for (PriorityQueue<Pending> queue : buckets.values()) {
                 for (Pending p : queue) {
                     fail(p.request(), "model " + name + " cannot run: " + pipelineFailure);
                     held--;
@@ -659,7 +689,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private Behavior<Command> stopped(String why, boolean terminal) {
         String reason = "model " + name + " " + why;
-        for (ArrayDeque<Pending> queue : buckets.values()) {
+        for (PriorityQueue<Pending> queue : buckets.values()) {
             for (Pending p : queue) {
                 fail(p.request(), reason, terminal); // queued: never reached the device
             }

@@ -121,6 +121,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Infer.class, this::onInfer)
+                .onMessage(InferenceProtocol.Cancel.class, this::onCancel)
                 .onMessage(Reply.class, this::onReply)
                 .onMessage(ReplicaProtocol.ReplicaUp.class, m -> {
                     up(m.ordinal(), m.replica());
@@ -199,6 +200,16 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         return this;
     }
 
+    /** The caller went away: the replica holding the request is asked to drop it if it is still queued. */
+    private Behavior<Command> onCancel(InferenceProtocol.Cancel m) {
+        pending.forEach((id, p) -> {
+            if (p.request.requestId().equals(m.requestId()) && p.at != null && p.at.ref != null) {
+                p.at.ref.tell(new InferenceProtocol.Cancel(id));
+            }
+        });
+        return this;
+    }
+
     /** Hands {@code p} to the least-loaded replica it was not tried on, or answers it when there is none. */
     private void route(Pending p, String why) {
         Replica best = pick(p.tried);
@@ -217,7 +228,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         best.routed++;
         pending.put(id, p);
         Infer r = p.request;
-        best.ref.tell(new Infer(id, r.inputs(), replies, r.deadline(), r.outputs()));
+        best.ref.tell(new Infer(id, r.inputs(), replies, r.deadline(), r.outputs(), r.priority()));
     }
 
     /** The up replica with the least outstanding work outside {@code exclude}; ties rotate. */
@@ -255,7 +266,8 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         if (m.reply() instanceof InferResult r) {
             at.succeeded++;
             succeeded++;
-            p.request.replyTo().tell(new InferResult(id, r.lastHiddenState(), r.poolerOutput(), r.embedding()));
+            p.request.replyTo().tell(new InferResult(id, r.lastHiddenState(), r.poolerOutput(), r.embedding(),
+                    r.logits()));
         } else if (m.reply() instanceof InferFailure f) {
             if (f.retryable() && pick(p.tried) != null) {
                 at.retriedAway++;

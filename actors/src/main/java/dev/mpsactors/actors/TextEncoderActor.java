@@ -37,9 +37,11 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * head it needs), tokenized on the tokenize dispatcher (never on this actor's thread nor the model's; a rerank
  * as (query, text) pairs through the tokenizer's own pair template), padded into one
  * {@link InferenceProtocol.Infer} asking only for what the reply needs (the pooled embedding, or the head's
- * logits), and answered from the model's reply. Every request is answered exactly once: with its result, or
- * with a {@link TextFailure} of the right {@link FailureKind} on a bad text, a missing head, a model failure or
- * overload, the model actor stopping, or this actor stopping.
+ * logits), and answered from the model's reply. An {@link TextProtocol.EmbedTokens} skips the tokenizer. A
+ * {@link TextProtocol.Cancel} drops the request while it is tokenized, or asks the model to drop it while it is
+ * queued there. Every request is answered exactly once: with its result, or with a {@link TextFailure} of the
+ * right {@link FailureKind} on a bad text, a missing head, a model failure or overload, a cancellation, the
+ * model actor stopping, or this actor stopping.
  */
 public final class TextEncoderActor extends AbstractBehavior<Command> {
     /**
@@ -69,6 +71,9 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     }
 
     private record Tokenized(long key, TextTokenizer.Batch batch, Throwable error) implements Internal {}
+
+    /** The reason a model gives a request it dropped on {@link InferenceProtocol.Cancel}. */
+    private static final String CANCELLED_BY_CALLER = "cancelled by the caller";
 
     private record ModelReplied(InferReply reply) implements Internal {}
 
@@ -107,6 +112,8 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Embed.class, m -> onRequest(m, m.texts(), m.deadline(), m.options().truncate(), "embed"))
+                .onMessage(TextProtocol.EmbedTokens.class, this::onEmbedTokens)
+                .onMessage(TextProtocol.Cancel.class, this::onCancel)
                 .onMessage(TextProtocol.Rerank.class, this::onRerank)
                 .onMessage(TextProtocol.Classify.class, this::onClassify)
                 .onMessage(TextProtocol.Describe.class, this::onDescribe)
@@ -141,9 +148,8 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         return this;
     }
 
-    private Behavior<Command> onRequest(Command m, List<String> texts, Instant deadline, boolean truncate,
-                                        String verb) {
-        int n = texts.size();
+    /** The count and deadline checks every text request passes first; false when it was answered. */
+    private boolean admissible(Command m, int n, Instant deadline, String verb) {
         if (n == 0) {
             fail(m, FailureKind.INVALID_REQUEST, "no texts to " + verb);
         } else if (n > settings.maxTexts()) {
@@ -152,6 +158,69 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         } else if (expired(deadline)) {
             fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + deadline + " passed before tokenizing");
         } else {
+            return true;
+        }
+        return false;
+    }
+
+    /** Token ids need no tokenizer: checked here and sent to the model at once. */
+    private Behavior<Command> onEmbedTokens(TextProtocol.EmbedTokens m) {
+        if (!admissible(m, m.tokenIds().length, m.deadline(), "embed")) {
+            return this;
+        }
+        int limit = text.config().maxTokens();
+        List<TextTokenizer.Tokens> tokens = new java.util.ArrayList<>();
+        List<TextProblem> problems = new java.util.ArrayList<>();
+        for (int i = 0; i < m.tokenIds().length; i++) {
+            int[] ids = m.tokenIds()[i];
+            if (ids == null || ids.length == 0) {
+                problems.add(new TextProblem(i, "no token ids"));
+                continue;
+            }
+            int negative = -1;
+            for (int t = 0; t < ids.length && negative < 0; t++) {
+                negative = ids[t] < 0 ? t : -1;
+            }
+            if (negative >= 0) {
+                problems.add(new TextProblem(i, "token id " + ids[negative] + " at position " + negative
+                        + " is negative"));
+            } else if (ids.length > limit && !m.options().truncate()) {
+                problems.add(new TextProblem(i, ids.length + " tokens, over the model's limit of " + limit
+                        + " (truncation is off)"));
+            } else {
+                boolean cut = ids.length > limit;
+                int[] kept = cut ? java.util.Arrays.copyOf(ids, limit) : ids.clone();
+                tokens.add(new TextTokenizer.Tokens(kept, new int[kept.length], cut));
+            }
+        }
+        if (!problems.isEmpty()) {
+            refuse(m, m.tokenIds().length, problems);
+        } else {
+            send(m, tokens, nextKey++);
+        }
+        return this;
+    }
+
+    /** The caller went away: drop its request here, or ask the model to drop it if it is still queued there. */
+    private Behavior<Command> onCancel(TextProtocol.Cancel c) {
+        tokenizing.entrySet().removeIf(e -> {
+            if (requestId(e.getValue()).equals(c.requestId())) {
+                fail(e.getValue(), FailureKind.CANCELLED, CANCELLED_BY_CALLER + " while tokenizing");
+                return true;
+            }
+            return false;
+        });
+        atModel.forEach((id, p) -> {
+            if (requestId(p.request()).equals(c.requestId())) {
+                model.tell(new InferenceProtocol.Cancel(id));
+            }
+        });
+        return this;
+    }
+
+    private Behavior<Command> onRequest(Command m, List<String> texts, Instant deadline, boolean truncate,
+                                        String verb) {
+        if (admissible(m, texts.size(), deadline, verb)) {
             long key = nextKey++;
             tokenizing.put(key, m);
             TextTokenizer tokenizer = text.tokenizer();
@@ -196,17 +265,26 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         }
         List<TextProblem> problems = t.batch().problems();
         if (!problems.isEmpty()) {
-            reply(m, new TextFailure(requestId(m), FailureKind.INVALID_REQUEST, problems.size() + " of "
-                    + t.batch().tokens().size() + " texts cannot be " + (m instanceof Embed ? "embedded"
-                    : m instanceof TextProtocol.Rerank ? "reranked" : "classified") + ": "
-                    + problems.stream().map(TextProblem::toString).collect(Collectors.joining("; ")), problems));
+            refuse(m, t.batch().tokens().size(), problems);
             return this;
         }
         if (expired(deadline(m))) {
             fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline " + deadline(m) + " passed while tokenizing");
             return this;
         }
-        List<TextTokenizer.Tokens> tokens = t.batch().tokens();
+        send(m, t.batch().tokens(), t.key());
+        return this;
+    }
+
+    private static void refuse(Command m, int texts, List<TextProblem> problems) {
+        reply(m, new TextFailure(requestId(m), FailureKind.INVALID_REQUEST, problems.size() + " of " + texts
+                + " texts cannot be " + (m instanceof TextProtocol.Rerank ? "reranked"
+                : m instanceof TextProtocol.Classify ? "classified" : "embedded") + ": "
+                + problems.stream().map(TextProblem::toString).collect(Collectors.joining("; ")), problems));
+    }
+
+    /** The tokens of one request, padded to the longest, as one model request asking only for what it needs. */
+    private void send(Command m, List<TextTokenizer.Tokens> tokens, long key) {
         int longest = tokens.stream().mapToInt(TextTokenizer.Tokens::length).max().orElseThrow();
         int b = tokens.size();
         int[][] ids = new int[b][longest], mask = new int[b][longest], types = new int[b][longest];
@@ -221,19 +299,20 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
             truncated[i] = s.truncated();
         }
         InferenceProtocol.OutputSpec outputs;
-        if (m instanceof Embed e) {
-            Pooling pooling = e.options().pooling() != null ? e.options().pooling() : text.config().pooling();
-            boolean normalize = e.options().normalize() != null ? e.options().normalize() : text.config().normalize();
+        TextProtocol.EmbedOptions embed = m instanceof Embed e ? e.options()
+                : m instanceof TextProtocol.EmbedTokens e ? e.options() : null;
+        if (embed != null) {
+            Pooling pooling = embed.pooling() != null ? embed.pooling() : text.config().pooling();
+            boolean normalize = embed.normalize() != null ? embed.normalize() : text.config().normalize();
             outputs = InferenceProtocol.OutputSpec.embedding(pooling, normalize);
         } else {
             outputs = InferenceProtocol.OutputSpec.LOGITS; // only the head's logits leave the device
         }
         // the model sees one request per text request; its id is made unique here so callers may reuse theirs
-        String id = requestId(m) + "#" + t.key();
+        String id = requestId(m) + "#" + key;
         atModel.put(id, new Pending(m, counts, truncated));
         model.tell(new InferenceProtocol.Infer(id, new InferenceProtocol.InferenceInputs(ids, mask, types), replies,
-                deadline(m), outputs));
-        return this;
+                deadline(m), outputs, priority(m)));
     }
 
     private Behavior<Command> onModelReplied(ModelReplied r) {
@@ -245,7 +324,8 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
             answer(m, result, p);
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
-            fail(m, f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED
+            fail(m, f.reason().contains(CANCELLED_BY_CALLER) ? FailureKind.CANCELLED
+                    : f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED
                     : f.reason().contains("not offered") ? FailureKind.UNSUPPORTED : FailureKind.UNAVAILABLE,
                     "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
@@ -256,11 +336,13 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
 
     private void answer(Command m, InferenceProtocol.InferResult result, Pending p) {
         int n = p.tokenCounts().length;
-        if (m instanceof Embed e) {
+        ActorRef<TextProtocol.EmbedReply> embedReply = m instanceof Embed e ? e.replyTo()
+                : m instanceof TextProtocol.EmbedTokens e ? e.replyTo() : null;
+        if (embedReply != null) {
             if (result.embedding() == null || result.embedding().length != n) {
                 fail(m, FailureKind.UNAVAILABLE, "the model's reply carries no embedding for each text");
             } else {
-                e.replyTo().tell(new Embeddings(e.requestId(), result.embedding(), p.tokenCounts(), p.truncated()));
+                embedReply.tell(new Embeddings(requestId(m), result.embedding(), p.tokenCounts(), p.truncated()));
             }
             return;
         }
@@ -350,6 +432,9 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (m instanceof Embed e) {
             return e.requestId();
         }
+        if (m instanceof TextProtocol.EmbedTokens e) {
+            return e.requestId();
+        }
         if (m instanceof TextProtocol.Rerank r) {
             return r.requestId();
         }
@@ -363,15 +448,28 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (m instanceof Embed e) {
             return e.deadline();
         }
+        if (m instanceof TextProtocol.EmbedTokens e) {
+            return e.deadline();
+        }
         if (m instanceof TextProtocol.Rerank r) {
             return r.deadline();
         }
         return m instanceof TextProtocol.Classify c ? c.deadline() : null;
     }
 
+    /** The priority the model batches the request by (higher first); scoring requests carry none. */
+    private static int priority(Command m) {
+        if (m instanceof Embed e) {
+            return e.priority();
+        }
+        return m instanceof TextProtocol.EmbedTokens e ? e.priority() : 0;
+    }
+
     /** Sends {@code reply} (a TextFailure, which is a reply of every kind) to the request's replyTo. */
     private static void reply(Command m, TextFailure reply) {
         if (m instanceof Embed e) {
+            e.replyTo().tell(reply);
+        } else if (m instanceof TextProtocol.EmbedTokens e) {
             e.replyTo().tell(reply);
         } else if (m instanceof TextProtocol.Rerank r) {
             r.replyTo().tell(reply);

@@ -24,6 +24,9 @@ import org.apache.pekko.actor.typed.Props;
 public final class Models {
     private final ActorRef<RuntimeProtocol.Command> runtime;
     private final Asker asker;
+    /** The models loaded through this facade, by name (statistics and unloading by name). */
+    private final java.util.Map<String, ActorRef<InferenceProtocol.Command>> loaded =
+            new java.util.concurrent.ConcurrentHashMap<>();
 
     Models(ActorRef<RuntimeProtocol.Command> runtime, Asker asker) {
         this.runtime = runtime;
@@ -47,7 +50,27 @@ public final class Models {
                     if (reply instanceof RuntimeProtocol.ModelLoadFailed f) {
                         throw new MpsRuntimeException(f.reason());
                     }
-                    return ((RuntimeProtocol.ModelLoaded) reply).model();
+                    ActorRef<InferenceProtocol.Command> model = ((RuntimeProtocol.ModelLoaded) reply).model();
+                    loaded.put(name, model);
+                    return model;
+                });
+    }
+
+    /** The model loaded through this facade as {@code name} (also the one behind a text encoder). */
+    public java.util.Optional<ActorRef<InferenceProtocol.Command>> model(String name) {
+        return java.util.Optional.ofNullable(loaded.get(name));
+    }
+
+    /**
+     * Stops the model loaded as {@code name} on every device (its replicas, its router, and a text encoder in
+     * front of it) and frees its device weights; completes once every replica has stopped, with false when no
+     * model of that name was loaded. Requests it still held are answered with a failure: drain them first.
+     */
+    public CompletionStage<Boolean> unloadModel(String name) {
+        return asker.ask(runtime, (ActorRef<RuntimeProtocol.ModelUnloaded> r) -> new RuntimeProtocol.UnloadModel(name, r))
+                .thenApply(reply -> {
+                    loaded.remove(name);
+                    return reply.found();
                 });
     }
 

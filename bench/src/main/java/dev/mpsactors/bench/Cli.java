@@ -56,6 +56,11 @@ public final class Cli {
               jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
               node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
                                         a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
+              serve --model NAME=DIR [--model NAME=DIR..] [--host H] [--port P]
+                                        an HTTP server: TEI and OpenAI routes, /metrics, /models (docs/serving.md)
+              stress --url http://HOST:PORT --model DIR [...]
+                                        also drive that running server over HTTP (POST /v1/embeddings, token ids)
+                                        and report it as "http" beside the in-process run on the same folder
             """ + EmbedCommand.USAGE + ClusterClientCommand.USAGE + Soak.USAGE;
 
     static final class UsageException extends RuntimeException {
@@ -99,6 +104,12 @@ public final class Cli {
                 }
                 case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
                 case "soak" -> Soak.run(args);
+                case "serve" -> {
+                    int status = dev.mpsactors.server.ServeCommand.run(args.toArray(String[]::new));
+                    if (status != 0) {
+                        System.exit(status);
+                    }
+                }
                 case "help", "-h", "--help" -> System.out.print(USAGE);
                 default -> throw new UsageException("unknown command '" + command + "'");
             }
@@ -120,7 +131,7 @@ public final class Cli {
      * and exit status 0. {@code native-workload} and {@code jmh} answer it themselves.
      */
     private static boolean asksForHelp(String command, Deque<String> args) {
-        if (command.equals("native-workload") || command.equals("jmh")) {
+        if (command.equals("native-workload") || command.equals("jmh") || command.equals("serve")) {
             return false;
         }
         return args.contains("--help") || args.contains("-h");
@@ -241,8 +252,9 @@ public final class Cli {
     /** {@code load-test} is the same command under its older name. */
     private static void stress(String command, Deque<String> args) throws Exception {
         String line = "bin/mps-actors " + command + (args.isEmpty() ? "" : " " + String.join(" ", args));
+        java.net.URI url = StressBench.takeUrl(args);
         StressOptions options = StressOptions.parse(args, command.equals("load-test"));
-        int status = new StressBench(options, line, System.out).run();
+        int status = new StressBench(options, line, System.out, url).run();
         if (status != 0) {
             System.err.println("mps-actors: replies were lost");
             System.exit(status);

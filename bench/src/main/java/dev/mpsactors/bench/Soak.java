@@ -39,8 +39,10 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
 final class Soak {
     static final String USAGE = """
               soak [--minutes M] [--clients C] [--model DIR] [--kernel-rate P] [--oom-rate P] [--hang-rate P]
-                   [--crash-every SECONDS] [--watchdog SECONDS]
-                                        minutes of load with faults on; reports served, faults, replies lost
+                   [--crash-every SECONDS] [--watchdog SECONDS] [--url http://HOST:PORT]
+                                        minutes of load with faults on; reports served, faults, replies lost;
+                                        --url: the same clients through an HTTP server started on that address
+                                        (POST /v1/embeddings with token ids, bad bodies among them)
             """;
 
     private Soak() {}
@@ -49,6 +51,7 @@ final class Soak {
         double minutes = 2, kernelRate = 0.01, oomRate = 0.02, hangRate = 0.002, crashEvery = 5, watchdog = 2;
         int clients = 32;
         Path model = null;
+        java.net.URI url = null;
         while (!args.isEmpty()) {
             String flag = args.pollFirst();
             String value = args.pollFirst();
@@ -64,6 +67,7 @@ final class Soak {
                 case "--hang-rate" -> hangRate = Double.parseDouble(value);
                 case "--crash-every" -> crashEvery = Double.parseDouble(value);
                 case "--watchdog" -> watchdog = Double.parseDouble(value);
+                case "--url" -> url = java.net.URI.create(value);
                 default -> throw new Cli.UsageException("soak: unknown option '" + flag + "'");
             }
         }
@@ -76,8 +80,20 @@ final class Soak {
                         + " fault-injection { enabled = true, kernel-failure-rate = %s, allocation-failure-rate = %s,"
                         + " hang-rate = %s, seed = 42 } }", watchdog, clients * 4, kernelRate, oomRate, hangRate))
                 .withFallback(ConfigFactory.load());
+        if (url != null) {
+            if (url.getHost() == null || url.getPort() < 0) {
+                throw new Cli.UsageException("soak: --url takes http://HOST:PORT, got '" + url + "'");
+            }
+            if (!Files.exists(model.resolve("tokenizer.json"))) {
+                dev.mpsactors.server.VocabularyTokenizer.write(model, new com.fasterxml.jackson.databind.ObjectMapper()
+                        .readTree(model.resolve("config.json").toFile()).path("vocab_size").asInt());
+            }
+            // no warm-up: with faults on, a warm-up request may fail on purpose
+            config = ConfigFactory.parseString("mps-actors.server { host = \"" + url.getHost() + "\", port = "
+                    + url.getPort() + ", warmup-batch-sizes = [] }").withFallback(config);
+        }
         new Run(config, model, clients, Duration.ofMillis((long) (minutes * 60_000)),
-                Duration.ofMillis((long) (crashEvery * 1000))).execute();
+                Duration.ofMillis((long) (crashEvery * 1000)), url).execute();
     }
 
     private static final class Run {
@@ -93,8 +109,11 @@ final class Soak {
         private final Map<String, AtomicLong> byCause = new ConcurrentHashMap<>();
         private final AtomicLong badInputsTried = new AtomicLong();
         private final AtomicLong badInputsRefused = new AtomicLong();
+        private final java.net.URI url;
+        private dev.mpsactors.server.HttpLoad http;
 
-        Run(Config config, Path folder, int clients, Duration length, Duration crashEvery) {
+        Run(Config config, Path folder, int clients, Duration length, Duration crashEvery, java.net.URI url) {
+            this.url = url;
             this.config = config;
             this.folder = folder;
             this.clients = clients;
@@ -104,8 +123,17 @@ final class Soak {
 
         void execute() throws Exception {
             MpsRuntime rt = MpsRuntime.start(config);
-            ActorRef<InferenceProtocol.Command> model = rt.models().loadModel("soak", folder).toCompletableFuture()
-                    .get(120, TimeUnit.SECONDS);
+            dev.mpsactors.server.MpsServer server = null;
+            ActorRef<InferenceProtocol.Command> model;
+            if (url != null) {
+                server = dev.mpsactors.server.MpsServer.start(rt, dev.mpsactors.server.ServerSettings.fromConfig(
+                        config.resolve()), Map.of("soak", folder));
+                http = new dev.mpsactors.server.HttpLoad(java.net.URI.create(server.url()));
+                model = rt.models().model("soak.v1").orElseThrow();
+                System.out.printf("soak: through the HTTP server at %s%n", server.url());
+            } else {
+                model = rt.models().loadModel("soak", folder).toCompletableFuture().get(120, TimeUnit.SECONDS);
+            }
             AllocatorStats memoryAtStart = rt.memory().stats().toCompletableFuture().get(60, TimeUnit.SECONDS);
             long heapAtStart = usedHeap();
             System.out.printf("soak: %s, %d clients, faults on (%s), watchdog %s, an owner crashed every %s%n",
@@ -144,7 +172,7 @@ final class Soak {
             FaultCounts faults = rt.faultCounts().toCompletableFuture().get(60, TimeUnit.SECONDS);
             AllocatorStats memoryAtEnd = settledAllocator(rt);
             long heapAtEnd = usedHeap();
-            LiveObjects left = rt.shutdown(Duration.ofSeconds(60));
+            LiveObjects left = server != null ? server.shutdown() : rt.shutdown(Duration.ofSeconds(60));
             long lost = sent.get() - answered.get();
             System.out.println();
             System.out.printf("requests sent       %d%n", sent.get());
@@ -162,7 +190,10 @@ final class Soak {
                     memoryAtEnd.limitBytes());
             System.out.printf("JVM heap used       %d MiB -> %d MiB (after GC)%n", heapAtStart >> 20, heapAtEnd >> 20);
             System.out.printf("native objects left %s%n", left);
-            if (lost != 0 || duplicates.get() != 0 || !left.isEmpty() || memoryAtEnd.allocatedBytes() != 0) {
+            long serverErrors = byCause.entrySet().stream().filter(e -> e.getKey().startsWith("HTTP 500"))
+                    .mapToLong(e -> e.getValue().get()).sum();
+            if (lost != 0 || duplicates.get() != 0 || !left.isEmpty() || memoryAtEnd.allocatedBytes() != 0
+                    || serverErrors != 0) {
                 System.out.println("SOAK FAILED: replies lost or duplicated, or memory/native objects left");
                 System.exit(1);
             }
@@ -181,6 +212,10 @@ final class Soak {
                 }
                 open.put(id, Boolean.TRUE);
                 sent.incrementAndGet();
+                if (http != null) {
+                    overHttp(id, bad, in, random);
+                    continue;
+                }
                 InferReply reply;
                 try {
                     reply = AskPattern.<InferenceProtocol.Command, InferReply>ask(model,
@@ -206,6 +241,45 @@ final class Soak {
                     count(bad ? "bad input refused" : cause(f.reason()));
                 }
             }
+        }
+
+        /** One request through the server: its status (and error message) classified as the actor replies are. */
+        private void overHttp(String id, boolean bad, InferenceInputs in, Random random) {
+            dev.mpsactors.server.HttpLoad.Outcome o;
+            try {
+                o = http.send(bad ? badBody(random) : "{\"input\": " + java.util.Arrays.deepToString(in.inputIds()) + "}");
+            } catch (Exception e) {
+                count("no reply (" + e.getClass().getSimpleName() + ")");
+                return; // counted as lost: sent but not answered
+            }
+            if (open.remove(id) == null) {
+                duplicates.incrementAndGet();
+                return;
+            }
+            answered.incrementAndGet();
+            if (o.status() == 200) {
+                count(bad ? "BAD INPUT SERVED" : "result");
+            } else if (o.status() == 429) {
+                count("overloaded");
+            } else if (bad && o.status() >= 400 && o.status() < 500) {
+                badInputsRefused.incrementAndGet();
+                count("bad input refused (" + o.status() + ")");
+            } else if (o.status() >= 500 && o.status() != 503 && o.status() != 504) {
+                count("HTTP " + o.status() + ": " + o.error());
+            } else {
+                count(cause(String.valueOf(o.error())));
+            }
+        }
+
+        /** Out-of-vocabulary, negative, empty and over-long token ids, and bodies that are not JSON. */
+        private static String badBody(Random random) {
+            return switch (random.nextInt(5)) {
+                case 0 -> "{\"input\": [[1, 2, 100000]]}";
+                case 1 -> "{\"input\": [[-1, 2]]}";
+                case 2 -> "{\"input\": [[]]}";
+                case 3 -> "{\"input\": " + java.util.Arrays.toString(new int[10_000]) + "}";
+                default -> "{\"input\": [[1, 2";
+            };
         }
 
         private static String cause(String reason) {

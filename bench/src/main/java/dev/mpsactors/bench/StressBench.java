@@ -28,11 +28,47 @@ final class StressBench {
     private final StressOptions options;
     private final String command;
     private final PrintStream out;
+    /** A running server ({@code --url}) driven over HTTP after the in-process run, or null. */
+    private final java.net.URI url;
 
     StressBench(StressOptions options, String command, PrintStream out) {
+        this(options, command, out, null);
+    }
+
+    StressBench(StressOptions options, String command, PrintStream out, java.net.URI url) {
         this.options = options;
         this.command = command;
         this.out = out;
+        this.url = url;
+        if (url != null && (options.model() == null || options.mix() != StressOptions.Mix.BERT
+                || options.clusterNodes() > 0)) {
+            throw new Cli.UsageException("--url needs --model DIR, the folder the server serves (BERT requests, one runtime)");
+        }
+    }
+
+    /** Removes {@code --url URL} from {@code args}: the server {@code stress} also drives over HTTP, or null. */
+    static java.net.URI takeUrl(java.util.Deque<String> args) {
+        java.util.List<String> rest = new java.util.ArrayList<>(args);
+        int i = rest.indexOf("--url");
+        if (i < 0) {
+            return null;
+        }
+        if (i + 1 >= rest.size()) {
+            throw new Cli.UsageException("--url needs a value");
+        }
+        String v = rest.get(i + 1);
+        rest.subList(i, i + 2).clear();
+        args.clear();
+        args.addAll(rest);
+        try {
+            java.net.URI u = java.net.URI.create(v);
+            if ((u.getScheme() == null || !u.getScheme().startsWith("http")) || u.getHost() == null) {
+                throw new IllegalArgumentException("not an http(s) URL");
+            }
+            return u;
+        } catch (IllegalArgumentException e) {
+            throw new Cli.UsageException("--url takes http://HOST:PORT, got '" + v + "'");
+        }
     }
 
     int run() throws Exception {
@@ -91,6 +127,9 @@ final class StressBench {
                     + settings.model().maxBatch(), actorsConfig, options, clients).run(model.folder(), model,
                     recorders(), out));
         }
+        if (url != null) {
+            ms.add(http(model, clients));
+        }
         for (StressOptions.Baseline b : options.compare()) {
             ms.add(switch (b) {
                 case RAW -> threads(ThreadBaseline.Kind.RAW, model, clients, streams, settings,
@@ -111,6 +150,34 @@ final class StressBench {
                     / Math.max(1e-9, m.requestsPerCpuSecond())));
         }
         return new StressReport.Point(clients, ms, ratios, cpuRatios);
+    }
+
+    /** The same requests, from {@code clients} HTTP connections in closed loop, to the server at {@code url}. */
+    private Measurement http(StressModel model, int clients) throws Exception {
+        dev.mpsactors.server.HttpLoad load = new dev.mpsactors.server.HttpLoad(url);
+        String served = load.defaultModel();
+        List<List<int[][]>> requests = new ArrayList<>();
+        for (int c = 0; c < clients; c++) {
+            requests.add(model.clientRequests(c, options).stream().map(in -> in.inputIds()).toList());
+        }
+        LoadRecorder rec = recorders().get();
+        java.util.concurrent.CompletableFuture<Void> all = load.start(served, requests,
+                new dev.mpsactors.server.HttpLoad.Recorder() {
+                    @Override
+                    public boolean trySend() {
+                        return rec.trySend();
+                    }
+
+                    @Override
+                    public void completed(long sentAtNanos, boolean ok, String failure) {
+                        rec.completed(sentAtNanos, ok, failure);
+                    }
+                });
+        Measurement m = MeasurementDriver.drive(new MeasurementDriver.Run("http", "POST /v1/embeddings (token ids) to "
+                + url + ", model " + served + ", " + clients + " connections", clients, load.streamBusyNanos().length,
+                rec, all, load::streamBusyNanos, model.flopsPerRequest(options), model.sequencesPerRequest(options)), out);
+        MeasurementDriver.awaitQuietly(all, MeasurementDriver.DRAIN_SECONDS);
+        return m;
     }
 
     private Measurement threads(ThreadBaseline.Kind kind, StressModel model, int clients, int streams,

@@ -146,7 +146,7 @@ public final class InferenceProtocol {
         }
     }
 
-    public sealed interface Command permits Infer, GetModelStats, Internal {}
+    public sealed interface Command permits Infer, Cancel, GetModelStats, Internal {}
 
     /** Messages private to the model actor's implementation. */
     public non-sealed interface Internal extends Command {}
@@ -156,14 +156,21 @@ public final class InferenceProtocol {
      *                 answered with an {@link InferFailure} and never reaches the device; one already running
      *                 completes normally (its result may arrive after the caller gave up).
      * @param outputs  what the reply carries (null: {@link OutputSpec#HF_DEFAULT})
+     * @param priority orders the model's queue: among queued requests a higher priority is batched first,
+     *                 equal priorities in arrival order (0 by default)
      */
     public record Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline,
-                        OutputSpec outputs) implements Command {
+                        OutputSpec outputs, int priority) implements Command {
         public Infer {
             Objects.requireNonNull(requestId, "requestId");
             Objects.requireNonNull(inputs, "inputs");
             Objects.requireNonNull(replyTo, "replyTo");
             outputs = outputs == null ? OutputSpec.HF_DEFAULT : outputs;
+        }
+
+        public Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline,
+                     OutputSpec outputs) {
+            this(requestId, inputs, replyTo, deadline, outputs, 0);
         }
 
         public Infer(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo, Instant deadline) {
@@ -184,6 +191,17 @@ public final class InferenceProtocol {
         public static Infer within(String requestId, InferenceInputs inputs, ActorRef<InferReply> replyTo,
                                    java.time.Duration timeout, OutputSpec outputs) {
             return new Infer(requestId, inputs, replyTo, Instant.now().plus(timeout), outputs);
+        }
+    }
+
+    /**
+     * The caller no longer wants the reply to {@code requestId} (it went away): a request still queued is
+     * answered at once with an {@link InferFailure} saying so and never reaches the device; one already in a
+     * batch completes normally. Unknown ids are ignored.
+     */
+    public record Cancel(String requestId) implements Command {
+        public Cancel {
+            Objects.requireNonNull(requestId, "requestId");
         }
     }
 

@@ -12,8 +12,8 @@ import org.apache.pekko.actor.typed.ActorRef;
 public final class RuntimeProtocol {
     private RuntimeProtocol() {}
 
-    public sealed interface Command permits GetRuntime, GetDevices, LoadModel, GetFaultCounts, InjectDeviceCrash,
-            GetDeviceStatus, Internal {}
+    public sealed interface Command permits GetRuntime, GetDevices, LoadModel, UnloadModel, GetFaultCounts,
+            InjectDeviceCrash, GetDeviceStatus, Internal {}
 
     /** Messages private to the guardian's implementation. */
     public non-sealed interface Internal extends Command {}
@@ -96,6 +96,16 @@ public final class RuntimeProtocol {
 
     /** @param reason names the file and the problem (malformed header, missing tensor, unsupported config, ...) */
     public record ModelLoadFailed(String name, String reason) implements ModelLoadReply {}
+
+    /**
+     * Stops the model actor loaded as {@code name} and frees its device weights; the name may be loaded
+     * again afterwards. Requests the model still held are answered with a failure saying it stopped (drain
+     * them first to answer them all with results). Answered once the actor has stopped, with
+     * {@code found} false when no model of that name was loaded.
+     */
+    public record UnloadModel(String name, ActorRef<ModelUnloaded> replyTo) implements Command {}
+
+    public record ModelUnloaded(String name, boolean found) {}
 
     /** Everything a client needs to talk to the owners of one device. */
     public record RuntimeRefs(DeviceInfo device, ActorRef<AllocatorProtocol.Command> allocator,

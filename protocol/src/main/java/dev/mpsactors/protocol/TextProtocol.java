@@ -31,7 +31,7 @@ public final class TextProtocol {
         }
     }
 
-    public sealed interface Command permits Embed, Rerank, Classify, Describe, Internal {}
+    public sealed interface Command permits Embed, EmbedTokens, Cancel, Rerank, Classify, Describe, Internal {}
 
     /** Messages private to the encoder's implementation. */
     public non-sealed interface Internal extends Command {}
@@ -39,9 +39,10 @@ public final class TextProtocol {
     /**
      * @param deadline when the caller stops waiting (null: never); passed on to the model request
      * @param options  null: {@link EmbedOptions#DEFAULT}
+     * @param priority passed on to the model request: a higher priority is batched first (0 by default)
      */
     public record Embed(String requestId, List<String> texts, EmbedOptions options, ActorRef<EmbedReply> replyTo,
-                        Instant deadline) implements Command {
+                        Instant deadline, int priority) implements Command {
         public Embed {
             Objects.requireNonNull(requestId, "requestId");
             Objects.requireNonNull(texts, "texts");
@@ -51,8 +52,48 @@ public final class TextProtocol {
             texts = java.util.Collections.unmodifiableList(new java.util.ArrayList<>(texts));
         }
 
+        public Embed(String requestId, List<String> texts, EmbedOptions options, ActorRef<EmbedReply> replyTo,
+                     Instant deadline) {
+            this(requestId, texts, options, replyTo, deadline, 0);
+        }
+
         public Embed(String requestId, List<String> texts, EmbedOptions options, ActorRef<EmbedReply> replyTo) {
             this(requestId, texts, options, replyTo, null);
+        }
+    }
+
+    /**
+     * Embeds sequences given as token ids of the model's vocabulary (special tokens included as the caller
+     * wants them), answered like {@link Embed} with one {@link Embeddings} or {@link TextFailure}. Each
+     * sequence is one text: an empty one, a negative id, or more than {@code mps-actors.text.max-texts}
+     * sequences fail the request naming it; a sequence longer than the model's limit is cut to it when
+     * {@code options.truncate()} (ids past the limit dropped), else refused. Ids beyond the vocabulary are
+     * refused by the model, naming the position.
+     *
+     * @param tokenIds [sequences][tokens]
+     * @param options  null: {@link EmbedOptions#DEFAULT}
+     * @param deadline when the caller stops waiting (null: never)
+     * @param priority a higher priority is batched first (0 by default)
+     */
+    public record EmbedTokens(String requestId, int[][] tokenIds, EmbedOptions options, ActorRef<EmbedReply> replyTo,
+                              Instant deadline, int priority) implements Command {
+        public EmbedTokens {
+            Objects.requireNonNull(requestId, "requestId");
+            Objects.requireNonNull(tokenIds, "tokenIds");
+            Objects.requireNonNull(replyTo, "replyTo");
+            options = options == null ? EmbedOptions.DEFAULT : options;
+        }
+    }
+
+    /**
+     * The caller no longer wants the reply to {@code requestId} (an HTTP client disconnected): a request
+     * still being tokenized or queued at the model is answered at once with a {@link TextFailure} of kind
+     * {@link FailureKind#CANCELLED} and never reaches the device; one already in a device batch completes
+     * normally. Unknown ids are ignored.
+     */
+    public record Cancel(String requestId) implements Command {
+        public Cancel {
+            Objects.requireNonNull(requestId, "requestId");
         }
     }
 
@@ -209,7 +250,9 @@ public final class TextProtocol {
         /** The request's deadline passed before it reached the device. */
         DEADLINE_EXCEEDED,
         /** The model or the encoder stopped, or the device failed the batch. */
-        UNAVAILABLE
+        UNAVAILABLE,
+        /** The caller cancelled the request ({@link Cancel}) before it reached the device. */
+        CANCELLED
     }
 
     /**

@@ -140,6 +140,10 @@ final class ServedModel implements AutoCloseable {
         return replies;
     }
 
+    Path folder() {
+        return folder;
+    }
+
     AllocatorStats allocator() throws Exception {
         return runtime.memory().stats().toCompletableFuture().get(BOUND.toSeconds(), TimeUnit.SECONDS);
     }

@@ -156,4 +156,60 @@ class TextEncoderActorTest {
                 .contains("passed before tokenizing"));
         model.expectNoMessage(Duration.ofMillis(200));
     }
+
+    @Test
+    void tokenIdsGoToTheModelAsTheyAreWithThePriorityAndBadOnesAreRefusedByIndex() {
+        TestProbe<InferenceProtocol.Command> model = kit.createTestProbe();
+        TestProbe<EmbedReply> replies = kit.createTestProbe();
+        ActorRef<TextProtocol.Command> encoder = encoder(model);
+        encoder.tell(new TextProtocol.EmbedTokens("t1", new int[][] {{101, 7592, 102}, {101, 102}}, null,
+                replies.getRef(), null, 3));
+        Infer infer = model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
+        assertArrayEquals(new int[] {101, 7592, 102}, infer.inputs().inputIds()[0]);
+        assertArrayEquals(new int[] {101, 102, 0}, infer.inputs().inputIds()[1]);
+        assertArrayEquals(new int[] {1, 1, 0}, infer.inputs().attentionMask()[1]);
+        assertEquals(3, infer.priority());
+        assertEquals(InferenceProtocol.OutputSpec.embedding(Pooling.CLS, true), infer.outputs());
+        float[][] vectors = {{1, 0, 0, 0}, {0, 1, 0, 0}};
+        infer.replyTo().tell(new InferenceProtocol.InferResult(infer.requestId(), null, null, vectors));
+        Embeddings e = assertInstanceOf(Embeddings.class, replies.receiveMessage(Duration.ofSeconds(30)));
+        assertArrayEquals(new int[] {3, 2}, e.tokenCounts());
+
+        int[] tooLong = new int[129];
+        java.util.Arrays.fill(tooLong, 7);
+        encoder.tell(new TextProtocol.EmbedTokens("t2", new int[][] {{}, {5, -1}, tooLong, {101}},
+                new EmbedOptions(null, null, false), replies.getRef(), null, 0));
+        TextFailure refused = assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30)));
+        assertEquals(TextProtocol.FailureKind.INVALID_REQUEST, refused.kind());
+        assertEquals(List.of(0, 1, 2), refused.problems().stream().map(TextProtocol.TextProblem::index).toList());
+        assertTrue(refused.reason().contains("position 1 is negative"), refused.reason());
+        model.expectNoMessage(Duration.ofMillis(100));
+
+        encoder.tell(new TextProtocol.EmbedTokens("t3", new int[][] {tooLong}, null, replies.getRef(), null, 0));
+        Infer cut = model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
+        assertEquals(128, cut.inputs().inputIds()[0].length, "cut to the model's limit with truncation on");
+        cut.replyTo().tell(new InferenceProtocol.InferResult(cut.requestId(), null, null, new float[][] {{1, 0, 0, 0}}));
+        Embeddings truncated = assertInstanceOf(Embeddings.class, replies.receiveMessage(Duration.ofSeconds(30)));
+        assertTrue(truncated.truncated()[0]);
+        assertEquals(128, truncated.tokenCounts()[0]);
+    }
+
+    @Test
+    void cancelAsksTheModelToDropTheQueuedRequestAndAnswersOnceAsCancelled() {
+        TestProbe<InferenceProtocol.Command> model = kit.createTestProbe();
+        TestProbe<EmbedReply> replies = kit.createTestProbe();
+        ActorRef<TextProtocol.Command> encoder = encoder(model);
+        encoder.tell(new Embed("c1", List.of("a text"), null, replies.getRef(), null, 0));
+        Infer infer = model.expectMessageClass(Infer.class, Duration.ofSeconds(30));
+        encoder.tell(new TextProtocol.Cancel("c1"));
+        encoder.tell(new TextProtocol.Cancel("unknown"));
+        InferenceProtocol.Cancel cancel = model.expectMessageClass(InferenceProtocol.Cancel.class, Duration.ofSeconds(30));
+        assertEquals(infer.requestId(), cancel.requestId());
+        model.expectNoMessage(Duration.ofMillis(100));
+        infer.replyTo().tell(new InferenceProtocol.InferFailure(infer.requestId(),
+                "cancelled by the caller before it reached the device; it was not run"));
+        TextFailure f = assertInstanceOf(TextFailure.class, replies.receiveMessage(Duration.ofSeconds(30)));
+        assertEquals(TextProtocol.FailureKind.CANCELLED, f.kind());
+        replies.expectNoMessage(Duration.ofMillis(100));
+    }
 }
