@@ -9,8 +9,8 @@
 # Here first: BUNDLE_FOR=cuda bench/device/prepare-bundle.sh (.device: JRE, jars, JNI headers). Then, as the device command
 # (carry .device):   bash bench/device/throughput.sh
 # $OUT gets throughput.json (every figure of the call), ncu-summary.txt and throughput-logs.tgz (all logs).
-# Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; none
-# skips), PROFILE (1), NUMERICS (1), PEER (1; 0 skips the PyTorch peer).
+# Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; a list
+# such as "memcheck racecheck" runs each; none skips), PROFILE (1), NUMERICS (1), PEER (1; 0 skips the PyTorch peer).
 set -uo pipefail
 final=${OUT:-/tmp/mps-throughput-out}
 work=/tmp/mps-throughput
@@ -23,9 +23,11 @@ if [[ ${SANITIZER:-memcheck} == none ]]; then skip=1; else skip=0; fi
 OUT=$work/native MPS_SKIP_SANITIZERS=1 bash bench/device/cuda-native.sh > "$work/native.log" 2>&1 || status=1
 grep -E "mps-actors:|H[0-9]00|test_cuda:|FAIL" "$work/native.log" | grep -v "^PASS" | head -20
 if [[ $skip == 0 ]]; then
-  MPS_TEST_LIGHT=1 compute-sanitizer --tool "${SANITIZER:-memcheck}" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda \
-    > "$work/sanitizer.log" 2>&1 && echo "${SANITIZER:-memcheck}: clean" || { echo "${SANITIZER:-memcheck}: FAILED"; status=1; }
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$work/sanitizer.log"
+  for tool in ${SANITIZER:-memcheck}; do
+    MPS_TEST_LIGHT=1 compute-sanitizer --tool "$tool" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda \
+      > "$work/sanitizer-$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$work/sanitizer-$tool.log"
+  done
 fi
 
 [[ -d /tmp/jre ]] || tar xzf .device/jre.tgz -C /tmp
