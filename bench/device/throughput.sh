@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# On the device machine, in ONE call: the cuda backend built and checked (cuda-native.sh: conformance test,
-# compute-sanitizer memcheck), numerics against Hugging Face float64, then mps-actors and the PyTorch peer
-# (torch_peer.py) on the same generated BERT-base folder (hidden 768, 12 layers, vocab 30522): 256 clients
+# On the device machine, in ONE call: the cuda backend built and checked (cuda-native.sh: test_cuda; the
+# conformance suite over the C ABI in each math mode; both under compute-sanitizer), numerics against
+# Hugging Face float64, then mps-actors and the PyTorch peer (torch_peer.py) on the same generated BERT-base folder (hidden 768, 12 layers, vocab 30522): 256 clients
 # sending batch-1 requests for the pooled, normalized sentence embedding (mean over the tokens), which both
 # deliver to host memory; every sequence 128 tokens, and lengths uniform in 8..128; fp16 (16-bit storage) and
 # fp32 (no TF32). Last, Nsight Compute's kernel times for one 128 x 128 fp16 batch (`bin/mps-actors run`).
@@ -27,6 +27,22 @@ if [[ $skip == 0 ]]; then
     MPS_TEST_LIGHT=1 compute-sanitizer --tool "$tool" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda \
       > "$work/sanitizer-$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$work/sanitizer-$tool.log"
+  done
+fi
+
+echo "=== conformance suite over the C ABI (conformance.c), backend cuda, each math mode"
+conf=/tmp/mps-cuda/build/tests/conformance_cuda
+for m in fp32 tf32 fp16 bf16; do
+  "$conf" cuda "$m" > "$work/conformance-$m.log" 2>&1 || { status=1; grep FAIL "$work/conformance-$m.log" | head -5; }
+  tail -1 "$work/conformance-$m.log"
+done
+if [[ $skip == 0 ]]; then
+  for tool in ${SANITIZER:-memcheck}; do
+    for m in fp32 fp16; do
+      compute-sanitizer --tool "$tool" --error-exitcode 3 "$conf" cuda "$m" > "$work/conformance-$tool-$m.log" 2>&1 \
+        && echo "conformance $m under $tool: clean" || { echo "conformance $m under $tool: FAILED"; status=1; }
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$work/conformance-$tool-$m.log"
+    done
   done
 fi
 
