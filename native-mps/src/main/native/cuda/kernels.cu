@@ -540,8 +540,7 @@ MPS_ROW_KERNELS(16, unsigned short)
 
 // ---- attention16: softmax(scale * Q K^T + mask) V without writing the scores -------------------------------
 // qkv is [batch, seq, 3, heads, head_dim] (the rows of one Q|K|V projection, before its bias), bias [3, heads,
-// head_dim] (may be null; added in fp32 and rounded to the storage type as each value is loaded, as the GEMM
-// epilogue would have stored it), out [batch, seq, heads, head_dim], the mask fp32 [batch, seq] (additive, per
+// head_dim] (may be null; added to each value as it is loaded, the sum rounded once to the storage type), out [batch, seq, heads, head_dim], the mask fp32 [batch, seq] (additive, per
 // key; may be null). One block per (query tile of 64, head,
 // sequence): 4 warps of 16 query rows each. Keys and values go through shared memory 64 at a time; scores live
 // in registers only, in tensor-core fragments (mma.sync m16n8k16, fp32 accumulation; V's fragments through
@@ -568,10 +567,13 @@ __device__ __forceinline__ unsigned int mps_pack2(float lo, float hi, int bf16) 
   return r;
 }
 
-// A pair of stored values (low half first) plus a pair of stored biases, added in fp32 and rounded back.
+// A pair of stored values plus a pair of stored biases in one packed instruction, the exact sum rounded once
+// to the storage type (fp16: add.rn.f16x2; bf16: fma.rn.bf16x2 with 1.0, sm_80 and later).
 __device__ __forceinline__ unsigned int mps_biased2(unsigned int w, unsigned int b, int bf16) {
-  return mps_pack2(mps_half_bits(w & 0xffffu, bf16) + mps_half_bits(b & 0xffffu, bf16),
-                   mps_half_bits(w >> 16, bf16) + mps_half_bits(b >> 16, bf16), bf16);
+  unsigned int r;
+  if (bf16) asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(w), "r"(0x3f803f80u), "r"(b));
+  else asm("add.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(w), "r"(b));
+  return r;
 }
 
 __device__ __forceinline__ void mps_biased8(mps_u4& u, const unsigned int* b, int bf16) {
