@@ -640,23 +640,34 @@ static void check_storage16(double limit) {
     }
     free(px), free(x), free(mask), free(got), free(want);
   }
-  /* attention16 with the projection's bias, a ragged mask and a sequence masked with -inf everywhere */
-  {
-    const int64_t batch = 3, seq = 100, heads = 2, d = 64, row = 3 * heads * d;
+  /* attention16 at each head size, lengths that leave partial 64-query and 64-key tiles up to 512, with and
+   * without the projection's bias; sequence 1 padded with finfo(float32).min, sequence 2 masked with -inf
+   * everywhere (zeros). MPS_TEST_LIGHT (under compute-sanitizer) keeps the shapes small. */
+  struct shape { int64_t batch, seq, heads, d; };
+  const struct shape full[] = {{3, 130, 2, 64}, {3, 77, 3, 32}, {3, 40, 2, 128}, {1, 512, 2, 64}};
+  const struct shape light[] = {{3, 70, 1, 64}, {3, 20, 1, 32}, {3, 9, 1, 128}};
+  const int is_light = getenv("MPS_TEST_LIGHT") != NULL;
+  const struct shape* shapes = is_light ? light : full;
+  mps_pipeline* at = pipeline(g_library16, "attention16");
+  for (int si = 0; si < (is_light ? 3 : 4); si++) {
+    const int64_t batch = shapes[si].batch, seq = shapes[si].seq, heads = shapes[si].heads, d = shapes[si].d;
+    const int64_t row = 3 * heads * d;
+    const int biased = si % 2 == 0;
     double *x, *bx;
     uint16_t *qkv = random16(batch * seq * row, -2, 2, &x), *bias = random16(row, -1, 1, &bx);
-    float* mask = ragged_mask(batch, seq);
-    for (int64_t t = 0; t < seq; t++) mask[2 * seq + t] = -INFINITY;
+    float* mask = calloc((size_t)(batch * seq), 4);
+    for (int64_t t = seq - 11; batch > 1 && t < seq; t++) mask[1 * seq + t] = -3.4028234663852886e38f;
+    for (int64_t t = 0; batch > 2 && t < seq; t++) mask[2 * seq + t] = -INFINITY;
     mps_buffer *bq = upload(qkv, batch * seq * row * 2), *bb = upload(bias, row * 2), *bm = upload(mask, batch * seq * 4);
     mps_buffer* bo = upload(NULL, batch * seq * heads * d * 2);
     double scale = 1.0 / sqrt((double)d);
-    mps_arg aa[] = {B(bq), B(bb), B(bm), B(bo), I(batch), I(seq), I(heads), I(d), F(scale)};
-    kernel(pipeline(g_library16, "attention16"), "attention16", aa, 9);
+    mps_arg aa[] = {B(bq), biased ? B(bb) : NONE(), B(bm), B(bo), I(batch), I(seq), I(heads), I(d), F(scale)};
+    kernel(at, "attention16", aa, 9);
     size_t n = (size_t)(batch * seq * heads * d);
     uint16_t* got = malloc(n * 2);
     download(bo, got, n * 2);
     double *want = calloc(n, sizeof(double)), *p = malloc(seq * sizeof(double));
-    for (int64_t i = 0; i < batch * seq * row; i++) x[i] += bx[i % row];
+    for (int64_t i = 0; biased && i < batch * seq * row; i++) x[i] += bx[i % row];
     for (int64_t b = 0; b < batch; b++)
       for (int64_t hh = 0; hh < heads; hh++)
         for (int64_t i = 0; i < seq; i++) {
@@ -675,9 +686,11 @@ static void check_storage16(double limit) {
           for (int64_t j = 0; j < seq; j++)
             for (int64_t c = 0; c < d; c++) o[c] += p[j] / sum * x[(b * seq + j) * row + 2 * heads * d + hh * d + c];
         }
-    report("attention16 with bias, masked", rel_l2_16(got, want, n), limit);
+    char name[64];
+    snprintf(name, sizeof name, "attention16 d%lld seq %lld%s", (long long)d, (long long)seq, biased ? " +bias" : "");
+    report(name, rel_l2_16(got, want, n), limit);
     int zeros = 1;
-    for (size_t i = (size_t)(2 * seq * heads * d); i < n; i++) zeros = zeros && got[i] == 0;
+    for (size_t i = (size_t)(2 * seq * heads * d); batch > 2 && i < n; i++) zeros = zeros && got[i] == 0;
     CHECK(zeros, "attention16: a sequence masked with -inf everywhere attends to nothing");
     free(x), free(bx), free(qkv), free(bias), free(mask), free(got), free(want), free(p);
   }
