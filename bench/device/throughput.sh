@@ -10,7 +10,8 @@
 # (carry .device):   bash bench/device/throughput.sh
 # $OUT gets throughput.json (every figure of the call), ncu-summary.txt and throughput-logs.tgz (all logs).
 # Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; a list
-# such as "memcheck racecheck" runs each; none skips), PROFILE (1), NUMERICS (1), PEER (1; 0 skips the PyTorch peer).
+# such as "memcheck racecheck" runs each; none skips), PROFILE (1), NUMERICS (1), NUMERICS_SPECS ("fp32:1e-5
+# fp16:1e-2": the math modes compared with Hugging Face, each with its limit), PEER (1; 0 skips the PyTorch peer).
 set -uo pipefail
 final=${OUT:-/tmp/mps-throughput-out}
 work=/tmp/mps-throughput
@@ -57,7 +58,7 @@ outputs=${OUTPUTS:-embedding:mean:normalized}
 
 if [[ ${NUMERICS:-1} == 1 ]]; then
   python3 bench/device/hf_compare.py make-input "$work/in.json" 5 30522
-  for spec in fp32:1e-5 fp16:1e-2; do
+  for spec in ${NUMERICS_SPECS:-fp32:1e-5 fp16:1e-2}; do
     m=${spec%%:*}; limit=${spec#*:}
     echo "=== numerics: gemm-math $m vs Hugging Face float64 (limit $limit)"
     MPS_ACTORS_GEMM_MATH=$m "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli run --model "$base" --input "$work/in.json" \
