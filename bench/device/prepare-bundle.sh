@@ -16,14 +16,21 @@ for jar in bench/target/lib/*.jar; do
           'org/bytedeco/openblas/linux-x86_64/libgfortran.so.5' 'org/bytedeco/openblas/linux-x86_64/libquadmath.so.0' \
         && zip -q -r "$OLDPWD/.device/lib/$(basename "$jar")" org)
       rm -rf "$tmp" ;;
+    tokenizers-*.jar)
+      # DJL's tokenizers carry a native library per platform (18 MB); the device is linux-x86_64.
+      cp "$jar" .device/lib/
+      zip -q -d ".device/lib/$(basename "$jar")" 'native/lib/linux-aarch64/*' 'native/lib/osx-*' 'native/lib/win-*' ;;
     *) cp "$jar" .device/lib/ ;;
   esac
 done
-# A cuda run needs neither the cpu backend's OpenBLAS, ONNX Runtime (the cpu peer) nor the cluster's sharding/persistence stack (classes
+# A cuda run needs neither the cpu backend's OpenBLAS, ONNX Runtime (the cpu peer), the cluster's sharding/persistence stack,
+# Artery's transport libraries nor archive and math libraries only the cluster and model downloads use (classes
 # load lazily), and the bundle must stay under the 64 MiB a device call carries: BUNDLE_FOR=cuda drops them.
 if [[ ${BUNDLE_FOR:-all} == cuda ]]; then
   (cd .device/lib && rm -f openblas-*-linux-x86_64.jar jffi-*.jar jnr-*.jar lmdbjava-*.jar pekko-persistence_*.jar \
-      pekko-cluster-sharding*.jar jmh-core-*.jar jopt-simple-*.jar asm-*.jar onnxruntime-*.jar)
+      pekko-cluster-sharding*.jar jmh-core-*.jar jopt-simple-*.jar asm-*.jar onnxruntime-*.jar \
+      commons-math3-*.jar commons-compress-*.jar agrona-*.jar lz4-java-*.jar \
+      pekko-cluster-tools_*.jar)
 fi
 du -sh .device/jre.tgz .device/lib
 # JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# On the device machine, in ONE call: the cuda backend built and checked (cuda-native.sh: conformance test,
-# compute-sanitizer memcheck), numerics against Hugging Face float64, then mps-actors and the PyTorch peer
-# (torch_peer.py) on the same generated BERT-base folder (hidden 768, 12 layers, vocab 30522): 256 clients
+# On the device machine, in ONE call: the cuda backend built and checked (cuda-native.sh: test_cuda; the
+# conformance suite over the C ABI in each math mode; both under compute-sanitizer), numerics against
+# Hugging Face float64, then mps-actors and the PyTorch peer (torch_peer.py) on the same generated BERT-base folder (hidden 768, 12 layers, vocab 30522): 256 clients
 # sending batch-1 requests for the pooled, normalized sentence embedding (mean over the tokens), which both
 # deliver to host memory; every sequence 128 tokens, and lengths uniform in 8..128; fp16 (16-bit storage) and
 # fp32 (no TF32). Last, Nsight Compute's kernel times for one 128 x 128 fp16 batch (`bin/mps-actors run`).
@@ -9,8 +9,9 @@
 # Here first: BUNDLE_FOR=cuda bench/device/prepare-bundle.sh (.device: JRE, jars, JNI headers). Then, as the device command
 # (carry .device):   bash bench/device/throughput.sh
 # $OUT gets throughput.json (every figure of the call), ncu-summary.txt and throughput-logs.tgz (all logs).
-# Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; none
-# skips), PROFILE (1), NUMERICS (1), PEER (1; 0 skips the PyTorch peer).
+# Knobs: SECONDS_PER_RUN (12), PEER_SECONDS (3), RUNS, PEER_DTYPES (fp16,fp32), SANITIZER (memcheck; a list
+# such as "memcheck racecheck" runs each; none skips), PROFILE (1), NUMERICS (1), NUMERICS_SPECS ("fp32:1e-5
+# fp16:1e-2": the math modes compared with Hugging Face, each with its limit), PEER (1; 0 skips the PyTorch peer).
 set -uo pipefail
 final=${OUT:-/tmp/mps-throughput-out}
 work=/tmp/mps-throughput
@@ -23,9 +24,27 @@ if [[ ${SANITIZER:-memcheck} == none ]]; then skip=1; else skip=0; fi
 OUT=$work/native MPS_SKIP_SANITIZERS=1 bash bench/device/cuda-native.sh > "$work/native.log" 2>&1 || status=1
 grep -E "mps-actors:|H[0-9]00|test_cuda:|FAIL" "$work/native.log" | grep -v "^PASS" | head -20
 if [[ $skip == 0 ]]; then
-  MPS_TEST_LIGHT=1 compute-sanitizer --tool "${SANITIZER:-memcheck}" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda \
-    > "$work/sanitizer.log" 2>&1 && echo "${SANITIZER:-memcheck}: clean" || { echo "${SANITIZER:-memcheck}: FAILED"; status=1; }
-  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$work/sanitizer.log"
+  for tool in ${SANITIZER:-memcheck}; do
+    MPS_TEST_LIGHT=1 compute-sanitizer --tool "$tool" --error-exitcode 3 /tmp/mps-cuda/build/tests/test_cuda \
+      > "$work/sanitizer-$tool.log" 2>&1 && echo "$tool: clean" || { echo "$tool: FAILED"; status=1; }
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test_cuda:" "$work/sanitizer-$tool.log"
+  done
+fi
+
+echo "=== conformance suite over the C ABI (conformance.c), backend cuda, each math mode"
+conf=/tmp/mps-cuda/build/tests/conformance_cuda
+for m in fp32 tf32 fp16 bf16; do
+  "$conf" cuda "$m" > "$work/conformance-$m.log" 2>&1 || { status=1; grep FAIL "$work/conformance-$m.log" | head -5; }
+  tail -1 "$work/conformance-$m.log"
+done
+if [[ $skip == 0 ]]; then
+  for tool in ${SANITIZER:-memcheck}; do
+    for m in fp32 fp16; do
+      MPS_TEST_LIGHT=1 compute-sanitizer --tool "$tool" --error-exitcode 3 "$conf" cuda "$m" > "$work/conformance-$tool-$m.log" 2>&1 \
+        && echo "conformance $m under $tool: clean" || { echo "conformance $m under $tool: FAILED"; status=1; }
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$work/conformance-$tool-$m.log"
+    done
+  done
 fi
 
 [[ -d /tmp/jre ]] || tar xzf .device/jre.tgz -C /tmp
@@ -39,7 +58,7 @@ outputs=${OUTPUTS:-embedding:mean:normalized}
 
 if [[ ${NUMERICS:-1} == 1 ]]; then
   python3 bench/device/hf_compare.py make-input "$work/in.json" 5 30522
-  for spec in fp32:1e-5 fp16:1e-2; do
+  for spec in ${NUMERICS_SPECS:-fp32:1e-5 fp16:1e-2}; do
     m=${spec%%:*}; limit=${spec#*:}
     echo "=== numerics: gemm-math $m vs Hugging Face float64 (limit $limit)"
     MPS_ACTORS_GEMM_MATH=$m "$java" -cp ".device/lib/*" dev.mpsactors.bench.Cli run --model "$base" --input "$work/in.json" \

@@ -862,7 +862,7 @@ void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
                          "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16", "bias_layernorm",
                          "bias_layernorm16", "attention16", "activation", "activation16", "rel_bias", "rel_bias16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 8, 4, 4, 7, 7};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 9, 4, 4, 7, 7};
   bool ok = cpu_kernel_count() == 21 && cpu_kernel_at(21) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
   for (size_t i = 0; i < 21; i++) {
@@ -879,7 +879,7 @@ void test_table() {
        cpu_kernel_find("softmax")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("pool")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2) &&
-       cpu_kernel_find("attention16")->optional_buffers == (1u << 1);
+       cpu_kernel_find("attention16")->optional_buffers == ((1u << 1) | (1u << 2));
   check(ok, "table lists 21 kernels with the contract's argument counts and optional buffers");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
@@ -898,8 +898,11 @@ void test_table() {
   const cpu_kernel* at = cpu_kernel_find("attention16");
   std::vector<uint16_t> qkv(2 * 3 * 3 * 2 * 32), out(2 * 3 * 2 * 32);
   std::vector<float> amask(2 * 3, 0.0f);
+  std::vector<uint16_t> abias(3 * 2 * 128);
+  size_t bias_bytes = 3 * 2 * 32 * 2;
   auto at_args = [&](size_t qkv_bytes, void* out_ptr, int64_t head_dim) {
     return std::vector<cpu_arg>{{MPS_ARG_BUFFER, qkv.data(), qkv_bytes, 0, 0},
+                                {MPS_ARG_BUFFER, abias.data(), bias_bytes, 0, 0},
                                 {MPS_ARG_BUFFER, amask.data(), amask.size() * 4, 0, 0},
                                 {MPS_ARG_BUFFER, out_ptr, out.size() * 2, 0, 0},
                                 {MPS_ARG_INT, nullptr, 0, 2, 0}, {MPS_ARG_INT, nullptr, 0, 3, 0},
@@ -925,6 +928,19 @@ void test_table() {
   check(at->validate(shifted.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
             std::strcmp(err.message, "attention16: buffer qkv is not 16-byte aligned (it is read 8 values a load)") == 0,
         "attention16 refuses a qkv off 16 bytes: %s", err.message);
+  bias_bytes -= 2;
+  auto short_bias = at_args(qkv.size() * 2, out.data(), 32);
+  check(at->validate(short_bias.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: buffer bias holds 382 bytes but needs 384") == 0,
+        "attention16 refuses a bias shorter than 3 * heads * head_dim: %s", err.message);
+  bias_bytes += 2;
+  auto no_bias = at_args(qkv.size() * 2, out.data(), 32);
+  no_bias[1] = {MPS_ARG_NONE, nullptr, 0, 0, 0};
+  check(at->validate(no_bias.data(), &err) == MPS_OK, "attention16 runs without a bias: %s", err.message);
+  auto out_on_bias = at_args(qkv.size() * 2, abias.data(), 32);
+  check(at->validate(out_on_bias.data(), &err) == MPS_ERR_INVALID_ARGUMENT &&
+            std::strcmp(err.message, "attention16: buffer out overlaps buffer bias") == 0,
+        "attention16 refuses out over its bias: %s", err.message);
 }
 
 // ------------------------------------------------------------------------------------------------

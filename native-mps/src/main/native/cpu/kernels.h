@@ -48,12 +48,14 @@
  * tensor stored in 16 bits (IEEE fp16, or bf16 when the device's GEMM math is bf16) and computed in fp32;
  * ids stay int32 and softmax16's mask stays fp32. They have no cpu implementation (execute is NULL).
  * pool16 and bias_layernorm16 likewise (pool16's mask fp32).
- *  attention16 qkv:B mask:B? out:B batch:I seq:I heads:I head_dim:I scale:F
+ *  attention16 qkv:B bias:B? mask:B? out:B batch:I seq:I heads:I head_dim:I scale:F
  *             16-bit storage only (no fp32 variant, no cpu implementation): qkv is [batch, seq, 3, heads,
- *             head_dim] (one Q|K|V projection's rows), out [batch, seq, heads, head_dim];
- *             out[b, i, h] = sum_j softmax_j(scale * q[b, i, h] . k[b, j, h] + mask[b, j]) v[b, j, h], the
- *             mask an fp32 additive [batch, seq] tensor. A row whose every key is masked with -inf gets zeros.
- *             head_dim is 32, 64 or 128; qkv is 16-byte aligned; out may not overlap qkv or mask.
+ *             head_dim] (one Q|K|V projection's rows), bias [3, heads, head_dim] (that projection's bias, added
+ *             to every row as it is read and rounded to the storage type; absent: none), out [batch, seq,
+ *             heads, head_dim]; out[b, i, h] = sum_j softmax_j(scale * q[b, i, h] . k[b, j, h] + mask[b, j])
+ *             v[b, j, h], the mask an fp32 additive [batch, seq] tensor. A row whose every key is masked with
+ *             -inf gets zeros. head_dim is 32, 64 or 128; qkv is 16-byte aligned; out may not overlap qkv,
+ *             bias or mask.
  */
 #ifndef MPS_CPU_KERNELS_H
 #define MPS_CPU_KERNELS_H

@@ -530,10 +530,10 @@ static mps_status bias_layernorm_execute(const cpu_arg* a, mps_error* err) {
  * attention16
  * ---------------------------------------------------------------------------------------------- */
 
-enum { AT_QKV, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE, AT_NARGS };
-static const char* const ATTENTION_NAMES[AT_NARGS] = {"qkv", "mask", "out", "batch", "seq", "heads", "head_dim",
-                                                      "scale"};
-static const int32_t ATTENTION_KINDS[AT_NARGS] = {B, B, B, I, I, I, I, F};
+enum { AT_QKV, AT_BIAS, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE, AT_NARGS };
+static const char* const ATTENTION_NAMES[AT_NARGS] = {"qkv", "bias", "mask", "out", "batch", "seq", "heads",
+                                                      "head_dim", "scale"};
+static const int32_t ATTENTION_KINDS[AT_NARGS] = {B, B, B, B, I, I, I, I, F};
 
 static mps_status attention16_validate(const cpu_arg* a, mps_error* err) {
   const cpu_kernel* k = &KERNELS[K_ATTENTION16];
@@ -563,7 +563,10 @@ static mps_status attention16_validate(const cpu_arg* a, mps_error* err) {
   TRY(need_elems(k, a, AT_QKV, 3 * out_elems, vbytes(k), err));
   TRY(need_elems(k, a, AT_OUT, out_elems, vbytes(k), err));
   if (a[AT_MASK].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, AT_MASK, a[AT_BATCH].i * a[AT_SEQ].i, 4, err));
+  int64_t bias_elems = 3 * a[AT_HEADS].i * d; /* heads <= 2^31 - 1, d <= 128: no overflow */
+  if (a[AT_BIAS].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, AT_BIAS, bias_elems, vbytes(k), err));
   TRY(check_overlap(k, a, AT_OUT, out_elems * vbytes(k), AT_QKV, 3 * out_elems * vbytes(k), 0, err));
+  TRY(check_overlap(k, a, AT_OUT, out_elems * vbytes(k), AT_BIAS, bias_elems * vbytes(k), 0, err));
   TRY(check_overlap(k, a, AT_OUT, out_elems * vbytes(k), AT_MASK, a[AT_BATCH].i * a[AT_SEQ].i * 4, 0, err));
   return mps_ok(err);
 }
@@ -679,8 +682,8 @@ static const cpu_kernel KERNELS[K_COUNT] = {
                           bias_layernorm_validate, EXEC(bias_layernorm_execute)},
     [K_BIAS_LAYERNORM16] = {"bias_layernorm16", BL_NARGS, BIAS_LAYERNORM_NAMES, BIAS_LAYERNORM_KINDS, 1u << BL_RES,
                             bias_layernorm16_validate, NULL, 2},
-    [K_ATTENTION16] = {"attention16", AT_NARGS, ATTENTION_NAMES, ATTENTION_KINDS, 1u << AT_MASK, attention16_validate,
-                       NULL, 2},
+    [K_ATTENTION16] = {"attention16", AT_NARGS, ATTENTION_NAMES, ATTENTION_KINDS, (1u << AT_BIAS) | (1u << AT_MASK),
+                       attention16_validate, NULL, 2},
     [K_ACTIVATION] = {"activation", AC_NARGS, ACTIVATION_NAMES, ACTIVATION_KINDS, 0, activation_validate,
                       EXEC(activation_execute)},
     [K_ACTIVATION16] = {"activation16", AC_NARGS, ACTIVATION_NAMES, ACTIVATION_KINDS, 0, activation16_validate, NULL, 2},

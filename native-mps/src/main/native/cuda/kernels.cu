@@ -129,9 +129,12 @@ __device__ __forceinline__ void mps_st(unsigned short* p, long long i, float v, 
 // (`vec` = MPS_VEC); otherwise the same kernels run with vectors of one value (`vec` = 1).
 #define MPS_VEC 4
 
+#define MPS_VEC16 8 /* 16-bit storage: 8 values (16 bytes) at once where rows and pointers allow */
+
 // Own vector types (NVRTC compiles this file without the toolkit's headers).
 struct alignas(16) mps_float4 { float x, y, z, w; };
 struct alignas(8) mps_half4 { unsigned int x, y; };
+struct alignas(16) mps_u4 { unsigned int x, y, z, w; };  // 8 halves
 
 __device__ __forceinline__ float mps_half_bits(unsigned int h, int bf16) {
   if (bf16) return __uint_as_float(h << 16);
@@ -161,7 +164,14 @@ __device__ __forceinline__ void mps_ldv(const float* p, long long i, float* out,
 
 template <int V>
 __device__ __forceinline__ void mps_ldv(const unsigned short* p, long long i, float* out, int bf16) {
-  if (V == 4) {
+  if (V == 8) {
+    mps_u4 u = *reinterpret_cast<const mps_u4*>(p + i);
+    unsigned int w[4] = {u.x, u.y, u.z, u.w};
+    for (int k = 0; k < 4; k++) {
+      out[2 * k] = mps_half_bits(w[k] & 0xffffu, bf16);
+      out[2 * k + 1] = mps_half_bits(w[k] >> 16, bf16);
+    }
+  } else if (V == 4) {
     mps_half4 u = *reinterpret_cast<const mps_half4*>(p + i);
     out[0] = mps_half_bits(u.x & 0xffffu, bf16); out[1] = mps_half_bits(u.x >> 16, bf16);
     out[2] = mps_half_bits(u.y & 0xffffu, bf16); out[3] = mps_half_bits(u.y >> 16, bf16);
@@ -181,7 +191,11 @@ __device__ __forceinline__ void mps_stv(float* p, long long i, const float* v, i
 
 template <int V>
 __device__ __forceinline__ void mps_stv(unsigned short* p, long long i, const float* v, int bf16) {
-  if (V == 4) {
+  if (V == 8) {
+    unsigned int w[4];
+    for (int k = 0; k < 4; k++) w[k] = mps_bits_half(v[2 * k], bf16) | (mps_bits_half(v[2 * k + 1], bf16) << 16);
+    *reinterpret_cast<mps_u4*>(p + i) = mps_u4{w[0], w[1], w[2], w[3]};
+  } else if (V == 4) {
     mps_half4 u{mps_bits_half(v[0], bf16) | (mps_bits_half(v[1], bf16) << 16),
                 mps_bits_half(v[2], bf16) | (mps_bits_half(v[3], bf16) << 16)};
     *reinterpret_cast<mps_half4*>(p + i) = u;
@@ -278,7 +292,10 @@ __device__ void mps_layernorm_rows(const T* x, const T* bias, const T* residual,
   int lane = threadIdx.x % MPS_WARP;
   long long row = (long long)blockIdx.x * (blockDim.x / MPS_WARP) + threadIdx.x / MPS_WARP;
   if (row >= rows) return;  // whole warps leave together
-  if (vec == MPS_VEC) {
+  if (sizeof(T) == 2 && vec == MPS_VEC16) {
+    mps_layernorm_row<MPS_VEC16, MPS_ROW_VECTORS / 2>(x, bias, residual, gamma, beta, y, row * cols, cols, eps, lane,
+                                                       bf16);
+  } else if (vec == MPS_VEC) {
     mps_layernorm_row<MPS_VEC, MPS_ROW_VECTORS>(x, bias, residual, gamma, beta, y, row * cols, cols, eps, lane, bf16);
   } else {
     mps_layernorm_row<1, MPS_ROW_VECTORS * MPS_VEC>(x, bias, residual, gamma, beta, y, row * cols, cols, eps, lane,
@@ -367,31 +384,34 @@ __device__ void mps_softmax_rows(T* x, const float* mask, long long batch, long 
 }
 
 // cuBLAS computes alpha * op(A) op(B) + beta * C; this adds the bias and applies the activation over the
-// strided layout the gemm contract describes (two batch levels, leading dimension ldc), V columns at a time
-// (a grid-stride loop over vectors: the row's place in the batch levels costs two divisions per vector).
+// strided layout the gemm contract describes (two batch levels, leading dimension ldc), V columns at a time:
+// blocks stride over the rows (a row's place in the batch levels is worked out once per row), the block's
+// threads over the row's vectors (coalesced; the bias vector is the same for every row).
 template <int V, typename T>
 __device__ void mps_epilogue_vectors(T* c, const T* bias, long long m, long long n, long long ldc, int activation,
                                      long long batch_outer, long long stride_outer, long long batch_inner,
                                      long long stride_inner, int bf16) {
-  long long per_row = n / V, total = batch_outer * batch_inner * m * per_row;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
-    long long col = (i % per_row) * V, r = i / per_row;
+  long long per_row = n / V, rows = batch_outer * batch_inner * m;
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     T* p = c + r * ldc;  // one matrix: rows one ldc apart
     if (batch_outer * batch_inner > 1) {
       long long row = r % m, rest = r / m;
       p = c + (rest / batch_inner) * stride_outer + (rest % batch_inner) * stride_inner + row * ldc;
     }
-    float v[V], b[V];
-    mps_ldv<V>(p, col, v, bf16);
-    if (bias) {
-      mps_ldv<V>(bias, col, b, bf16);
-      for (int k = 0; k < V; k++) v[k] += b[k];
+    for (long long j = threadIdx.x; j < per_row; j += blockDim.x) {
+      long long col = j * V;
+      float v[V], b[V];
+      mps_ldv<V>(p, col, v, bf16);
+      if (bias) {
+        mps_ldv<V>(bias, col, b, bf16);
+        for (int k = 0; k < V; k++) v[k] += b[k];
+      }
+      for (int k = 0; k < V; k++) {
+        if (activation == 1) v[k] = mps_gelu_erf(v[k]);
+        else if (activation == 2) v[k] = tanhf(v[k]);
+      }
+      mps_stv<V>(p, col, v, bf16);
     }
-    for (int k = 0; k < V; k++) {
-      if (activation == 1) v[k] = mps_gelu_erf(v[k]);
-      else if (activation == 2) v[k] = tanhf(v[k]);
-    }
-    mps_stv<V>(p, col, v, bf16);
   }
 }
 
@@ -399,7 +419,10 @@ template <typename T>
 __device__ void mps_epilogue_rows(T* c, const T* bias, long long m, long long n, long long ldc, int activation,
                                   long long batch_outer, long long stride_outer, long long batch_inner,
                                   long long stride_inner, int bf16, int vec) {
-  if (vec == MPS_VEC) {
+  if (sizeof(T) == 2 && vec == MPS_VEC16) {
+    mps_epilogue_vectors<MPS_VEC16>(c, bias, m, n, ldc, activation, batch_outer, stride_outer, batch_inner,
+                                    stride_inner, bf16);
+  } else if (vec == MPS_VEC) {
     mps_epilogue_vectors<MPS_VEC>(c, bias, m, n, ldc, activation, batch_outer, stride_outer, batch_inner,
                                   stride_inner, bf16);
   } else {
@@ -516,8 +539,9 @@ MPS_ROW_KERNELS(, float)
 MPS_ROW_KERNELS(16, unsigned short)
 
 // ---- attention16: softmax(scale * Q K^T + mask) V without writing the scores -------------------------------
-// qkv is [batch, seq, 3, heads, head_dim] (the rows of one Q|K|V projection), out [batch, seq, heads, head_dim],
-// the mask fp32 [batch, seq] (additive, per key; may be null). One block per (query tile of 64, head,
+// qkv is [batch, seq, 3, heads, head_dim] (the rows of one Q|K|V projection, before its bias), bias [3, heads,
+// head_dim] (may be null; added to each value as it is loaded, the sum rounded once to the storage type), out [batch, seq, heads, head_dim], the mask fp32 [batch, seq] (additive, per
+// key; may be null). One block per (query tile of 64, head,
 // sequence): 4 warps of 16 query rows each. Keys and values go through shared memory 64 at a time; scores live
 // in registers only, in tensor-core fragments (mma.sync m16n8k16, fp32 accumulation; V's fragments through
 // ldmatrix.trans), with the running
@@ -529,8 +553,6 @@ MPS_ROW_KERNELS(16, unsigned short)
 #define MPS_ATT_PAD 8 /* halves of padding per shared row: fragment reads hit 32 distinct banks */
 #define MPS_ATT_THREADS 128
 
-// 8 halves (16 bytes) at a time: qkv and its row stride are 16-byte aligned (validated at encode).
-struct alignas(16) mps_u4 { unsigned int x, y, z, w; };
 
 __device__ __forceinline__ unsigned int mps_smem_addr(const void* p) {
   unsigned int a;
@@ -543,6 +565,27 @@ __device__ __forceinline__ unsigned int mps_pack2(float lo, float hi, int bf16) 
   if (bf16) asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   else asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
+}
+
+// A pair of stored values plus a pair of stored biases in one packed instruction, the exact sum rounded once
+// to the storage type (fp16: add.rn.f16x2; bf16: fma.rn.bf16x2 with 1.0, sm_80 and later).
+__device__ __forceinline__ unsigned int mps_biased2(unsigned int w, unsigned int b, int bf16) {
+  unsigned int r;
+  if (bf16) asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(w), "r"(0x3f803f80u), "r"(b));
+  else asm("add.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(w), "r"(b));
+  return r;
+}
+
+__device__ __forceinline__ void mps_biased8(mps_u4& u, const unsigned int* b, int bf16) {
+  u.x = mps_biased2(u.x, b[0], bf16);
+  u.y = mps_biased2(u.y, b[1], bf16);
+  u.z = mps_biased2(u.z, b[2], bf16);
+  u.w = mps_biased2(u.w, b[3], bf16);
+}
+
+// Two stored values at p[i], p[i + 1] as one word (p 2-byte aligned only).
+__device__ __forceinline__ unsigned int mps_word16(const unsigned short* p, long long i) {
+  return (unsigned int)p[i] | ((unsigned int)p[i + 1] << 16);
 }
 
 // c += a (16x16, row) * b (16x8, col), fp32 accumulators.
@@ -561,7 +604,8 @@ __device__ __forceinline__ void mps_mma16816(float* c, const unsigned int* a, co
 }
 
 template <int D>
-__device__ void mps_attention_tile(const unsigned short* qkv, const float* mask, unsigned short* out, long long seq,
+__device__ void mps_attention_tile(const unsigned short* qkv, const unsigned short* bias, const float* mask,
+                                   unsigned short* out, long long seq,
                                    long long heads, float scale, int bf16, long long b, long long head,
                                    long long q0) {
   constexpr int KW = (D + MPS_ATT_PAD) / 2;  // 32-bit words of one shared K or V row
@@ -576,6 +620,7 @@ __device__ void mps_attention_tile(const unsigned short* qkv, const float* mask,
   // This warp's 16 query rows as A fragments: rows r0 + g and r0 + g + 8, columns 2t.. of each 16-wide step.
   unsigned int qa[D / 16][4];
   long long r_lo = q0 + warp * 16 + g, r_hi = r_lo + 8;
+  const unsigned short* hb = bias ? bias + head * D : nullptr;  // this head's Q bias; K's at + hidden, V's at + 2 hidden
 #pragma unroll
   for (int kk = 0; kk < D / 16; kk++) {
     int c = kk * 16 + 2 * t;
@@ -583,6 +628,21 @@ __device__ void mps_attention_tile(const unsigned short* qkv, const float* mask,
     qa[kk][1] = r_hi < seq ? *reinterpret_cast<const unsigned int*>(base + r_hi * row_stride + c) : 0u;
     qa[kk][2] = r_lo < seq ? *reinterpret_cast<const unsigned int*>(base + r_lo * row_stride + c + 8) : 0u;
     qa[kk][3] = r_hi < seq ? *reinterpret_cast<const unsigned int*>(base + r_hi * row_stride + c + 8) : 0u;
+    if (hb) {
+      unsigned int b0 = mps_word16(hb, c), b8 = mps_word16(hb, c + 8);
+      if (r_lo < seq) qa[kk][0] = mps_biased2(qa[kk][0], b0, bf16);
+      if (r_hi < seq) qa[kk][1] = mps_biased2(qa[kk][1], b0, bf16);
+      if (r_lo < seq) qa[kk][2] = mps_biased2(qa[kk][2], b8, bf16);
+      if (r_hi < seq) qa[kk][3] = mps_biased2(qa[kk][3], b8, bf16);
+    }
+  }
+  // The head's K and V biases as stored (pairs of 16-bit values) in shared memory, read 8 values at a time
+  // as each tile's chunks are biased (the loop's first barrier publishes them).
+  __shared__ alignas(16) unsigned int kvb[D];  // K's D / 2 words, then V's
+  if (hb) {
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+      kvb[i] = mps_word16(hb, (i < D / 2 ? hidden : 2 * hidden) + 2 * (i % (D / 2)));
+    }
   }
   float o[D / 8][4];
 #pragma unroll
@@ -608,6 +668,11 @@ __device__ void mps_attention_tile(const unsigned short* qkv, const float* mask,
 #pragma unroll
     for (int u = 0; u < CHUNKS; u++) {
       int i = threadIdx.x + u * MPS_ATT_THREADS, key = i / (D / 8), c = i % (D / 8);
+      if (hb && k0 + key < seq) {  // keys past seq stay zero (masked)
+        mps_u4 kb = *reinterpret_cast<const mps_u4*>(kvb + 4 * c), vb = *reinterpret_cast<const mps_u4*>(kvb + D / 2 + 4 * c);
+        mps_biased8(kv[u], &kb.x, bf16);
+        mps_biased8(vv[u], &vb.x, bf16);
+      }
       *reinterpret_cast<mps_u4*>(ks + key * KW + 4 * c) = kv[u];
       *reinterpret_cast<mps_u4*>(vs + key * KW + 4 * c) = vv[u];
     }
@@ -705,18 +770,20 @@ __device__ void mps_attention_tile(const unsigned short* qkv, const float* mask,
 
 // Grid: one block of 128 threads per (query tile, head, sequence), query tiles fastest; head_dim 32, 64 or 128
 // (validated at encode).
-#define MPS_ATTENTION_ENTRY(D)                                                                               \
-  extern "C" __global__ void __launch_bounds__(MPS_ATT_THREADS) mps_attention16_d##D(                       \
-      const unsigned short* qkv, const float* mask, unsigned short* out, long long batch, long long seq,     \
+#define MPS_ATTENTION_ENTRY(D, MIN_BLOCKS)                                                                   \
+  extern "C" __global__ void __launch_bounds__(MPS_ATT_THREADS, MIN_BLOCKS) mps_attention16_d##D(           \
+      const unsigned short* qkv, const unsigned short* bias, const float* mask, unsigned short* out,          \
+      long long batch, long long seq,                                                                        \
       long long heads, float scale, int bf16) {                                                              \
     long long tiles = (seq + MPS_ATT_Q - 1) / MPS_ATT_Q, blk = blockIdx.x;                                   \
     long long q_tile = blk % tiles, rest = blk / tiles;                                                      \
-    mps_attention_tile<D>(qkv, mask, out, seq, heads, scale, bf16, rest / heads, rest % heads,               \
+    mps_attention_tile<D>(qkv, bias, mask, out, seq, heads, scale, bf16, rest / heads, rest % heads,         \
                           q_tile * MPS_ATT_Q);                                                               \
   }
-MPS_ATTENTION_ENTRY(32)
-MPS_ATTENTION_ENTRY(64)
-MPS_ATTENTION_ENTRY(128)
+// Blocks an SM keeps resident (registers capped to fit): 4 and 3 for the smaller heads, whatever 128 needs.
+MPS_ATTENTION_ENTRY(32, 4)
+MPS_ATTENTION_ENTRY(64, 3)
+MPS_ATTENTION_ENTRY(128, 1)
 
 // ---- activation and rel_bias: an activation in its own pass, the relative position bias (MPNet) -----------
 // Contracts: cpu/kernels.h (mps_cpu_activation, mps_cpu_rel_bias). fp32 and 16-bit storage, computed in fp32.

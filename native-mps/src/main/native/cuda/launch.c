@@ -19,7 +19,7 @@ enum { AD_A, AD_B, AD_Y, AD_N };
 enum { E_IDS, E_TABLE, E_OUT, E_N_IDS, E_DIM, E_VOCAB, E_ACC };
 enum { P_X, P_MASK, P_Y, P_BATCH, P_SEQ, P_HIDDEN, P_MODE, P_NORMALIZE };
 enum { BL_X, BL_BIAS, BL_RES, BL_GAMMA, BL_BETA, BL_Y, BL_ROWS, BL_COLS, BL_EPS };
-enum { AT_QKV, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE };
+enum { AT_QKV, AT_BIAS, AT_MASK, AT_OUT, AT_BATCH, AT_SEQ, AT_HEADS, AT_HEAD_DIM, AT_SCALE };
 enum { AC_X, AC_Y, AC_N, AC_ACT };
 enum { RB_SCORES, RB_TABLE, RB_BUCKETS, RB_BATCH, RB_HEADS, RB_SEQ, RB_NUM_BUCKETS };
 
@@ -52,18 +52,31 @@ static unsigned elementwise_blocks(const mps_device* device, long long n) {
   return blocks < 1 ? 1u : (unsigned)blocks;
 }
 
-#define MPS_VEC 4 /* values a row kernel moves at once when aligned (kernels.cu) */
+#define MPS_VEC 4   /* values a row kernel moves at once when aligned (kernels.cu) */
+#define MPS_VEC16 8 /* 16-bit storage: values moved at once (16 bytes) where the layernorms and the GEMM
+                     * epilogue find rows and pointers aligned to it (kernels.cu) */
 
-/* Whether p (absent: NULL) starts a vector of MPS_VEC values of `elem` bytes. */
-static int vector_aligned(const void* p, size_t elem) { return p == NULL || (uintptr_t)p % (MPS_VEC * elem) == 0; }
+/* Whether p (absent: NULL) starts a vector of `vec` values of `elem` bytes. */
+static int aligned_to(const void* p, int vec, size_t elem) { return p == NULL || (uintptr_t)p % (vec * elem) == 0; }
+static int vector_aligned(const void* p, size_t elem) { return aligned_to(p, MPS_VEC, elem); }
+
+static int row_vector_of(int vec, long long cols, size_t elem, const void* a, const void* b, const void* c,
+                         const void* d, const void* e, const void* f) {
+  return cols % vec == 0 && aligned_to(a, vec, elem) && aligned_to(b, vec, elem) && aligned_to(c, vec, elem) &&
+         aligned_to(d, vec, elem) && aligned_to(e, vec, elem) && aligned_to(f, vec, elem);
+}
 
 /* MPS_VEC when every row of `cols` values and each pointer given is vector-aligned, else 1 (scalar path). */
 static int row_vector(long long cols, size_t elem, const void* a, const void* b, const void* c, const void* d,
                       const void* e, const void* f) {
-  return cols % MPS_VEC == 0 && vector_aligned(a, elem) && vector_aligned(b, elem) && vector_aligned(c, elem) &&
-                 vector_aligned(d, elem) && vector_aligned(e, elem) && vector_aligned(f, elem)
-             ? MPS_VEC
-             : 1;
+  return row_vector_of(MPS_VEC, cols, elem, a, b, c, d, e, f) ? MPS_VEC : 1;
+}
+
+/* For the layernorms: 16-bit rows take vectors of MPS_VEC16 when aligned to them, then as row_vector. */
+static int norm_vector(long long cols, size_t elem, const void* a, const void* b, const void* c, const void* d,
+                       const void* e, const void* f) {
+  if (elem == 2 && row_vector_of(MPS_VEC16, cols, elem, a, b, c, d, e, f)) return MPS_VEC16;
+  return row_vector(cols, elem, a, b, c, d, e, f);
 }
 
 /* Blocks for warp-per-row kernels over `rows` rows (validated: rows fit the grid). */
@@ -221,15 +234,24 @@ static mps_status gemm(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_l
   int activation = (int)a[G_ACT].i;
   if (!bias && activation == 0) return MPS_OK;
   long long ldc = a[G_LDC].i;
-  /* Vectors of MPS_VEC columns when rows, strides and pointers allow, one column otherwise. */
-  int vec = n % MPS_VEC == 0 && ldc % MPS_VEC == 0 && (bo * bi == 1 || (sc_o % MPS_VEC == 0 && sc_i % MPS_VEC == 0))
-                    && vector_aligned(C, (size_t)out_elem) && vector_aligned(bias, (size_t)out_elem)
-                ? MPS_VEC
-                : 1;
+  /* Vectors of `vec` columns when rows, strides and pointers allow (16 bytes: 8 16-bit values, 4 fp32), then
+   * 4, then one column. */
+  int vec = 1;
+  for (int v = stored16 ? MPS_VEC16 : MPS_VEC; v > 1 && vec == 1; v = v == MPS_VEC16 ? MPS_VEC : 1) {
+    if (n % v == 0 && ldc % v == 0 && (bo * bi == 1 || (sc_o % v == 0 && sc_i % v == 0)) &&
+        aligned_to(C, v, (size_t)out_elem) && aligned_to(bias, v, (size_t)out_elem)) {
+      vec = v;
+    }
+  }
   void* params[] = {&C, &bias, &m, &n, &ldc, &activation, &bo, &sc_o, &bi, &sc_i, &bf16, &vec};
+  /* A block per row (blocks stride over the rows), threads over the row's vectors: as many as a row has,
+   * rounded to warps, 64 to 512. */
+  long long rows = bo * bi * m, per_row = n / vec, cap = (long long)ctx->device->info.compute_units * 64;
+  long long threads = (per_row + 31) / 32 * 32;
+  threads = threads < 64 ? 64 : threads > 512 ? 512 : threads;
   return launch((const void*)(stored16 ? p->library->gemm_epilogue16 : p->library->gemm_epilogue),
-                stored16 ? "gemm16 epilogue" : "gemm epilogue", elementwise_blocks(ctx->device, bo * bi * m * (n / vec)),
-                MPS_ELEMENTWISE_THREADS, params, ctx->stream, err);
+                stored16 ? "gemm16 epilogue" : "gemm epilogue", (unsigned)(rows < cap ? rows : cap), (unsigned)threads,
+                params, ctx->stream, err);
 }
 
 mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cuda_launch_context* ctx,
@@ -247,7 +269,7 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void *x = a[L_X].ptr, *res = ptr_or_null(&a[L_RES]), *g = a[L_GAMMA].ptr, *b = a[L_BETA].ptr, *y = a[L_Y].ptr;
       long long rows = a[L_ROWS].i, cols = a[L_COLS].i;
       float eps = (float)a[L_EPS].f;
-      int vec = row_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, res, g, b, y, NULL);
+      int vec = norm_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, res, g, b, y, NULL);
       void* params[] = {&x, &res, &g, &b, &y, &rows, &cols, &eps, &bf16, &vec};
       return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
@@ -298,7 +320,7 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       void *b = a[BL_BETA].ptr, *y = a[BL_Y].ptr;
       long long rows = a[BL_ROWS].i, cols = a[BL_COLS].i;
       float eps = (float)a[BL_EPS].f;
-      int vec = row_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, bias, res, g, b, y);
+      int vec = norm_vector(cols, p->kernel->value_bytes ? p->kernel->value_bytes : 4, x, bias, res, g, b, y);
       void* params[] = {&x, &bias, &res, &g, &b, &y, &rows, &cols, &eps, &bf16, &vec};
       return launch(fn, name, row_blocks(rows), 32 * MPS_ROWS_PER_BLOCK, params, ctx->stream, err);
     }
@@ -313,11 +335,12 @@ mps_status mps_cuda_launch(const mps_pipeline* p, const cpu_arg* a, const mps_cu
       return launch(fn, name, (unsigned)batch, (unsigned)(threads > 1024 ? 1024 : threads), params, ctx->stream, err);
     }
     case MPS_CUDA_K_ATTENTION16: {
-      void *qkv = a[AT_QKV].ptr, *mask = ptr_or_null(&a[AT_MASK]), *out = a[AT_OUT].ptr;
+      void *qkv = a[AT_QKV].ptr, *bias = ptr_or_null(&a[AT_BIAS]), *mask = ptr_or_null(&a[AT_MASK]);
+      void* out = a[AT_OUT].ptr;
       long long batch = a[AT_BATCH].i, seq = a[AT_SEQ].i, heads = a[AT_HEADS].i, head_dim = a[AT_HEAD_DIM].i;
       float scale = (float)a[AT_SCALE].f;
       const void* entry = p->library->attention16[head_dim == 32 ? 0 : head_dim == 64 ? 1 : 2];
-      void* params[] = {&qkv, &mask, &out, &batch, &seq, &heads, &scale, &bf16};
+      void* params[] = {&qkv, &bias, &mask, &out, &batch, &seq, &heads, &scale, &bf16};
       /* validated: the block count fits 2^31 - 1 */
       long long blocks = (seq + MPS_ATT_Q - 1) / MPS_ATT_Q * heads * batch;
       return launch(entry, name, (unsigned)blocks, 128, params, ctx->stream, err);

@@ -116,6 +116,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final Duration askTimeout;
     private final TimerScheduler<Command> timers;
     private final int maxInFlight;
+    /** Batches running at once above which a batch smaller than max-batch waits to fill (0: no limit). */
+    private final int partialInFlight;
 
     private final Map<String, Pipeline> arrived = new HashMap<>();
     private Map<String, Pipeline> pipelines;
@@ -136,7 +138,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** Completions that overtook their Submitted reply (they travel different paths). */
     private final Map<Long, StreamProtocol.PointCompleted> earlyCompletions = new HashMap<>();
 
-    private long requests, succeeded, failed, batches, sequences, overloaded, expired;
+    private long requests, succeeded, failed, batches, sequences, overloaded, expired, partialWhileBusy;
     private int largestBatch;
 
     public static Behavior<Command> create(String name, ModelEngine engine, RuntimeRefs runtime,
@@ -162,6 +164,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         this.settings = settings;
         this.askTimeout = askTimeout;
         this.maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : runtime.streams().size();
+        this.partialInFlight = settings.partialInFlight();
         this.programs = new LinkedHashMap<>(16, 0.75f, true) {
             @Override
             protected boolean removeEldestEntry(Map.Entry<Long, ShapeProgram> eldest) {
@@ -339,6 +342,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
      * bucket whose head request is oldest becomes a batch of up to max-batch sequences. Under light load
      * batches are small and start at once; under heavy load requests queue while every stream is busy and
      * the batches grow. With max-delay > 0, a batch smaller than max-batch waits up to that long for company.
+     * With partial-in-flight > 0, a batch smaller than max-batch starts only while fewer than that many
+     * batches run: while the device is busy the next batch fills up instead of taking another stream, and
+     * the streams in use follow the load (full batches start whenever a stream is free).
      */
     private void dispatch() {
         if (pipelines == null) {
@@ -350,6 +356,14 @@ public final class ModelActor extends AbstractBehavior<Command> {
             Integer seq = oldestBucket();
             if (seq == null) {
                 return;
+            }
+            if (partialInFlight > 0 && running.size() >= partialInFlight && bucketSequences.get(seq) < settings.maxBatch()) {
+                // The device is busy: a short batch waits to fill up (it is dispatched again when a running batch
+                // completes) rather than taking another stream; a full bucket still starts at once.
+                seq = oldestFullBucket();
+                if (seq == null) {
+                    return;
+                }
             }
             // seq is the bucket's key: padded length and embedding together (bucketKey)
             PriorityQueue<Pending> queue = buckets.get(seq);
@@ -386,9 +400,27 @@ public final class ModelActor extends AbstractBehavior<Command> {
                 continue; // every request taken had expired
             }
             Batch batch = new Batch(members, rows, seq / EMBEDDING_KINDS, embeddingOf(seq % EMBEDDING_KINDS));
+            if (rows < settings.maxBatch() && !running.isEmpty()) {
+                partialWhileBusy++;
+            }
             running.add(batch);
             launch(batch);
         }
+    }
+
+    /** Of the full buckets, the one whose head comes first in queue order (null: none is full). */
+    private Integer oldestFullBucket() {
+        Integer best = null;
+        Pending bestHead = null;
+        for (Map.Entry<Integer, PriorityQueue<Pending>> e : buckets.entrySet()) {
+            Pending head = e.getValue().peek();
+            if (head != null && bucketSequences.get(e.getKey()) >= settings.maxBatch()
+                    && (bestHead == null || QUEUE_ORDER.compare(head, bestHead) < 0)) {
+                bestHead = head;
+                best = e.getKey();
+            }
+        }
+        return best;
     }
 
     /** The bucket whose head comes first in queue order: the highest priority, then the oldest. */
@@ -683,7 +715,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private Behavior<Command> onStats(GetModelStats m) {
         m.replyTo().tell(new ModelStats(name, requests, succeeded, failed, batches, sequences, largestBatch,
-                overloaded, expired));
+                overloaded, expired, partialWhileBusy));
         return this;
     }
 

@@ -44,7 +44,8 @@ import java.util.Objects;
  * <p><b>Per layer</b>: qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
  * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
  * [BL, H] (with 16-bit storage and head sizes 32, 64, 128 one {@link #ATTENTION16} kernel computes ctx from the
- * qkv rows instead, the scores never written); tmp = LayerNorm(ctx·Woᵀ + bo + x) (the GEMM without bias, then bias_layernorm: bias, residual
+ * qkv rows instead, adding their bias as it reads them (the qkv GEMM then runs without one), the scores never
+ * written); tmp = LayerNorm(ctx·Woᵀ + bo + x) (the GEMM without bias, then bias_layernorm: bias, residual
  * and LayerNorm in one pass); ffn = GELU(tmp·W1ᵀ + b1) (GEMM epilogue); x = LayerNorm(ffn·W2ᵀ + b2 + tmp)
  * (likewise). Pooler: tanh(x[b, 0, :]·Wpᵀ + bp), reading each sequence's first
  * token with lda = L·H. Embedding: the {@code pool} kernel over last_hidden_state, masked by the attention mask.
@@ -325,12 +326,15 @@ public final class BertProgram implements AutoCloseable {
                 h, eps));
 
         for (BertDeviceWeights.LayerOffsets o : w.layers) {
-            program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), weight(o.qkvBias()), qkv, 3 * h,
-                    bl, h, 3 * h, BuiltinKernels.ACT_NONE));
             // The fused kernel has no additive bias: MPNet takes the GEMM, bias, softmax, GEMM path.
-            if (p.attention() != null && FUSED_HEAD_DIMS.contains(d) && !relBias) {
-                // ctx = softmax(Q K^T / sqrt(d) + mask) V in one kernel, straight from the qkv rows.
-                program.kernel(p.attention(), ProgramArgs.attention(qkv, mask, ctx, b, l, heads, d, 1.0 / Math.sqrt(d)));
+            boolean fused = p.attention() != null && FUSED_HEAD_DIMS.contains(d) && !relBias;
+            // The fused attention adds the qkv bias as it reads the rows: the GEMM then needs no epilogue pass.
+            program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), fused ? null : weight(o.qkvBias()),
+                    qkv, 3 * h, bl, h, 3 * h, BuiltinKernels.ACT_NONE));
+            if (fused) {
+                // ctx = softmax(Q K^T / sqrt(d) + mask) V in one kernel, straight from the qkv rows and their bias.
+                program.kernel(p.attention(), ProgramArgs.attention(qkv, weight(o.qkvBias()), mask, ctx, b, l, heads, d,
+                        1.0 / Math.sqrt(d)));
             } else {
                 // scores[s, head] = Q K^T / sqrt(d): sequences outer, heads inner, both strided inside qkv rows.
                 program.kernel(p.gemm(), ProgramArgs.gemm(Operand.of(qkv, 3 * h), Operand.of(qkv.plus(storage.bytes() * h), 3 * h).t(),

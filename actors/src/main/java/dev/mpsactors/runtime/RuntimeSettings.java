@@ -133,10 +133,12 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
     /**
      * @param maxDelay    how long the first request of a batch waits for company
      * @param maxInFlight device batches per model at once; 0 = one per stream
+     * @param storage "auto", "fp32", "fp16" or "bf16": how model tensors are stored on the device
+     * @param partialInFlight batches running at once from which a batch smaller than maxBatch waits to fill
+     *                        (full batches still start); 0 = no limit
      */
-    /** @param storage "auto", "fp32", "fp16" or "bf16": how model tensors are stored on the device */
     public record ModelSettings(int maxBatch, Duration maxDelay, int seqBucket, int programCache, int maxInFlight,
-                                int maxQueued, String storage) {}
+                                int maxQueued, String storage, int partialInFlight) {}
 
     /** Reads and validates {@code mps-actors.*} of a resolved config (with reference.conf as fallback). */
     public static RuntimeSettings fromConfig(Config root) {
@@ -207,7 +209,8 @@ public record RuntimeSettings(String backend, int deviceOrdinal, int blasThreads
         }
         ModelSettings model = new ModelSettings(maxBatch, maxDelay, intIn(c, "model.seq-bucket", 1, 4096),
                 intIn(c, "model.program-cache", 1, 100_000), intIn(c, "model.max-in-flight", 0, 4096),
-                intIn(c, "model.max-queued", 1, 100_000_000), storage(c, backend, math));
+                intIn(c, "model.max-queued", 1, 100_000_000), storage(c, backend, math),
+                intIn(c, "model.partial-in-flight", 0, 4096));
         return new RuntimeSettings(backend, ordinal, blas, streams, stash, ask, shutdown, shards, maxEvents,
                 new AllocatorSettings(limit, fraction, low, wait, maxWaiting), model, faults, math, watchdog, devices,
                 cpuDevices, restart);

@@ -138,12 +138,14 @@ public final class ProgramArgs {
 
     /**
      * out[b, i, h] = softmax_j(scale * q[b, i, h]·k[b, j, h] + mask[b, j]) v[b, j, h] in one kernel (16-bit storage
-     * only: {@code attention16}), qkv [batch, seq, 3, heads, headDim], out [batch, seq, heads, headDim], the mask
-     * fp32 additive [batch, seq] (may be null); headDim 32, 64 or 128.
+     * only: {@code attention16}), qkv [batch, seq, 3, heads, headDim] (a projection's rows before its bias), bias
+     * [3, heads, headDim] added to every row as it is read (may be null), out [batch, seq, heads, headDim], the
+     * mask fp32 additive [batch, seq] (may be null); headDim 32, 64 or 128.
      */
-    public static ProgramArgs attention(Ref qkv, Ref mask, Ref out, long batch, long seq, long heads, long headDim,
-                                        double scale) {
-        return new ProgramArgs().slot(qkv).optional(mask).slot(out).i(batch).i(seq).i(heads).i(headDim).f(scale);
+    public static ProgramArgs attention(Ref qkv, Ref bias, Ref mask, Ref out, long batch, long seq, long heads,
+                                        long headDim, double scale) {
+        return new ProgramArgs().slot(qkv).optional(bias).optional(mask).slot(out).i(batch).i(seq).i(heads).i(headDim)
+                .f(scale);
     }
 
     /** In place over [batch, heads, rows, cols]: softmax(scale * x + mask[b, col]); mask may be null. */

@@ -254,7 +254,9 @@ public final class InferenceProtocol {
      * @param largestBatch    most sequences in one device batch
      * @param overloaded      requests refused with {@link Overloaded} (not counted in failed)
      * @param expired         requests whose deadline passed while queued (counted in failed)
+     * @param partialWhileBusy batches smaller than max-batch that started while another batch of the model ran
+     *                         (none with {@code model.partial-in-flight = 1})
      */
     public record ModelStats(String model, long requests, long succeeded, long failed, long batches, long sequences,
-                             int largestBatch, long overloaded, long expired) {}
+                             int largestBatch, long overloaded, long expired, long partialWhileBusy) {}
 }
