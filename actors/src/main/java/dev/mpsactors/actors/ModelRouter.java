@@ -313,7 +313,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
 
     /**
      * Requests, successes, failures and refusals as the callers saw them (retries inside counted once); batches,
-     * sequences, the largest batch and expiries summed over the replicas up now.
+     * sequences, the largest batch, expiries and short batches started while busy summed over the replicas up now.
      */
     private Behavior<Command> onStats(GetModelStats m) {
         List<CompletableFuture<ModelStats>> asks = new ArrayList<>();
@@ -321,7 +321,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
             if (r.ref != null) {
                 asks.add(AskPattern.<Command, ModelStats>ask(r.ref, GetModelStats::new, askTimeout,
                         getContext().getSystem().scheduler()).toCompletableFuture()
-                        .exceptionally(e -> new ModelStats(name, 0, 0, 0, 0, 0, 0, 0, 0)));
+                        .exceptionally(e -> new ModelStats(name, 0, 0, 0, 0, 0, 0, 0, 0, 0)));
             }
         }
         getContext().pipeToSelf(CompletableFuture.allOf(asks.toArray(CompletableFuture[]::new)),
@@ -330,16 +330,17 @@ public final class ModelRouter extends AbstractBehavior<Command> {
     }
 
     private Behavior<Command> onStatsGathered(StatsGathered m) {
-        long batches = 0, sequences = 0, expired = 0;
+        long batches = 0, sequences = 0, expired = 0, partialWhileBusy = 0;
         int largest = 0;
         for (ModelStats s : m.stats()) {
             batches += s.batches();
             sequences += s.sequences();
             expired += s.expired();
+            partialWhileBusy += s.partialWhileBusy();
             largest = Math.max(largest, s.largestBatch());
         }
         m.replyTo().tell(new ModelStats(name, requests, succeeded, failed, batches, sequences, largest, overloaded,
-                expired));
+                expired, partialWhileBusy));
         return this;
     }
 

@@ -51,7 +51,7 @@ class PartialBatchTest {
             MpsRuntime runtime = MpsRuntime.attach(kit.system(), guardian, BOUND).toCompletableFuture()
                     .get(60, TimeUnit.SECONDS);
             ActorRef<InferenceProtocol.Command> model =
-                    runtime.loadModel("tiny", dir).toCompletableFuture().get(60, TimeUnit.SECONDS);
+                    runtime.models().loadModel("tiny", dir).toCompletableFuture().get(60, TimeUnit.SECONDS);
             Random random = new Random(3);
             // One request first, answered before the burst: the model's kernels are ready and a batch of one
             // length bucket has run, so the burst meets a model that dispatches at once.
@@ -60,7 +60,7 @@ class PartialBatchTest {
                     null), warm.getRef()));
             assertInstanceOf(InferResult.class, warm.receiveMessage(BOUND), "the warm-up request succeeds");
             InferenceProtocol.ModelStats before =
-                    runtime.modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS);
+                    runtime.models().modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS);
             int n = 64;
             InferenceInputs[] inputs = new InferenceInputs[n];
             TestProbe<InferReply> probe = kit.createTestProbe();
@@ -93,7 +93,7 @@ class PartialBatchTest {
                 }
                 assertTrue(Math.sqrt(num / den) < 1e-4, "r" + i + " relative L2 " + Math.sqrt(num / den));
             }
-            InferenceProtocol.ModelStats stats = runtime.modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS);
+            InferenceProtocol.ModelStats stats = runtime.models().modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS);
             System.out.printf("partial-in-flight %d: %d requests in %d batches (largest %d), short batches started "
                     + "while another ran: %d%n", RuntimeSettings.fromConfig(config).model().partialInFlight(), n,
                     stats.batches() - before.batches(), stats.largestBatch(), stats.partialWhileBusy());
