@@ -7,6 +7,10 @@
   families.py compare ROOT MODE OURS_DIR REPORT.json
                                         transformers in float64 on each folder's input against mps-actors' outputs
                                         (OURS_DIR/CASE.json): relative L2 of last_hidden_state, pooler_output, logits
+  families.py reference ROOT            transformers' float64 outputs of each case as ROOT/hf/CASE.json, so that a
+                                        backend the device bundle does not carry can be compared elsewhere
+  families.py compare-json ROOT MODE OURS_DIR REPORT.json
+                                        compare against ROOT/hf (numpy only, no torch): the same report as compare
   families.py table REPORT.json...      one table of every report
   families.py sentences OUT.jsonl N     N varied sentences (accents, CJK, emoji, code, URLs, whitespace, over-long)
   families.py tokens TOKENIZER.json MAX IN.jsonl OURS.jsonl REPORT.json
@@ -130,6 +134,58 @@ def compare(root, mode, ours_dir, report_path):
     return ok
 
 
+def reference(root):
+    import torch
+    import transformers
+    torch.set_num_threads(8)
+    os.makedirs(os.path.join(root, "hf"), exist_ok=True)
+    for case in json.load(open(os.path.join(root, "cases.json"))):
+        name = case["name"]
+        model = getattr(transformers, case["model_class"]).from_pretrained(
+            os.path.join(root, name), dtype=torch.float64, attn_implementation="eager").eval()
+        inputs = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(root, name + "-in.json"))).items()}
+        with torch.no_grad():
+            body = model.base_model(**inputs)
+            out = {"last_hidden_state": body.last_hidden_state.tolist()}
+            if "pooler_output" in case["outputs"]:
+                out["pooler_output"] = body.pooler_output.tolist()
+            if "logits" in case["outputs"]:
+                out["logits"] = model(**inputs).logits.tolist()
+        with open(os.path.join(root, "hf", name + ".json"), "w") as f:
+            json.dump(out, f)
+
+
+def compare_json(root, mode, ours_dir, report_path):
+    import numpy as np
+    report = {"mode": mode, "limit": LIMITS[mode], "reference": "transformers float64 outputs (families.py reference)",
+              "batch_lengths": SEQ, "cases": {}}
+    ok = True
+    for case in json.load(open(os.path.join(root, "cases.json"))):
+        name = case["name"]
+        ours_path = os.path.join(ours_dir, name + ".json")
+        if not os.path.exists(ours_path):
+            report["cases"][name] = {"error": "mps-actors produced no output"}
+            ok = False
+            continue
+        ours = json.load(open(ours_path))
+        hf = json.load(open(os.path.join(root, "hf", name + ".json")))
+        mask = np.array(json.load(open(os.path.join(root, name + "-in.json")))["attention_mask"], dtype=bool)
+        l2 = lambda a, b: float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+                                / np.linalg.norm(np.asarray(b, np.float64)))
+        hidden, ref = np.asarray(ours["last_hidden_state"]), np.asarray(hf["last_hidden_state"])
+        r = {"last_hidden_state": l2(hidden, ref), "last_hidden_state_real_tokens": l2(hidden[mask], ref[mask])}
+        for key in ("pooler_output", "logits"):
+            if key in hf:
+                r[key] = l2(ours[key], hf[key])
+        worst = max(v for k, v in r.items() if not k.endswith("real_tokens"))
+        r["pass"] = worst < LIMITS[mode]
+        ok &= r["pass"]
+        report["cases"][name] = r
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=2)
+    return ok
+
+
 def table(paths):
     reports = [json.load(open(p)) for p in paths]
     print(f"| case | {' | '.join(r['mode'] for r in reports)} |")
@@ -227,6 +283,10 @@ if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "make":
         make(sys.argv[2])
+    elif cmd == "reference":
+        reference(sys.argv[2])
+    elif cmd == "compare-json":
+        sys.exit(0 if compare_json(*sys.argv[2:6]) else 1)
     elif cmd == "compare":
         sys.exit(0 if compare(*sys.argv[2:6]) else 1)
     elif cmd == "table":

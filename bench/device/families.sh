@@ -16,6 +16,13 @@ modes=${MODES:-cpu-fp32 cuda-fp32 cuda-fp16}
 status=0
 
 python3 bench/device/families.py make "$root" > "$out/make.log" 2>&1 || { tail -20 "$out/make.log"; exit 1; }
+# The folders, inputs and transformers' float64 outputs travel back, so a backend this bundle does not carry (the
+# cpu backend's OpenBLAS is left out of a cuda bundle) is compared elsewhere: families.py compare-json.
+python3 bench/device/families.py reference "$root" >> "$out/make.log" 2>&1 || status=1
+mkdir -p "$out/root" && cp -r "$root"/cases.json "$root"/*-in.json "$root"/hf "$out/root/"
+for c in $(python3 -c "import json; print(' '.join(c['name'] for c in json.load(open('$root/cases.json'))))"); do
+  cp -r "$root/$c" "$out/root/$c"
+done
 
 if [[ $modes == *cuda* && ! -f /tmp/mps-cuda/lib/libmpsnative_cuda.so ]]; then
   inc=$PWD/.device/jdk-include

@@ -31,6 +31,11 @@ if [[ ${BUNDLE_FOR:-all} == cuda ]]; then
       pekko-cluster-sharding*.jar jmh-core-*.jar jopt-simple-*.jar asm-*.jar onnxruntime-*.jar \
       commons-math3-*.jar commons-compress-*.jar agrona-*.jar lz4-java-*.jar \
       pekko-cluster-tools_*.jar)
+  # nor the HTTP server's stack (Pekko HTTP, Micrometer and Prometheus) nor the cluster's (device runs serve
+  # in-process), which otherwise push the bundle past the limit
+  (cd .device/lib && rm -f pekko-http*.jar pekko-parsing_*.jar parboiled_*.jar prometheus-metrics-*.jar \
+      micrometer-*.jar HdrHistogram-*.jar LatencyUtils-*.jar mps-actors-server-*.jar pekko-cluster_*.jar \
+      pekko-cluster-typed_*.jar pekko-distributed-data_*.jar pekko-coordination_*.jar)
 fi
 du -sh .device/jre.tgz .device/lib
 # JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).
