@@ -35,7 +35,8 @@ if [[ ${BUNDLE_FOR:-all} == cuda ]]; then
   # in-process), which otherwise push the bundle past the limit
   (cd .device/lib && rm -f pekko-http*.jar pekko-parsing_*.jar parboiled_*.jar prometheus-metrics-*.jar \
       micrometer-*.jar HdrHistogram-*.jar LatencyUtils-*.jar mps-actors-server-*.jar pekko-cluster_*.jar \
-      pekko-cluster-typed_*.jar pekko-distributed-data_*.jar pekko-coordination_*.jar)
+      pekko-cluster-typed_*.jar pekko-distributed-data_*.jar pekko-coordination_*.jar pekko-remote_*.jar pekko-pki_*.jar \
+      asn-one-*.jar)
 fi
 du -sh .device/jre.tgz .device/lib
 # JNI headers javac generated for native-mps, so the device can build libmpsnative_cuda.so (cuda-native.sh).
