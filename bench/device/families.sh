@@ -12,17 +12,15 @@ mkdir -p "$out" "$root"
 [[ -d /tmp/jre ]] || tar xzf .device/jre.tgz -C /tmp
 java=/tmp/jre/bin/java
 cp=".device/lib/*"
-modes=${MODES:-cpu-fp32 cuda-fp32 cuda-fp16}
+modes=${MODES-cpu-fp32 cuda-fp32 cuda-fp16}
 status=0
 
 python3 bench/device/families.py make "$root" > "$out/make.log" 2>&1 || { tail -20 "$out/make.log"; exit 1; }
 # The folders, inputs and transformers' float64 outputs travel back, so a backend this bundle does not carry (the
 # cpu backend's OpenBLAS is left out of a cuda bundle) is compared elsewhere: families.py compare-json.
 python3 bench/device/families.py reference "$root" >> "$out/make.log" 2>&1 || status=1
-mkdir -p "$out/root" && cp -r "$root"/cases.json "$root"/*-in.json "$root"/hf "$out/root/"
-for c in $(python3 -c "import json; print(' '.join(c['name'] for c in json.load(open('$root/cases.json'))))"); do
-  cp -r "$root/$c" "$out/root/$c"
-done
+(cd "$root" && tar czf "$out/families-root.tgz" cases.json hf ./*-in.json \
+  $(python3 -c "import json; print(' '.join(c['name'] for c in json.load(open('cases.json'))))"))
 
 if [[ $modes == *cuda* && ! -f /tmp/mps-cuda/lib/libmpsnative_cuda.so ]]; then
   inc=$PWD/.device/jdk-include
@@ -51,11 +49,13 @@ for mode in $modes; do
   python3 bench/device/families.py compare "$root" "$mode" "$ours" "$out/families-$mode.json" || status=1
   reports+=("$out/families-$mode.json")
 done
-python3 bench/device/families.py table "${reports[@]}" | tee "$out/families-table.md"
-python3 - "$out/families.json" "${reports[@]}" <<'EOF'
+if (( ${#reports[@]} )); then
+  python3 bench/device/families.py table "${reports[@]}" | tee "$out/families-table.md"
+  python3 - "$out/families.json" "${reports[@]}" <<'EOF'
 import json, sys
 json.dump({json.load(open(p))["mode"]: json.load(open(p)) for p in sys.argv[2:]}, open(sys.argv[1], "w"), indent=2)
 EOF
+fi
 
 echo "=== tokenizer: mps-actors vs Python tokenizers"
 tok=$root/tokenizer

@@ -38,7 +38,20 @@ public final class TextTokenizer implements AutoCloseable {
     }
 
     /** Loads {@code folder/tokenizer.json}, truncating at {@code maxTokens}; throws {@link TextFormatException}. */
+    /**
+     * DJL picks a CUDA build of the tokenizers library when it finds CUDA on the host, and that build is not in
+     * its jar: it would try to download it, which fails on a host without internet access (and tokenizing runs
+     * on the CPU anyway). The CPU library in the jar is used unless {@code RUST_FLAVOR} (environment or system
+     * property, DJL's own switch) says otherwise.
+     */
+    private static void preferCpuLibrary() {
+        if (System.getenv("RUST_FLAVOR") == null && System.getProperty("RUST_FLAVOR") == null) {
+            System.setProperty("RUST_FLAVOR", "cpu");
+        }
+    }
+
     public static TextTokenizer load(Path folder, int maxTokens) {
+        preferCpuLibrary();
         Path file = folder.resolve(TOKENIZER_FILE);
         if (!Files.isRegularFile(file)) {
             throw new TextFormatException(file + ": no such file (the model folder needs the tokenizer it was trained with)");
