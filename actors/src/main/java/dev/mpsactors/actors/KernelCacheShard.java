@@ -35,7 +35,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
  * One shard of the kernel library: the single owner of its own cache of compiled libraries and their
- * pipelines (seed hazard 1 was K shard locks guarding one shared map, so two shards raced on the same
+ * pipelines (hazard 1 of docs/audit.md was K shard locks guarding one shared map, so two shards raced on the same
  * container). Duties:
  * <ul>
  *   <li>single flight: a library is compiled once at a time, off this actor's thread (compiles take

@@ -41,7 +41,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * A kernel-cache shard owns its own map (seed hazard 1 was shard locks over one shared map): one
+ * A kernel-cache shard owns its own map (hazard 1 of docs/audit.md was shard locks over one shared map): one
  * compilation per library however many ask at once, one pipeline object per kernel for every caller,
  * failures cached with the compiler's message, and a crash answers the waiters and leaks nothing.
  */

@@ -146,6 +146,10 @@ final class ActorStress {
                     failure = f.reason();
                 } else if (msg instanceof StreamProtocol.PointCompleted p) {
                     failure = p.failure();
+                } else if (msg instanceof dev.mpsactors.protocol.TextProtocol.Embeddings) {
+                    failure = null;
+                } else if (msg instanceof dev.mpsactors.protocol.TextProtocol.TextFailure f) {
+                    failure = f.kind() + ": " + f.reason();
                 } else {
                     return Behaviors.same(); // Submitted: the completion follows
                 }
@@ -161,7 +165,7 @@ final class ActorStress {
         });
     }
 
-    private static long[] busy(MpsRuntime rt, List<StreamHandle> streams) {
+    static long[] busy(MpsRuntime rt, List<StreamHandle> streams) {
         long[] busy = new long[streams.size()];
         for (int s = 0; s < busy.length; s++) {
             busy[s] = await(rt.streamStats(streams.get(s))).busyNanos();

@@ -57,8 +57,10 @@ final class StressBench {
             }
             StressReport report = new StressReport(LocalDate.now().toString(), machine(), command, options.backend(),
                     model.describe(), options.mix().name().toLowerCase(), options.seq(),
-                    options.lengths() == null ? null : options.lengths().toString(), options.batchPerRequest(),
-                    options.outputs().toString(), points, gemm, ceiling, fraction);
+                    options.texts() != null ? "of the texts in " + options.texts()
+                            : options.lengths() == null ? null : options.lengths().toString(), options.batchPerRequest(),
+                    options.texts() != null ? "the folder's sentence embedding" : options.outputs().toString(), points,
+                    gemm, ceiling, fraction);
             report.print(out);
             if (options.json() != null) {
                 report.writeJson(options.json());
@@ -84,7 +86,11 @@ final class StressBench {
         int streams = settings.streams();
         List<Measurement> ms = new ArrayList<>();
         out.printf("%n-- %d clients, %d streams --%n", clients, streams);
-        if (options.clusterNodes() > 0) {
+        TextStress texts = null;
+        if (options.texts() != null) {
+            texts = new TextStress(options, clients, actorsConfig, model.folder());
+            ms.addAll(texts.run(model, recorders(), out));
+        } else if (options.clusterNodes() > 0) {
             ms.add(new ClusterStress(options, clients, actorsConfig).run(model.folder(), model, recorders(), out));
         } else {
             ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams, max-batch "
@@ -108,6 +114,9 @@ final class StressBench {
                     / Math.max(1e-9, m.requestsPerSecond())));
             cpuRatios.put(m.name(), MeasurementDriver.round(ms.get(0).requestsPerCpuSecond()
                     / Math.max(1e-9, m.requestsPerCpuSecond())));
+        }
+        if (texts != null) {
+            texts.printRates(ms, out);
         }
         return new StressReport.Point(clients, ms, ratios, cpuRatios);
     }

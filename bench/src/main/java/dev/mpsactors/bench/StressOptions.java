@@ -13,7 +13,8 @@ import java.util.Set;
 record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int streams, String backend,
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
-                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx) {
+                     int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx,
+                     Path texts) {
 
     enum Mix { BERT, LAYERNORM }
 
@@ -46,6 +47,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial,ort|none] [--warmup T] [--json FILE] [--plot FILE.svg]
                      [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX] [--onnx FILE]
+                     [--texts FILE]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
@@ -60,14 +62,19 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     at the best of a short search over workers x intra-op threads x batch (ort alone: all four).
                     --lengths MIN..MAX: request lengths drawn from the range (raw and locked, one compiled
                     shape each, are left out, and refused when named).
+                    --texts FILE: the texts of FILE (JSON lines of {"text": ...}, or plain lines), B a request,
+                    through Embed (tokenized by the runtime) and then as token ids made before the run (Infer):
+                    texts/s and tokens/s of both, so the tokenizer's cost shows; needs --model DIR with a
+                    tokenizer.json, takes no baselines.
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
     /** {@code legacy}: {@code load-test} keeps its old scope (the actor run alone) unless asked for more. */
     static StressOptions parse(Deque<String> args, boolean legacy) {
-        Path model = null, json = null, plot = null, onnx = null;
+        Path model = null, json = null, plot = null, onnx = null, texts = null;
         Lengths lengths = null;
         boolean namesOneShapeBaseline = false; // --compare named raw or locked
+        boolean namesBaseline = false; // --compare named any
         InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
         List<Integer> clients = List.of(64);
         boolean sweep = false;
@@ -99,6 +106,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 case "--layer-norms" -> layerNorms = positive(flag, value(flag, args));
                 case "--compare" -> {
                     compare = baselines(value(flag, args));
+                    namesBaseline = !compare.isEmpty();
                     namesOneShapeBaseline = compare.contains(Baseline.RAW) || compare.contains(Baseline.LOCKED);
                 }
                 case "--json" -> json = Path.of(value(flag, args));
@@ -113,6 +121,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 }
                 case "--lengths" -> lengths = Lengths.parse(value(flag, args));
                 case "--onnx" -> onnx = Path.of(value(flag, args));
+                case "--texts" -> texts = Path.of(value(flag, args));
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -141,13 +150,27 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
             throw new Cli.UsageException("--lengths drives the model actor's runs (mps-actors, serial, ort): the raw "
                     + "and locked baselines compile one shape each and do not take it");
         }
+        if (texts != null) {
+            if (model == null) {
+                throw new Cli.UsageException("--texts needs --model DIR, a folder with its tokenizer.json");
+            }
+            if (mix == Mix.LAYERNORM || clusterNodes > 0 || lengths != null || onnx != null) {
+                throw new Cli.UsageException("--texts does not go with --mix layernorm, --cluster-nodes, --lengths"
+                        + " or --onnx");
+            }
+            if (namesBaseline) {
+                throw new Cli.UsageException("--texts compares the text path with the token-id path: it takes no"
+                        + " --compare baselines");
+            }
+            compare = EnumSet.noneOf(Baseline.class);
+        }
         if (lengths != null) {
             seq = lengths.max(); // the longest request: what the GEMM ceiling shapes use
             compare.remove(Baseline.RAW);
             compare.remove(Baseline.LOCKED);
         }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
-                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx);
+                layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx, texts);
     }
 
     private static Mix mix(String v) {
