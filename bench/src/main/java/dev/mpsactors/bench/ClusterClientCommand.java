@@ -75,7 +75,8 @@ final class ClusterClientCommand implements Callable<Integer> {
     @Option(names = "--batch", paramLabel = "B", description = "sequences a request (default ${DEFAULT-VALUE})")
     int batch = 1;
 
-    @Option(names = "--inputs", paramLabel = "N", description = "random inputs cycled through (default ${DEFAULT-VALUE})")
+    @Option(names = "--inputs", paramLabel = "N",
+            description = "random inputs cycled through (default ${DEFAULT-VALUE})")
     int inputCount = 16;
 
     @Option(names = "--vocab", paramLabel = "V", description = "token ids drawn below V (default ${DEFAULT-VALUE})")
@@ -89,10 +90,12 @@ final class ClusterClientCommand implements Callable<Integer> {
             + " route to the first seed)")
     String host;
 
-    @Option(names = "--port", paramLabel = "P", description = "this client's port (default ${DEFAULT-VALUE}: a free one)")
+    @Option(names = "--port", paramLabel = "P",
+            description = "this client's port (default ${DEFAULT-VALUE}: a free one)")
     int port = 0;
 
-    @Option(names = "--wait-up", paramLabel = "T", description = "seconds to wait for the cluster (default ${DEFAULT-VALUE})")
+    @Option(names = "--wait-up", paramLabel = "T",
+            description = "seconds to wait for the cluster (default ${DEFAULT-VALUE})")
     long waitUp = 60;
 
     @Mixin

@@ -89,7 +89,8 @@ final class GenerateModelCommand implements Callable<Integer> {
                 case "f32" -> Dtype.F32;
                 case "f16" -> Dtype.F16;
                 case "bf16" -> Dtype.BF16;
-                default -> throw new picocli.CommandLine.TypeConversionException("f32, f16 or bf16, not '" + value + "'");
+                default -> throw new picocli.CommandLine.TypeConversionException(
+                        "f32, f16 or bf16, not '" + value + "'");
             };
         }
     }

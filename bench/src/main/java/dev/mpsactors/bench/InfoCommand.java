@@ -23,7 +23,8 @@ final class InfoCommand implements Callable<Integer> {
             System.out.println("device:   " + rt.refs().device());
             System.out.println("streams:  " + rt.streams().size());
             System.out.println("settings: " + settings);
-            System.out.println("config:   " + config.getConfig("mps-actors").root().render(ConfigRenderOptions.concise()));
+            System.out.println("config:   " + config.getConfig("mps-actors").root()
+                    .render(ConfigRenderOptions.concise()));
         }
         return 0;
     }

@@ -14,13 +14,16 @@ final class NativeWorkloadCommand implements Callable<Integer> {
             + " cores, at least 2)")
     Integer streams;
 
-    @Option(names = "--seconds", paramLabel = "T", description = "measured seconds per stream count (default ${DEFAULT-VALUE})")
+    @Option(names = "--seconds", paramLabel = "T",
+            description = "measured seconds per stream count (default ${DEFAULT-VALUE})")
     double seconds = 5;
 
-    @Option(names = "--warmup", paramLabel = "T", description = "warm-up seconds per stream count (default ${DEFAULT-VALUE})")
+    @Option(names = "--warmup", paramLabel = "T",
+            description = "warm-up seconds per stream count (default ${DEFAULT-VALUE})")
     double warmup = 1;
 
-    @Option(names = "--in-flight", paramLabel = "N", description = "committed requests per stream at once (default ${DEFAULT-VALUE})")
+    @Option(names = "--in-flight", paramLabel = "N",
+            description = "committed requests per stream at once (default ${DEFAULT-VALUE})")
     int inFlight = 2;
 
     @Option(names = "--seq", paramLabel = "L", description = "tokens a request (default ${DEFAULT-VALUE})")

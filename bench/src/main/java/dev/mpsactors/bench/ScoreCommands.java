@@ -140,7 +140,8 @@ final class ScoreCommands {
 
         @Override
         CompletionStage<List<ObjectNode>> ask(MpsRuntime rt, ActorRef<TextProtocol.Command> encoder, String requestId,
-                                              List<String> texts, TextProtocol.ScoreOptions options, ObjectMapper json) {
+                                              List<String> texts, TextProtocol.ScoreOptions options,
+                                              ObjectMapper json) {
             int first = Integer.parseInt(requestId);
             return rt.rerank(encoder, requestId, query, texts, options).thenApply(s -> {
                 List<ObjectNode> lines = new ArrayList<>();
@@ -168,7 +169,8 @@ final class ScoreCommands {
 
         @Override
         CompletionStage<List<ObjectNode>> ask(MpsRuntime rt, ActorRef<TextProtocol.Command> encoder, String requestId,
-                                              List<String> texts, TextProtocol.ScoreOptions options, ObjectMapper json) {
+                                              List<String> texts, TextProtocol.ScoreOptions options,
+                                              ObjectMapper json) {
             return rt.classify(encoder, requestId, texts, options).thenApply(c -> {
                 List<ObjectNode> lines = new ArrayList<>();
                 for (int i = 0; i < c.labels().size(); i++) {

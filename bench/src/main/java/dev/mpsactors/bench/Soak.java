@@ -57,14 +57,16 @@ final class Soak implements Callable<Integer> {
     @Option(names = "--oom-rate", paramLabel = "P", description = "device OOM rate (default ${DEFAULT-VALUE})")
     double oomRate = 0.02;
 
-    @Option(names = "--hang-rate", paramLabel = "P", description = "hung command buffer rate (default ${DEFAULT-VALUE})")
+    @Option(names = "--hang-rate", paramLabel = "P",
+            description = "hung command buffer rate (default ${DEFAULT-VALUE})")
     double hangRate = 0.002;
 
     @Option(names = "--crash-every", paramLabel = "SECONDS", description = "an owner crashed this often"
             + " (default ${DEFAULT-VALUE})")
     double crashEvery = 5;
 
-    @Option(names = "--watchdog", paramLabel = "SECONDS", description = "the stream watchdog (default ${DEFAULT-VALUE})")
+    @Option(names = "--watchdog", paramLabel = "SECONDS",
+            description = "the stream watchdog (default ${DEFAULT-VALUE})")
     double watchdog = 2;
 
     @Override

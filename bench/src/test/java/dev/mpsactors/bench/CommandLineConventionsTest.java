@@ -31,7 +31,8 @@ class CommandLineConventionsTest {
     static List<String> commands() {
         List<String> names = new ArrayList<>(Cli.commandLine(System.out, System.err).getSubcommands().keySet());
         assertTrue(names.containsAll(List.of("stress", "load-test", "run", "info", "native-workload", "jmh", "node",
-                "import-onnx", "embed", "rerank", "classify", "cluster-client", "generate-model", "soak")), names::toString);
+                "import-onnx", "embed", "rerank", "classify", "cluster-client", "generate-model", "soak")),
+                names::toString);
         return names;
     }
 
@@ -40,11 +41,13 @@ class CommandLineConventionsTest {
         Outcome top = run("--help");
         assertEquals(0, top.exit(), top.stderr());
         for (String command : commands()) {
-            assertTrue(top.stdout().contains("\n  " + command + " "), "the list names " + command + ": " + top.stdout());
+            assertTrue(top.stdout().contains("\n  " + command + " "),
+                    "the list names " + command + ": " + top.stdout());
             for (String flag : List.of("--help", "-h")) {
                 Outcome o = run(command, flag);
                 assertEquals(0, o.exit(), command + " " + flag + ": " + o.stderr());
-                assertTrue(o.stdout().startsWith("Usage: mps-actors " + command), command + " " + flag + ": " + o.stdout());
+                assertTrue(o.stdout().startsWith("Usage: mps-actors " + command),
+                        command + " " + flag + ": " + o.stdout());
                 assertEquals("", o.stderr(), command + " " + flag + " writes nothing to stderr");
             }
             Outcome v = run(command, "--version");
@@ -76,7 +79,8 @@ class CommandLineConventionsTest {
         Map<String, List<String>> bad = Map.ofEntries(
                 Map.entry("stress", List.of("--clients", "many")),
                 Map.entry("load-test", List.of("--lengths", "9..3")),
-                Map.entry("run", List.of("--model", "m", "--input", "i", "--output", "o", "--outputs", "embedding:median")),
+                Map.entry("run", List.of("--model", "m", "--input", "i", "--output", "o", "--outputs",
+                        "embedding:median")),
                 Map.entry("info", List.of("--backend", "tpu")),
                 Map.entry("native-workload", List.of("--seconds", "soon")),
                 Map.entry("jmh", List.of("-f", "many")),

@@ -45,8 +45,8 @@ class ScoreCommandsTest {
 
     @Test
     void aModelWithoutAHeadIsReportedOnOneLineWithStatusTwo() {
-        CommandLineConventionsTest.Outcome rerank = CommandLineConventionsTest.run("rerank", "--model", model.toString(),
-                "--query", "what owns a stream?", "--input", texts.toString(), "--output",
+        CommandLineConventionsTest.Outcome rerank = CommandLineConventionsTest.run("rerank", "--model",
+                model.toString(), "--query", "what owns a stream?", "--input", texts.toString(), "--output",
                 dir.resolve("scores.jsonl").toString(), "--batch", "8");
         assertEquals(2, rerank.exit(), rerank.stderr());
         List<String> lines = rerank.stderr().lines().toList();
