@@ -234,6 +234,27 @@ public final class Cli implements Runnable {
 
     // ---- shared by the commands ---------------------------------------------------------------------------
 
+    /**
+     * An option's converter over a parser that throws {@link IllegalArgumentException} naming what is wrong:
+     * picocli reports that as a bad value of the option (one line, status 2).
+     */
+    abstract static class ParsingConverter<T> implements CommandLine.ITypeConverter<T> {
+        private final java.util.function.Function<String, T> parse;
+
+        ParsingConverter(java.util.function.Function<String, T> parse) {
+            this.parse = parse;
+        }
+
+        @Override
+        public T convert(String value) {
+            try {
+                return parse.apply(value);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
+
     /** The application's configuration, with {@code mps-actors.backend} replaced when {@code backend} is given. */
     static Config config(String backend) {
         Config base = ConfigFactory.load();

@@ -29,6 +29,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.stream.javadsl.Sink;
 import org.apache.pekko.stream.javadsl.Source;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -42,17 +43,8 @@ import picocli.CommandLine.Option;
                 + " \"tokens\": N} per output line, in order.",
         "Pooling and normalization as the folder's sentence-transformers files say unless given."})
 final class EmbedCommand implements Callable<Integer> {
-    @Option(names = "--model", required = true, paramLabel = "DIR", description = "the model folder")
-    Path model;
-
-    @Option(names = "--input", required = true, paramLabel = "TEXTS.jsonl", description = "one {\"text\": ...} a line")
-    Path input;
-
-    @Option(names = "--output", required = true, paramLabel = "OUT.jsonl", description = "one embedding a line")
-    Path output;
-
-    @Option(names = "--backend", paramLabel = "NAME", description = "cpu, cuda or metal (default: mps-actors.backend)")
-    String backend;
+    @Mixin
+    TextFileOptions files;
 
     @Option(names = "--pooling", paramLabel = "P", converter = ImportOnnxCommand.PoolingConverter.class,
             description = "cls, mean, max or mean_sqrt_len (default: the folder's)")
@@ -62,33 +54,16 @@ final class EmbedCommand implements Callable<Integer> {
             description = "L2-normalize (default: the folder's)")
     Boolean normalize;
 
-    @Option(names = "--no-truncate", description = "refuse texts over the model's limit instead of cutting them")
-    boolean noTruncate;
-
-    @Option(names = "--batch", paramLabel = "N", description = "texts a request (default: ${DEFAULT-VALUE})")
-    int batch = 32;
-
-    @Option(names = "--parallelism", paramLabel = "N", description = "requests in flight (default: ${DEFAULT-VALUE})")
-    int parallelism = 4;
-
     @Override
     public Integer call() throws Exception {
-        run(Cli.config(backend), System.err);
+        run(Cli.config(files.backend), System.err);
         return 0;
     }
 
     void run(Config config, PrintStream progress) throws Exception {
-        Cli.positive("--batch", batch);
-        Cli.positive("--parallelism", parallelism);
-        if (!Files.isDirectory(model)) {
-            throw new Cli.InputException("model folder " + model + " does not exist");
-        }
-        Path inputFile = input;
-        List<String> texts = readTexts(input);
-        if (texts.isEmpty()) {
-            throw new Cli.InputException(input + ": no lines to embed");
-        }
-        TextProtocol.EmbedOptions options = new TextProtocol.EmbedOptions(pooling, normalize, !noTruncate);
+        List<String> texts = files.texts("embed");
+        int batch = files.batch;
+        TextProtocol.EmbedOptions options = new TextProtocol.EmbedOptions(pooling, normalize, !files.noTruncate);
         List<EmbeddingFlow.Request> requests = new ArrayList<>();
         for (int start = 0; start < texts.size(); start += batch) {
             requests.add(new EmbeddingFlow.Request(Integer.toString(start),
@@ -97,15 +72,15 @@ final class EmbedCommand implements Callable<Integer> {
         Progress bar = new Progress(progress, texts.size(), "embedded");
         ObjectMapper json = new ObjectMapper();
         try (MpsRuntime rt = MpsRuntime.start(config);
-             BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.loadTextEncoder("embed", model));
+             BufferedWriter out = Files.newBufferedWriter(files.output, StandardCharsets.UTF_8)) {
+            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.loadTextEncoder("embed", files.model));
             Duration timeout = Duration.ofMinutes(10);
             Cli.await(Source.from(requests)
-                    .via(EmbeddingFlow.create(encoder, parallelism, timeout, rt.system().scheduler()))
+                    .via(EmbeddingFlow.create(encoder, files.parallelism, timeout, rt.system().scheduler()))
                     .runWith(Sink.foreach(reply -> {
                         int first = Integer.parseInt(reply.requestId());
                         if (reply instanceof TextFailure f) {
-                            throw failure(inputFile, first, f);
+                            throw failure(files.input, first, f);
                         }
                         Embeddings e = (Embeddings) reply;
                         for (int i = 0; i < e.vectors().length; i++) {

@@ -82,16 +82,15 @@ final class GenerateModelCommand implements Callable<Integer> {
         return 0;
     }
 
-    static final class DtypeConverter implements picocli.CommandLine.ITypeConverter<Dtype> {
-        @Override
-        public Dtype convert(String value) {
-            return switch (value.toLowerCase(java.util.Locale.ROOT)) {
+    /** f32, f16 or bf16. */
+    static final class DtypeConverter extends Cli.ParsingConverter<Dtype> {
+        DtypeConverter() {
+            super(value -> switch (value.toLowerCase(java.util.Locale.ROOT)) {
                 case "f32" -> Dtype.F32;
                 case "f16" -> Dtype.F16;
                 case "bf16" -> Dtype.BF16;
-                default -> throw new picocli.CommandLine.TypeConversionException(
-                        "f32, f16 or bf16, not '" + value + "'");
-            };
+                default -> throw new IllegalArgumentException("f32, f16 or bf16, not '" + value + "'");
+            });
         }
     }
 }

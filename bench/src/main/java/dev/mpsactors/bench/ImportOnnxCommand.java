@@ -69,14 +69,9 @@ final class ImportOnnxCommand implements Callable<Integer> {
     }
 
     /** A pooling by its name, as the runtime parses it. */
-    static final class PoolingConverter implements picocli.CommandLine.ITypeConverter<InferenceProtocol.Pooling> {
-        @Override
-        public InferenceProtocol.Pooling convert(String value) {
-            try {
-                return InferenceProtocol.Pooling.of(value);
-            } catch (IllegalArgumentException e) {
-                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
-            }
+    static final class PoolingConverter extends Cli.ParsingConverter<InferenceProtocol.Pooling> {
+        PoolingConverter() {
+            super(InferenceProtocol.Pooling::of);
         }
     }
 }

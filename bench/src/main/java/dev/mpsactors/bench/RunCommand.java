@@ -49,15 +49,10 @@ final class RunCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** {@code --outputs LIST} as the runtime parses it; a bad list is bad usage naming the problem. */
-    static final class OutputSpecConverter implements picocli.CommandLine.ITypeConverter<InferenceProtocol.OutputSpec> {
-        @Override
-        public InferenceProtocol.OutputSpec convert(String value) {
-            try {
-                return InferenceProtocol.OutputSpec.parse(value);
-            } catch (IllegalArgumentException e) {
-                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
-            }
+    /** {@code --outputs LIST} as the runtime parses it. */
+    static final class OutputSpecConverter extends Cli.ParsingConverter<InferenceProtocol.OutputSpec> {
+        OutputSpecConverter() {
+            super(InferenceProtocol.OutputSpec::parse);
         }
     }
 }

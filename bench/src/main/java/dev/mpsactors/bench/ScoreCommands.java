@@ -11,7 +11,6 @@ import dev.mpsactors.runtime.TextRequestFailedException;
 import java.io.BufferedWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -21,6 +20,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.stream.javadsl.Sink;
 import org.apache.pekko.stream.javadsl.Source;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -37,32 +37,11 @@ final class ScoreCommands {
 
     /** The options both commands share. */
     abstract static class Scoring implements Callable<Integer> {
-        @Option(names = "--model", required = true, paramLabel = "DIR", description = "the model folder")
-        Path model;
-
-        @Option(names = "--input", required = true, paramLabel = "TEXTS.jsonl",
-                description = "one {\"text\": ...} a line")
-        Path input;
-
-        @Option(names = "--output", required = true, paramLabel = "OUT.jsonl", description = "one answer a line")
-        Path output;
-
-        @Option(names = "--backend", paramLabel = "NAME",
-                description = "cpu, cuda or metal (default: mps-actors.backend)")
-        String backend;
-
-        @Option(names = "--no-truncate", description = "refuse texts over the model's limit instead of cutting them")
-        boolean noTruncate;
+        @Mixin
+        TextFileOptions files;
 
         @Option(names = "--raw-scores", description = "the head's logits, without the model's activation")
         boolean rawScores;
-
-        @Option(names = "--batch", paramLabel = "N", description = "texts a request (default: ${DEFAULT-VALUE})")
-        int batch = 32;
-
-        @Option(names = "--parallelism", paramLabel = "N",
-                description = "requests in flight (default: ${DEFAULT-VALUE})")
-        int parallelism = 4;
 
         @Spec
         CommandSpec spec;
@@ -77,27 +56,20 @@ final class ScoreCommands {
 
         @Override
         public Integer call() throws Exception {
-            Cli.positive("--batch", batch);
-            Cli.positive("--parallelism", parallelism);
-            if (!Files.isDirectory(model)) {
-                throw new Cli.InputException("model folder " + model + " does not exist");
-            }
-            List<String> texts = EmbedCommand.readTexts(input);
-            if (texts.isEmpty()) {
-                throw new Cli.InputException(input + ": no lines to " + spec.name());
-            }
+            List<String> texts = files.texts(spec.name());
+            int batch = files.batch;
             List<Integer> starts = new ArrayList<>();
             for (int start = 0; start < texts.size(); start += batch) {
                 starts.add(start);
             }
-            TextProtocol.ScoreOptions options = new TextProtocol.ScoreOptions(!noTruncate, rawScores);
+            TextProtocol.ScoreOptions options = new TextProtocol.ScoreOptions(!files.noTruncate, rawScores);
             Progress bar = new Progress(System.err, texts.size(), verb());
             ObjectMapper json = new ObjectMapper();
-            try (MpsRuntime rt = MpsRuntime.start(Cli.config(backend));
-                 BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-                ActorRef<TextProtocol.Command> encoder = Cli.await(rt.loadTextEncoder(spec.name(), model));
+            try (MpsRuntime rt = MpsRuntime.start(Cli.config(files.backend));
+                 BufferedWriter out = Files.newBufferedWriter(files.output, StandardCharsets.UTF_8)) {
+                ActorRef<TextProtocol.Command> encoder = Cli.await(rt.loadTextEncoder(spec.name(), files.model));
                 Cli.await(Source.from(starts)
-                        .mapAsync(parallelism, start -> ask(rt, encoder, Integer.toString(start),
+                        .mapAsync(files.parallelism, start -> ask(rt, encoder, Integer.toString(start),
                                 texts.subList(start, Math.min(texts.size(), start + batch)), options, json)
                                 .exceptionally(e -> {
                                     throw failure(start, e);
@@ -118,7 +90,7 @@ final class ScoreCommands {
         private RuntimeException failure(int firstIndex, Throwable e) {
             Throwable cause = e instanceof CompletionException c && c.getCause() != null ? c.getCause() : e;
             if (cause instanceof TextRequestFailedException t) {
-                return EmbedCommand.failure(input, firstIndex,
+                return EmbedCommand.failure(files.input, firstIndex,
                         new TextFailure(Integer.toString(firstIndex), t.kind(), t.getMessage(), t.problems()));
             }
             return cause instanceof RuntimeException r ? r : new CompletionException(cause);
