@@ -37,6 +37,11 @@ import picocli.CommandLine.Spec;
  * starting {@code "mps-actors: "}: status 2 for bad usage or bad input (a picocli
  * {@link ParameterException}, {@link UsageException}, {@link InputException}, {@link InvalidConfigException},
  * or a text request the model refuses as invalid or unsupported), 1 for a failure of the runtime or the model.
+ *
+ * <p>A command from another module needs nothing of this class: it reports bad usage with picocli's
+ * {@link ParameterException} (or an {@link InvalidConfigException}) and any other failure with any exception,
+ * and inherits {@code --help}, {@code --version} and the error format from here. {@code CommandLineConventionsTest}
+ * holds every listed command to these rules and {@code NoSystemExitTest} every compiled class to the last one.
  */
 @Command(name = "mps-actors", mixinStandardHelpOptions = true, scope = ScopeType.INHERIT,
         versionProvider = Cli.Version.class, usageHelpAutoWidth = true,
