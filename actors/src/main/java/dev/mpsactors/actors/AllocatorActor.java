@@ -49,7 +49,7 @@ import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
  *       class before asking the device for a new one;</li>
  *   <li>keep the pool under the memory limit (high watermark): a request that does not fit waits as a
  *       queued message, first come first served, and is answered when memory comes back or when its
- *       {@code wait-timeout} runs out. Nothing here blocks or sleeps: seed hazard 5 was
+ *       {@code wait-timeout} runs out. Nothing here blocks or sleeps: hazard 5 of docs/audit.md was
  *       {@code MPSHeapAllocatorImpl::waitForEvents()} blocking on an event while holding the pool's mutex;</li>
  *   <li>above the low watermark, return cached buffers of other classes to the device before making a new
  *       one (the cache must not crowd out the classes actually asked for, as PyTorch's MPS allocator

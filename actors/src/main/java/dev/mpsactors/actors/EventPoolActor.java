@@ -43,7 +43,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * The single owner of the device events that clients hold. Duties:
  * <ul>
  *   <li>hand out {@link EventHandle}s (slot, generation), never native pointers: a handle used after its
- *       release is answered with {@link EventFailed}, never a dangling event (seed hazard 2 was a raw
+ *       release is answered with {@link EventFailed}, never a dangling event (hazard 2 of docs/audit.md was a raw
  *       pointer used outside the pool's lock while another thread released it);</li>
  *   <li>record events on streams by giving the stream's owner its own native reference
  *       ({@link DeviceEvent#share()}), so releasing here never frees an event a pending record uses;</li>

@@ -35,7 +35,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 
 /**
  * One shard of the kernel library: the single owner of its own cache of compiled libraries and their
- * pipelines (seed hazard 1 was K shard locks guarding one shared map, so two shards raced on the same
+ * pipelines (hazard 1 of docs/audit.md was K shard locks guarding one shared map, so two shards raced on the same
  * container). Duties:
  * <ul>
  *   <li>single flight: a library is compiled once at a time, off this actor's thread (compiles take
@@ -152,15 +152,19 @@ public final class KernelCacheShard extends AbstractBehavior<Command> {
         List<GetPipeline> waiters = new ArrayList<>();
         waiters.add(first);
         cache.put(library, new Compiling(ticket, waiters));
-        CompletableFuture<Void> compiled;
+        // The future completes with the ticket, never with null: pipeToSelf sends a successful value as the
+        // message it wraps, and a null inside that wrapper, dead-lettered once this shard has stopped (a
+        // compilation outliving a shutdown), makes Pekko's dead-letter listener throw unwrapping it.
+        CompletableFuture<CompileTicket> compiled;
         try {
-            compiled = CompletableFuture.runAsync(() -> {
+            compiled = CompletableFuture.supplyAsync(() -> {
                 KernelLibrary result = device.compileLibrary(library.source(), library.options());
                 ticket.library = result;
                 if (!ticket.state.compareAndSet(CompileTicket.RUNNING, CompileTicket.DELIVERED)) {
                     // The shard gave up on this compilation while it ran: nobody else will close the library.
                     result.close();
                 }
+                return ticket;
             }, compileExecutor);
         } catch (RuntimeException e) {
             // The executor refused (shutting down): not the source's fault, so nothing is cached.

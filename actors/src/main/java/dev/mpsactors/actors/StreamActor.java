@@ -61,7 +61,7 @@ import org.apache.pekko.actor.typed.javadsl.StashBuffer;
  *   <li>keep freed buffers for reuse by this stream's later work (stream order makes that safe) and hand
  *       them back to the allocator when it keeps too many or stops.</li>
  * </ul>
- * Nothing here waits for the device (seed hazards 3 and 4: a lock held across dispatch_sync, and an
+ * Nothing here waits for the device (hazards 3 and 4 of docs/audit.md: a lock held across dispatch_sync, and an
  * encoder touched by threads that did not own it).
  *
  * <p>Points are numbered on across restarts: a restarted owner opens a new native stream (whose native

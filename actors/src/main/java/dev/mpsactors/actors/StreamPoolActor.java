@@ -21,7 +21,7 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
 /**
  * The scheduler: leases streams to work, least loaded first (fewest active leases; ties rotate so idle
  * streams share the work). Releasing is a one-way message: the caller never waits, and the stream's
- * pending work is untouched (seed hazard 7 synchronised the stream inside release).
+ * pending work is untouched (hazard 7 of docs/audit.md synchronised the stream inside release).
  */
 public final class StreamPoolActor extends AbstractBehavior<Command> {
     private final List<StreamHandle> streams;

@@ -46,7 +46,7 @@ import org.junit.jupiter.api.Test;
 /**
  * The allocator owns the pool: freed memory is reused by its size class, memory freed after a timeline
  * point is reused only once the stream's owner (here a probe playing that part) reports the point, and a
- * request over the limit waits as a message, never as a blocked thread (seed hazard 5 was a blocking wait
+ * request over the limit waits as a message, never as a blocked thread (hazard 5 of docs/audit.md was a blocking wait
  * under the pool's lock). Every test gives back what it took: the device's live buffers return to their
  * baseline.
  */

@@ -1,6 +1,7 @@
 package dev.mpsactors.actors;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -23,11 +24,15 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.function.BooleanSupplier;
+import org.apache.pekko.actor.DeadLetter;
+import org.apache.pekko.actor.WrappedMessage;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.FishingOutcomes;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.SupervisorStrategy;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
@@ -36,7 +41,7 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 /**
- * A kernel-cache shard owns its own map (seed hazard 1 was shard locks over one shared map): one
+ * A kernel-cache shard owns its own map (hazard 1 of docs/audit.md was shard locks over one shared map): one
  * compilation per library however many ask at once, one pipeline object per kernel for every caller,
  * failures cached with the compiler's message, and a crash answers the waiters and leaks nothing.
  */
@@ -220,6 +225,39 @@ class KernelCacheShardTest {
             assertEquals(2, stats.libraries());
         } finally {
             testKit.stop(crashing, BOUND);
+        }
+    }
+
+    /**
+     * A compilation that finishes after its shard stopped (a shutdown while a GPU compiler runs) is sent to
+     * dead letters. What is sent must be a message: a null wrapped in pipeToSelf's adapter message made
+     * Pekko's dead-letter listener throw a NullPointerException unwrapping it.
+     */
+    @Test
+    void aCompilationOutlivingItsStoppedShardReachesDeadLettersAsAMessageNotANull() {
+        gate = new CountDownLatch(1);
+        ActorRef<KernelCacheProtocol.Command> stopping = testKit.spawn(
+                KernelCacheShard.create(6, device, this::compileBehindGate, false));
+        TestProbe<DeadLetter> deadLetters = testKit.createTestProbe(DeadLetter.class);
+        testKit.system().eventStream().tell(new EventStream.Subscribe<>(DeadLetter.class, deadLetters.getRef()));
+        try {
+            TestProbe<PipelineReply> waiter = testKit.createTestProbe(PipelineReply.class);
+            stopping.tell(new GetPipeline(KernelKey.of("add", "add"), waiter.getRef()));
+            assertEquals(1, stats(stopping).compilations(), "the compilation is in flight");
+            testKit.stop(stopping, BOUND);
+            PipelineFailed abandoned = (PipelineFailed) waiter.expectMessageClass(PipelineReply.class, BOUND);
+            assertTrue(abandoned.reason().contains("stopped while compiling"), abandoned.reason());
+
+            gate.countDown(); // the compilation finishes now, for a shard that is gone
+            List<DeadLetter> toShard = deadLetters.fishForMessage(BOUND, "the finished compilation, dead-lettered",
+                    d -> d.recipient().path().equals(stopping.path()) ? FishingOutcomes.complete()
+                            : FishingOutcomes.continueAndIgnore());
+            Object unwrapped = WrappedMessage.unwrap(toShard.get(toShard.size() - 1).message());
+            assertNotNull(unwrapped, "a null message dead-lettered to the stopped shard");
+            awaitTrue("the abandoned compilation's library is closed", () -> device.liveObjects().libraries() == 0);
+        } finally {
+            gate.countDown();
+            testKit.system().eventStream().tell(new EventStream.Unsubscribe<>(deadLetters.getRef()));
         }
     }
 

@@ -16,7 +16,6 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -328,18 +327,6 @@ class HfModelFolderTest {
         BertFolderGenerator.write(dir, SMALL, 1);
         editConfig(c -> c.put("intermediate_size", 64));
         assertRefused("tensor bert.encoder.layer.0.intermediate.dense.weight has shape [32, 16], expected [64, 16]");
-    }
-
-    @Test
-    void theCommandLineGeneratorWritesALoadableFolder() throws IOException {
-        BertFolderGenerator.main(new String[] {dir.toString(), "--hidden", "8", "--layers", "1", "--heads", "2",
-                "--intermediate", "16", "--vocab", "30", "--max-pos", "12", "--seed", "4", "--dtype", "f16",
-                "--shards", "2"});
-        HfModelFolder folder = HfModelFolder.load(dir);
-        assertEquals(new BertConfig("bert", 30, 8, 1, 2, 16, 12, 2, 1e-12, "gelu"), folder.config());
-        try (Stream<Path> files = Files.list(dir)) {
-            assertEquals(4, files.count(), "config, index and two shards");
-        }
     }
 
     // ---- helpers -----------------------------------------------------------------------------------------

@@ -170,6 +170,10 @@ final class ActorStress {
                     failure = f.reason();
                 } else if (msg instanceof StreamProtocol.PointCompleted p) {
                     failure = p.failure();
+                } else if (msg instanceof dev.mpsactors.protocol.TextProtocol.Embeddings) {
+                    failure = null;
+                } else if (msg instanceof dev.mpsactors.protocol.TextProtocol.TextFailure f) {
+                    failure = f.kind() + ": " + f.reason();
                 } else {
                     return Behaviors.same(); // Submitted: the completion follows
                 }
@@ -189,6 +193,11 @@ final class ActorStress {
      * Each stream's busy time; a stream whose device's runtime stopped (--crash-device) keeps its last reading,
      * so its device's utilisation counts only the time it was up.
      */
+    /** Each stream's busy time now. */
+    static long[] busy(MpsRuntime rt, List<StreamHandle> streams) {
+        return busy(rt, streams, new long[streams.size()]);
+    }
+
     private static long[] busy(MpsRuntime rt, List<StreamHandle> streams, long[] last) {
         synchronized (last) {
             return readBusy(rt, streams, last);

@@ -6,286 +6,263 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigValueFactory;
-import dev.mpsactors.model.BertFolderGenerator;
-import dev.mpsactors.model.ModelFormatException;
-import dev.mpsactors.model.onnx.OnnxBertImporter;
-import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import dev.mpsactors.runtime.InvalidConfigException;
-import dev.mpsactors.runtime.MpsRuntime;
-import dev.mpsactors.runtime.RuntimeSettings;
-import dev.mpsactors.text.SentenceEncoderConfig;
+import dev.mpsactors.runtime.TextRequestFailedException;
 import java.io.IOException;
-import java.nio.file.Files;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.util.ArrayDeque;
-import java.util.Deque;
-import java.util.List;
+import java.util.Properties;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.typed.ActorRef;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ScopeType;
+import picocli.CommandLine.Spec;
 
 /**
- * {@code bin/mps-actors}: {@code run}, {@code import-onnx}, {@code info}, {@code stress} (alias {@code load-test}),
- * {@code native-workload}, {@code generate-model}, {@code embed}.
- * Failures print one line ("mps-actors: ...") to stderr and exit non-zero: 2 for bad usage or input,
- * 1 for a failure of the runtime or the model.
+ * {@code bin/mps-actors}: the one entry point of the command line, and the only code that exits the JVM.
+ *
+ * <p>Every command is a picocli {@link Command} listed in {@code subcommands} below (adding a command is one
+ * line there) and returns its exit status from {@code call()}. Every command answers {@code --help} and
+ * {@code -h} (usage on stdout, status 0) and {@code --version}. Failures print one line to stderr, always
+ * starting {@code "mps-actors: "}: status 2 for bad usage or bad input (a picocli
+ * {@link ParameterException}, {@link UsageException}, {@link InputException}, {@link InvalidConfigException},
+ * or a text request the model refuses as invalid or unsupported), 1 for a failure of the runtime or the model.
+ *
+ * <p>A command from another module needs nothing of this class: it reports bad usage with picocli's
+ * {@link ParameterException} (or an {@link InvalidConfigException}) and any other failure with any exception,
+ * and inherits {@code --help}, {@code --version} and the error format from here. {@code CommandLineConventionsTest}
+ * holds every listed command to these rules and {@code NoSystemExitTest} every compiled class to the last one.
  */
-public final class Cli {
-    private static final String USAGE = """
-            usage: mps-actors <command> [options]     (every command answers --help; --version prints the version)
-            """ + StressOptions.USAGE + """
-              run --model DIR --input IN.json --output OUT.json [--backend cpu] [--outputs LIST]
-                    run a Hugging Face BERT folder on IN.json {"input_ids": [[..]], "attention_mask": [[..]],
-                    "token_type_ids": [[..]]} (the last two optional); writes {"last_hidden_state": [[[..]]],
-                    "pooler_output": [[..]]}, or what --outputs names: last_hidden_state, pooler_output,
-                    embedding[:cls|mean|max|mean_sqrt_len][:normalized] (written as "embedding": [[..]])
-              import-onnx MODEL.onnx [--tokenizer tokenizer.json] --out DIR
-                                        import an ONNX export of a BERT-family encoder as a Hugging Face folder
-                                        (config.json derived from the graph, model.safetensors, the tokenizer)
-                    [--pooling cls|mean|max|mean_sqrt_len [--normalize] [--max-seq-length N]]
-                                        also write the sentence-transformers files (modules.json, 1_Pooling,
-                                        a Normalize module, sentence_bert_config.json): the graph ends at
-                                        last_hidden_state and cannot say how the model card pools; for
-                                        all-MiniLM-L6-v2: --pooling mean --normalize --max-seq-length 256
-              info [--backend cpu]      the backend, the device and the effective configuration
-              native-workload [...]     the multi-stream native workload (--help for its options)
-              generate-model OUT_DIR [...] write a BERT folder with random weights (--help for its options)
-              jmh [regex] [JMH options] the JMH micro-benchmarks (docs/benchmarks.md)
-              node --host H --port P --seeds H:P,.. --model NAME=DIR [--replicas R]
-                                        a Pekko Cluster node serving models as sharded entities (docs/cluster.md)
-              serve --model NAME=DIR [--model NAME=DIR..] [--host H] [--port P]
-                                        an HTTP server: TEI and OpenAI routes, /metrics, /models (docs/serving.md)
-              stress --url http://HOST:PORT --model DIR [...]
-                                        also drive that running server over HTTP (POST /v1/embeddings, token ids)
-                                        and report it as "http" beside the in-process run on the same folder
-            """ + EmbedCommand.USAGE + ClusterClientCommand.USAGE + Soak.USAGE;
+@Command(name = "mps-actors", mixinStandardHelpOptions = true, scope = ScopeType.INHERIT,
+        versionProvider = Cli.Version.class, usageHelpAutoWidth = true,
+        description = "Thread-safe parallel inference on GPUs from Pekko actors. Every command answers --help.",
+        subcommands = {
+                HelpCommand.class,
+                StressCommand.class,
+                StressCommand.LoadTest.class,
+                RunCommand.class,
+                EmbedCommand.class,
+                ScoreCommands.Rerank.class,
+                ScoreCommands.Classify.class,
+                ImportOnnxCommand.class,
+                InfoCommand.class,
+                NativeWorkloadCommand.class,
+                GenerateModelCommand.class,
+                JmhCommand.class,
+                NodeCommand.class,
+                ClusterClientCommand.class,
+                dev.mpsactors.server.ServeCommand.class,
+                Soak.class,
+        })
+public final class Cli implements Runnable {
+    /** Exit status of bad usage or bad input. */
+    public static final int USAGE_STATUS = 2;
+    /** Exit status of a failure of the runtime or the model. */
+    public static final int FAILURE_STATUS = 1;
+    /** What every error line starts with. */
+    public static final String PREFIX = "mps-actors: ";
 
-    static final class UsageException extends RuntimeException {
-        UsageException(String message) {
+    @Spec
+    CommandSpec spec;
+
+    /** {@code mps-actors} alone: the list of commands, on stdout. */
+    @Override
+    public void run() {
+        spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    /** Bad usage found by a command's own checks: exit 2 with one line. */
+    public static final class UsageException extends RuntimeException {
+        public UsageException(String message) {
             super(message);
         }
-    }
-
-    private Cli() {}
-
-    public static void main(String[] argv) throws Exception {
-        Deque<String> args = new ArrayDeque<>(List.of(argv));
-        String command = args.isEmpty() ? "help" : args.pollFirst();
-        if (command.equals("--version") || command.equals("version")) {
-            System.out.println("mps-actors " + version());
-            return;
-        }
-        if (asksForHelp(command, args)) {
-            System.out.print(command.equals("generate-model")
-                    ? BertFolderGenerator.USAGE.replace("usage: BertFolderGenerator", "usage: mps-actors generate-model")
-                            + System.lineSeparator()
-                    : USAGE);
-            return;
-        }
-        try {
-            switch (command) {
-                case "run" -> run(args);
-                case "info" -> info(args);
-                case "native-workload" -> BenchMain.main(args.toArray(String[]::new));
-                case "stress", "load-test" -> stress(command, args);
-                case "jmh" -> dev.mpsactors.bench.jmh.JmhMain.main(args.toArray(String[]::new));
-                case "node" -> dev.mpsactors.cluster.ClusterNode.main(args.toArray(String[]::new));
-                case "import-onnx" -> importOnnx(args);
-                case "embed" -> EmbedCommand.run(args, ConfigFactory.load(), System.err);
-                case "cluster-client" -> {
-                    int status = ClusterClientCommand.run(args, System.out);
-                    if (status != 0) {
-                        System.err.println("mps-actors: cluster-client: replies were lost, duplicated or different");
-                        System.exit(status);
-                    }
-                }
-                case "generate-model" -> BertFolderGenerator.main(args.toArray(String[]::new));
-                case "soak" -> Soak.run(args);
-                case "serve" -> {
-                    int status = dev.mpsactors.server.ServeCommand.run(args.toArray(String[]::new));
-                    if (status != 0) {
-                        System.exit(status);
-                    }
-                }
-                case "help", "-h", "--help" -> System.out.print(USAGE);
-                default -> throw new UsageException("unknown command '" + command + "'");
-            }
-        } catch (UsageException | InvalidConfigException e) {
-            System.err.println("mps-actors: " + e.getMessage());
-            System.err.print(USAGE);
-            System.exit(2);
-        } catch (InputException e) {
-            System.err.println("mps-actors: " + e.getMessage());
-            System.exit(2);
-        } catch (RuntimeException e) {
-            System.err.println("mps-actors: " + oneLine(e));
-            System.exit(1);
-        }
-    }
-
-    /**
-     * Whether {@code args} of {@code command} hold {@code --help} or {@code -h}: answered with the usage on stdout
-     * and exit status 0. {@code native-workload} and {@code jmh} answer it themselves.
-     */
-    private static boolean asksForHelp(String command, Deque<String> args) {
-        if (command.equals("native-workload") || command.equals("jmh") || command.equals("serve")) {
-            return false;
-        }
-        return args.contains("--help") || args.contains("-h");
-    }
-
-    /** The packaged jar's Implementation-Version. */
-    private static String version() {
-        String v = Cli.class.getPackage().getImplementationVersion();
-        return v != null ? v : "(unknown: not run from the packaged jar)";
     }
 
     /** Bad input files: exit 2 with one line. */
-    static final class InputException extends RuntimeException {
-        InputException(String message) {
+    public static final class InputException extends RuntimeException {
+        public InputException(String message) {
             super(message);
         }
     }
 
-    private static void run(Deque<String> args) throws Exception {
-        Path model = null, input = null, output = null;
-        String backend = null;
-        InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            switch (flag) {
-                case "--outputs" -> {
-                    try {
-                        outputs = InferenceProtocol.OutputSpec.parse(value(flag, args));
-                    } catch (IllegalArgumentException e) {
-                        throw new UsageException("--outputs: " + e.getMessage());
-                    }
-                }
-                case "--model" -> model = Path.of(value(flag, args));
-                case "--input" -> input = Path.of(value(flag, args));
-                case "--output" -> output = Path.of(value(flag, args));
-                case "--backend" -> backend = value(flag, args);
-                default -> throw new UsageException("run: unknown option '" + flag + "'");
+    public static void main(String[] argv) {
+        int status = execute(System.out, System.err, argv);
+        System.out.flush();
+        System.exit(status);
+    }
+
+    /** Runs one command line and returns its exit status; writes to {@code out} and {@code err}, never exits. */
+    public static int execute(PrintStream out, PrintStream err, String... argv) {
+        return commandLine(out, err).execute(argv);
+    }
+
+    /** The command line with its error handling: one line with {@link #PREFIX} per failure. */
+    static CommandLine commandLine(PrintStream out, PrintStream err) {
+        CommandLine cli = new CommandLine(new Cli());
+        PrintWriter outWriter = new PrintWriter(out, true, StandardCharsets.UTF_8);
+        PrintWriter errWriter = new PrintWriter(err, true, StandardCharsets.UTF_8);
+        cli.setOut(outWriter);
+        cli.setErr(errWriter);
+        cli.setParameterExceptionHandler((e, args) -> {
+            errWriter.println(errorLine(e.getCommandLine(), parameterMessage(e)) + " (" + helpHint(e.getCommandLine())
+                    + ")");
+            return USAGE_STATUS;
+        });
+        cli.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
+            Throwable cause = unwrap(e);
+            errWriter.println(errorLine(commandLine, message(cause)));
+            return isUsageOrInput(cause) ? USAGE_STATUS : FAILURE_STATUS;
+        });
+        cli.setUnmatchedOptionsAllowedAsOptionParameters(false);
+        verbatimHelp(cli);
+        return cli;
+    }
+
+    /**
+     * A command whose options are parsed by the command itself (its arguments in an {@code @Unmatched} list)
+     * lists them in its help with this text, printed as it is (no wrapping) after the description.
+     */
+    interface VerbatimHelp {
+        String verbatimHelp();
+    }
+
+    private static void verbatimHelp(CommandLine cli) {
+        for (CommandLine sub : cli.getSubcommands().values()) {
+            if (sub.getCommand() instanceof VerbatimHelp v) {
+                String key = "verbatim-options";
+                sub.getHelpSectionMap().put(key, help -> v.verbatimHelp());
+                java.util.List<String> keys = new java.util.ArrayList<>(sub.getHelpSectionKeys());
+                keys.add(keys.indexOf(CommandLine.Model.UsageMessageSpec.SECTION_KEY_DESCRIPTION) + 1, key);
+                sub.setHelpSectionKeys(keys);
             }
-        }
-        if (model == null || input == null || output == null) {
-            throw new UsageException("run needs --model, --input and --output");
-        }
-        if (!Files.isDirectory(model)) {
-            throw new InputException("model folder " + model + " does not exist");
-        }
-        InferenceInputs inputs = readInputs(input);
-        try (MpsRuntime rt = MpsRuntime.start(config(backend))) {
-            ActorRef<InferenceProtocol.Command> m = await(rt.models().loadModel("cli", model));
-            InferResult result = await(rt.models().infer(m, "cli-1", inputs, outputs));
-            writeOutputs(output, result);
+            verbatimHelp(sub);
         }
     }
 
-    private static void importOnnx(Deque<String> args) throws IOException {
-        Path onnx = null, tokenizer = null, out = null;
-        InferenceProtocol.Pooling pooling = null;
-        boolean normalize = false;
-        Integer maxSeqLength = null;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            switch (flag) {
-                case "--tokenizer" -> tokenizer = Path.of(value(flag, args));
-                case "--pooling" -> {
-                    try {
-                        pooling = InferenceProtocol.Pooling.of(value(flag, args));
-                    } catch (IllegalArgumentException e) {
-                        throw new UsageException("--pooling: " + e.getMessage());
-                    }
-                }
-                case "--normalize" -> normalize = true;
-                case "--max-seq-length" -> {
-                    String v = value(flag, args);
-                    try {
-                        maxSeqLength = Integer.parseInt(v);
-                    } catch (NumberFormatException e) {
-                        throw new UsageException("--max-seq-length takes an integer, got '" + v + "'");
-                    }
-                    if (maxSeqLength < 2) {
-                        throw new UsageException("--max-seq-length must be >= 2, got " + maxSeqLength);
-                    }
-                }
-                case "--out" -> out = Path.of(value(flag, args));
-                default -> {
-                    if (flag.startsWith("--") || onnx != null) {
-                        throw new UsageException("import-onnx: unknown option '" + flag + "'");
-                    }
-                    onnx = Path.of(flag);
-                }
+    private static boolean isUsageOrInput(Throwable e) {
+        if (e instanceof TextRequestFailedException t) {
+            return t.kind() == FailureKind.INVALID_REQUEST || t.kind() == FailureKind.UNSUPPORTED;
+        }
+        return e instanceof UsageException || e instanceof InputException || e instanceof InvalidConfigException
+                || e instanceof ParameterException;
+    }
+
+    private static Throwable unwrap(Throwable e) {
+        while ((e instanceof CompletionException || e instanceof ExecutionException) && e.getCause() != null) {
+            e = e.getCause();
+        }
+        return e;
+    }
+
+    private static String message(Throwable e) {
+        return e.getMessage() == null || e.getMessage().isBlank() ? e.getClass().getSimpleName() : e.getMessage();
+    }
+
+    /** One line: the prefix, the command (unless the message starts with it) and the message's first line. */
+    private static String errorLine(CommandLine commandLine, String message) {
+        String path = commandPath(commandLine);
+        String m = oneLine(message);
+        return PREFIX + (m.startsWith(path) ? "" : path) + m;
+    }
+
+    /**
+     * What was wrong with the arguments, the first thing first: an argument nobody takes is named before the
+     * required options it kept from being seen, and at the top level it is an unknown command.
+     */
+    private static String parameterMessage(ParameterException e) {
+        CommandLine.ParseResult parsed = e.getCommandLine().getParseResult();
+        java.util.List<String> unmatched = e instanceof CommandLine.UnmatchedArgumentException u ? u.getUnmatched()
+                : parsed != null ? parsed.unmatched() : java.util.List.of();
+        if (unmatched.isEmpty()) {
+            return e.getMessage();
+        }
+        String first = unmatched.get(0);
+        if (first.startsWith("-")) {
+            return "unknown option '" + first + "'";
+        }
+        return e.getCommandLine().getParent() == null && !e.getCommandLine().getSubcommands().isEmpty()
+                ? "unknown command '" + first + "'" : "unexpected argument '" + first + "'";
+    }
+
+    /** "stress: " for a subcommand's error, "" for the top level's (its messages name what was wrong). */
+    private static String commandPath(CommandLine commandLine) {
+        StringBuilder path = new StringBuilder();
+        for (CommandLine c = commandLine; c != null && c.getParent() != null; c = c.getParent()) {
+            path.insert(0, c.getCommandName() + ": ");
+        }
+        return path.toString();
+    }
+
+    private static String helpHint(CommandLine commandLine) {
+        String name = commandLine.getCommandSpec().qualifiedName();
+        return name + " --help lists the " + (commandLine.getParent() == null ? "commands" : "options");
+    }
+
+    /** The first line of a message: every error is one line. */
+    static String oneLine(String message) {
+        String m = message == null ? "" : message.strip();
+        return m.lines().findFirst().orElse(m);
+    }
+
+    /** The version: the packaged jar's Implementation-Version, else the version the build wrote. */
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            return new String[] {"mps-actors " + version()};
+        }
+
+        static String version() {
+            String v = Cli.class.getPackage().getImplementationVersion();
+            if (v != null) {
+                return v;
             }
-        }
-        if (onnx == null || out == null) {
-            throw new UsageException("import-onnx needs MODEL.onnx and --out DIR");
-        }
-        if (pooling == null && (normalize || maxSeqLength != null)) {
-            throw new UsageException("import-onnx: --normalize and --max-seq-length go with --pooling");
-        }
-        OnnxBertImporter.Imported imported;
-        try {
-            imported = OnnxBertImporter.importFolder(onnx, tokenizer, out);
-        } catch (ModelFormatException e) {
-            throw new InputException(e.getMessage());
-        }
-        System.out.println("wrote " + out + ": " + OnnxBertImporter.CONFIG_FILE + " (" + imported.config()
-                .get("num_hidden_layers") + " layers, hidden " + imported.config().get("hidden_size") + ", "
-                + imported.config().get("num_attention_heads") + " heads, " + imported.config().get("hidden_act").asText()
-                + ", eps " + imported.config().get("layer_norm_eps") + "), " + OnnxBertImporter.WEIGHTS_FILE + " ("
-                + imported.tensors().size() + " tensors" + (imported.hasPooler() ? "" : ", no pooler") + ")"
-                + (tokenizer == null ? "" : ", " + OnnxBertImporter.TOKENIZER_FILE));
-        if (pooling != null) {
-            int limit = maxSeqLength != null ? maxSeqLength : imported.config().get("max_position_embeddings").intValue();
-            SentenceEncoderConfig.write(out, pooling, normalize, limit);
-            System.out.println("wrote " + out + ": " + SentenceEncoderConfig.MODULES_FILE + ", 1_Pooling/config.json ("
-                    + pooling.name().toLowerCase(java.util.Locale.ROOT) + (normalize ? ", then Normalize" : "") + "), "
-                    + SentenceEncoderConfig.SENTENCE_BERT_CONFIG_FILE + " (max_seq_length " + limit + ")");
+            try (InputStream in = Cli.class.getResourceAsStream("version.properties")) {
+                Properties p = new Properties();
+                if (in != null) {
+                    p.load(in);
+                }
+                return p.getProperty("version", "unknown");
+            } catch (IOException e) {
+                return "unknown";
+            }
         }
     }
 
-    /** {@code load-test} is the same command under its older name. */
-    private static void stress(String command, Deque<String> args) throws Exception {
-        String line = "bin/mps-actors " + command + (args.isEmpty() ? "" : " " + String.join(" ", args));
-        java.net.URI url = StressBench.takeUrl(args);
-        StressOptions options = StressOptions.parse(args, command.equals("load-test"));
-        int status = new StressBench(options, line, System.out, url).run();
-        if (status != 0) {
-            System.err.println("mps-actors: replies were lost");
-            System.exit(status);
+    // ---- shared by the commands ---------------------------------------------------------------------------
+
+    /**
+     * An option's converter over a parser that throws {@link IllegalArgumentException} naming what is wrong:
+     * picocli reports that as a bad value of the option (one line, status 2).
+     */
+    abstract static class ParsingConverter<T> implements CommandLine.ITypeConverter<T> {
+        private final java.util.function.Function<String, T> parse;
+
+        ParsingConverter(java.util.function.Function<String, T> parse) {
+            this.parse = parse;
+        }
+
+        @Override
+        public T convert(String value) {
+            try {
+                return parse.apply(value);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException(e.getMessage());
+            }
         }
     }
 
-    private static void info(Deque<String> args) throws Exception {
-        String backend = null;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            if (flag.equals("--backend")) {
-                backend = value(flag, args);
-            } else {
-                throw new UsageException("info: unknown option '" + flag + "'");
-            }
-        }
-        Config config = config(backend);
-        RuntimeSettings settings = RuntimeSettings.fromConfig(config);
-        try (MpsRuntime rt = MpsRuntime.start(config)) {
-            System.out.println("backend:  " + settings.backend());
-            System.out.println("devices:  " + rt.devices().size() + " (mps-actors.devices = " + settings.devices() + ")");
-            for (dev.mpsactors.runtime.RuntimeDevice d : rt.devices()) {
-                System.out.println("device:   " + d.ordinal() + " " + d.info() + ", " + d.streams().count() + " streams");
-            }
-            System.out.println("settings: " + settings);
-            System.out.println("config:   " + config.getConfig("mps-actors").root().render(
-                    com.typesafe.config.ConfigRenderOptions.concise()));
-        }
-    }
-
-    private static Config config(String backend) {
+    /** The application's configuration, with {@code mps-actors.backend} replaced when {@code backend} is given. */
+    static Config config(String backend) {
         Config base = ConfigFactory.load();
         return backend == null ? base : base.withValue("mps-actors.backend", ConfigValueFactory.fromAnyRef(backend));
     }
@@ -295,7 +272,7 @@ public final class Cli {
         try {
             root = new ObjectMapper().readTree(file.toFile());
         } catch (IOException e) {
-            throw new InputException("cannot read " + file + ": " + e.getMessage().lines().findFirst().orElse(""));
+            throw new InputException("cannot read " + file + ": " + oneLine(e.getMessage()));
         }
         if (root == null || !root.isObject()) {
             throw new InputException(file + ": expected a JSON object with \"input_ids\"");
@@ -346,9 +323,6 @@ public final class Cli {
         if (result.embedding() != null) {
             root.set("embedding", mapper.valueToTree(result.embedding()));
         }
-        if (result.logits() != null) {
-            root.set("logits", mapper.valueToTree(result.logits()));
-        }
         mapper.writeValue(file.toFile(), root);
     }
 
@@ -356,24 +330,18 @@ public final class Cli {
         try {
             return stage.toCompletableFuture().get(10, TimeUnit.MINUTES);
         } catch (ExecutionException e) {
-            Throwable cause = e.getCause() instanceof CompletionException c && c.getCause() != null ? c.getCause()
-                    : e.getCause();
+            Throwable cause = unwrap(e);
             throw cause instanceof RuntimeException r ? r : new RuntimeException(cause);
         } catch (java.util.concurrent.TimeoutException e) {
             throw new RuntimeException("no answer within 10 minutes");
         }
     }
 
-    private static String value(String flag, Deque<String> args) {
-        String v = args.pollFirst();
-        if (v == null) {
-            throw new UsageException(flag + " needs a value");
+    /** {@code value} when it is at least 1; else bad usage naming the option. */
+    static int positive(String option, int value) {
+        if (value < 1) {
+            throw new UsageException(option + " must be a whole number >= 1, got " + value);
         }
-        return v;
-    }
-
-    private static String oneLine(Throwable e) {
-        String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
-        return m.lines().findFirst().orElse(m);
+        return value;
     }
 }

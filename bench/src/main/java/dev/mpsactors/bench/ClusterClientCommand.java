@@ -20,15 +20,18 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.DoubleAccumulator;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.cluster.Member;
 import org.apache.pekko.cluster.MemberStatus;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
 
 /**
  * {@code bin/mps-actors cluster-client}: drives a running cluster from outside it. It joins through the seeds
@@ -39,54 +42,88 @@ import org.apache.pekko.cluster.MemberStatus;
  * {@code --check DIR} every result is compared with this machine's own single-node run of the model in DIR
  * on the same inputs. Exit 0 when nothing was lost, duplicated or different; 1 otherwise.
  */
-final class ClusterClientCommand {
-    static final String USAGE = """
-              cluster-client --seeds H:P,.. --model NAME [--replicas R] [--seconds 10] [--warmup 0]
-                             [--concurrency 8] [--seq 32] [--batch 1] [--inputs 16] [--vocab 30 | --check DIR]
-                             [--host H] [--port 0] [--wait-up 60]
-                                        drive a running cluster from outside (joins as a client, hosts nothing):
-                                        first one request answered by each replica (R as the nodes were started
-                                        with, default mps-actors.cluster.replicas), then a steady stream of
-                                        requests, then sent/succeeded/failed/lost/duplicates
-                                        (--check DIR: compare every result with a local run of the model in DIR)
-            """;
+@Command(name = "cluster-client", description = {
+        "Drive a running cluster from outside (joins as a client, hosts nothing): first one request answered by"
+                + " each replica, then a steady stream of requests, then sent/succeeded/failed/lost/duplicates.",
+        "Exit 0 when nothing was lost, duplicated or different; 1 otherwise."})
+final class ClusterClientCommand implements Callable<Integer> {
     /** Largest relative L2 against the local run that still counts as the same result. */
     static final double SAME_RESULT = 1e-5;
 
-    private ClusterClientCommand() {}
+    @Option(names = "--seeds", required = true, paramLabel = "H:P,..", description = "the cluster's seed nodes")
+    String seeds;
 
-    static int run(Deque<String> args, PrintStream out) throws Exception {
-        String seeds = null, model = null, host = null;
-        int port = 0, concurrency = 8, seq = 32, batch = 1, inputCount = 16, vocab = 30, replicas = 0;
-        double seconds = 10, warmup = 0;
-        long waitUp = 60;
-        Path check = null;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            switch (flag) {
-                case "--seeds" -> seeds = value(flag, args);
-                case "--model" -> model = value(flag, args);
-                case "--host" -> host = value(flag, args);
-                case "--replicas" -> replicas = positive(flag, args, false);
-                case "--port" -> port = positive(flag, args, true);
-                case "--seconds" -> seconds = number(flag, args);
-                case "--warmup" -> warmup = number(flag, args);
-                case "--concurrency" -> concurrency = positive(flag, args, false);
-                case "--seq" -> seq = positive(flag, args, false);
-                case "--batch" -> batch = positive(flag, args, false);
-                case "--inputs" -> inputCount = positive(flag, args, false);
-                case "--vocab" -> vocab = positive(flag, args, false);
-                case "--check" -> check = Path.of(value(flag, args));
-                case "--wait-up" -> waitUp = positive(flag, args, false);
-                default -> throw new Cli.UsageException("cluster-client: unknown option '" + flag + "'");
-            }
+    @Option(names = "--model", required = true, paramLabel = "NAME", description = "the model to call")
+    String model;
+
+    @Option(names = "--replicas", paramLabel = "R", description = "replicas as the nodes were started with (default:"
+            + " mps-actors.cluster.replicas)")
+    int replicas;
+
+    @Option(names = "--seconds", paramLabel = "T", description = "measured seconds (default ${DEFAULT-VALUE})")
+    double seconds = 10;
+
+    @Option(names = "--warmup", paramLabel = "T", description = "seconds before measuring (default ${DEFAULT-VALUE})")
+    double warmup = 0;
+
+    @Option(names = "--concurrency", paramLabel = "N", description = "requests in flight (default ${DEFAULT-VALUE})")
+    int concurrency = 8;
+
+    @Option(names = "--seq", paramLabel = "L", description = "tokens a sequence (default ${DEFAULT-VALUE})")
+    int seq = 32;
+
+    @Option(names = "--batch", paramLabel = "B", description = "sequences a request (default ${DEFAULT-VALUE})")
+    int batch = 1;
+
+    @Option(names = "--inputs", paramLabel = "N",
+            description = "random inputs cycled through (default ${DEFAULT-VALUE})")
+    int inputCount = 16;
+
+    @Option(names = "--vocab", paramLabel = "V", description = "token ids drawn below V (default ${DEFAULT-VALUE})")
+    int vocab = 30;
+
+    @Option(names = "--check", paramLabel = "DIR", description = "compare every result with a local run of the model"
+            + " in DIR (its vocabulary replaces --vocab)")
+    Path check;
+
+    @Option(names = "--host", paramLabel = "H", description = "this client's address (default: the local one on the"
+            + " route to the first seed)")
+    String host;
+
+    @Option(names = "--port", paramLabel = "P",
+            description = "this client's port (default ${DEFAULT-VALUE}: a free one)")
+    int port = 0;
+
+    @Option(names = "--wait-up", paramLabel = "T",
+            description = "seconds to wait for the cluster (default ${DEFAULT-VALUE})")
+    long waitUp = 60;
+
+    @Mixin
+    ClusterTlsOptions tls;
+
+    @Override
+    public Integer call() throws Exception {
+        int status = run(System.out);
+        if (status != 0) {
+            System.err.println(Cli.PREFIX + "cluster-client: replies were lost, duplicated or different");
         }
-        if (seeds == null || model == null) {
-            throw new Cli.UsageException("cluster-client needs --seeds and --model");
-        }
+        return status;
+    }
+
+    int run(PrintStream out) throws Exception {
         if (!(seconds > 0) || !(warmup >= 0)) {
-            throw new Cli.UsageException("cluster-client: --seconds must be positive and --warmup not negative");
+            throw new Cli.UsageException("--seconds must be positive and --warmup not negative");
         }
+        if (replicas < 0 || port < 0) {
+            throw new Cli.UsageException("--replicas and --port must not be negative");
+        }
+        for (var e : java.util.Map.of("--concurrency", concurrency, "--seq", seq, "--batch", batch, "--inputs",
+                inputCount, "--vocab", vocab).entrySet()) {
+            Cli.positive(e.getKey(), e.getValue());
+        }
+        Cli.positive("--wait-up", (int) Math.min(Integer.MAX_VALUE, waitUp));
+        int vocab = this.vocab;
+        String host = this.host;
         if (check != null) {
             if (!Files.isDirectory(check)) {
                 throw new Cli.InputException("--check: model folder " + check + " does not exist");
@@ -116,8 +153,15 @@ final class ClusterClientCommand {
         if (replicas > 0) {
             config = config.withValue("mps-actors.cluster.replicas", ConfigValueFactory.fromAnyRef(replicas));
         }
-        config = config.withFallback(ConfigFactory.defaultOverrides()).withFallback(ConfigFactory.defaultApplication());
-        try (ClusterClient client = ClusterClient.start(config)) {
+        config = tls.over(config.withFallback(ConfigFactory.defaultOverrides())
+                .withFallback(ConfigFactory.defaultApplication()));
+        ClusterClient started;
+        try {
+            started = ClusterClient.start(config);
+        } catch (IllegalArgumentException e) {
+            throw new Cli.UsageException(e.getMessage());
+        }
+        try (ClusterClient client = started) {
             awaitNodes(client, waitUp, out);
             warmReplicas(client, model, inputs.get(0), waitUp, out);
             DoubleAccumulator worst = new DoubleAccumulator(Math::max, 0);
@@ -277,36 +321,5 @@ final class ClusterClientCommand {
             return Double.NaN;
         }
         return sorted[Math.min(sorted.length - 1, (int) Math.floor(p * sorted.length))] / 1e6;
-    }
-
-    private static double number(String flag, Deque<String> args) {
-        String v = value(flag, args);
-        try {
-            return Double.parseDouble(v);
-        } catch (NumberFormatException e) {
-            throw new Cli.UsageException(flag + " takes a number of seconds, got '" + v + "'");
-        }
-    }
-
-    private static String value(String flag, Deque<String> args) {
-        String v = args.pollFirst();
-        if (v == null) {
-            throw new Cli.UsageException(flag + " needs a value");
-        }
-        return v;
-    }
-
-    private static int positive(String flag, Deque<String> args, boolean zeroAllowed) {
-        String v = value(flag, args);
-        try {
-            int n = Integer.parseInt(v);
-            if (n > 0 || (zeroAllowed && n == 0)) {
-                return n;
-            }
-        } catch (NumberFormatException ignored) {
-            // named below
-        }
-        throw new Cli.UsageException(flag + " takes a " + (zeroAllowed ? "non-negative" : "positive")
-                + " whole number, got '" + v + "'");
     }
 }

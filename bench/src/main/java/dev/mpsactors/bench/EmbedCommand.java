@@ -11,6 +11,7 @@ import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.protocol.TextProtocol.TextProblem;
 import dev.mpsactors.runtime.EmbeddingFlow;
 import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.TextRequestFailedException;
 import java.io.BufferedReader;
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -22,12 +23,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
+import java.util.concurrent.Callable;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.stream.javadsl.Sink;
 import org.apache.pekko.stream.javadsl.Source;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
 
 /**
  * {@code bin/mps-actors embed}: JSON lines of {@code {"text": ...}} in, JSON lines of
@@ -35,80 +38,49 @@ import org.apache.pekko.stream.javadsl.Source;
  * {@code --batch} through {@link EmbeddingFlow} ({@code --parallelism} in flight); progress goes to stderr.
  * A bad line stops the run with its line number and the reason (exit 2).
  */
-final class EmbedCommand {
-    static final String USAGE = """
-              embed --model DIR --input TEXTS.jsonl --output OUT.jsonl [--backend cpu] [--pooling P]
-                    [--normalize true|false] [--no-truncate] [--batch 32] [--parallelism 4]
-                                        sentence embeddings from text: one {"text": ...} per input line, one
-                                        {"embedding": [..], "tokens": N} per output line; pooling and
-                                        normalization as the folder's sentence-transformers files say unless given
-            """;
+@Command(name = "embed", description = {
+        "Sentence embeddings from text: one {\"text\": ...} per input line, one {\"embedding\": [..],"
+                + " \"tokens\": N} per output line, in order.",
+        "Pooling and normalization as the folder's sentence-transformers files say unless given."})
+final class EmbedCommand implements Callable<Integer> {
+    @Mixin
+    TextFileOptions files;
 
-    private EmbedCommand() {}
+    @Option(names = "--pooling", paramLabel = "P", converter = ImportOnnxCommand.PoolingConverter.class,
+            description = "cls, mean, max or mean_sqrt_len (default: the folder's)")
+    Pooling pooling;
 
-    static void run(Deque<String> args, Config config, PrintStream progress) throws Exception {
-        Path model = null, input = null, output = null;
-        Pooling pooling = null;
-        Boolean normalize = null;
-        boolean truncate = true;
-        int batch = 32, parallelism = 4;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            switch (flag) {
-                case "--model" -> model = Path.of(value(flag, args));
-                case "--input" -> input = Path.of(value(flag, args));
-                case "--output" -> output = Path.of(value(flag, args));
-                case "--backend" -> config = config.withValue("mps-actors.backend",
-                        com.typesafe.config.ConfigValueFactory.fromAnyRef(value(flag, args)));
-                case "--pooling" -> {
-                    try {
-                        pooling = Pooling.of(value(flag, args));
-                    } catch (IllegalArgumentException e) {
-                        throw new Cli.UsageException("--pooling: " + e.getMessage());
-                    }
-                }
-                case "--normalize" -> {
-                    String v = value(flag, args);
-                    if (!v.equals("true") && !v.equals("false")) {
-                        throw new Cli.UsageException("--normalize takes true or false, got '" + v + "'");
-                    }
-                    normalize = Boolean.parseBoolean(v);
-                }
-                case "--no-truncate" -> truncate = false;
-                case "--batch" -> batch = positive(flag, value(flag, args));
-                case "--parallelism" -> parallelism = positive(flag, value(flag, args));
-                default -> throw new Cli.UsageException("embed: unknown option '" + flag + "'");
-            }
-        }
-        if (model == null || input == null || output == null) {
-            throw new Cli.UsageException("embed needs --model, --input and --output");
-        }
-        if (!Files.isDirectory(model)) {
-            throw new Cli.InputException("model folder " + model + " does not exist");
-        }
-        Path inputFile = input;
-        List<String> texts = readTexts(input);
-        if (texts.isEmpty()) {
-            throw new Cli.InputException(input + ": no lines to embed");
-        }
-        TextProtocol.EmbedOptions options = new TextProtocol.EmbedOptions(pooling, normalize, truncate);
+    @Option(names = "--normalize", arity = "1", paramLabel = "true|false",
+            description = "L2-normalize (default: the folder's)")
+    Boolean normalize;
+
+    @Override
+    public Integer call() throws Exception {
+        run(Cli.config(files.backend), System.err);
+        return 0;
+    }
+
+    void run(Config config, PrintStream progress) throws Exception {
+        List<String> texts = files.texts("embed");
+        int batch = files.batch;
+        TextProtocol.EmbedOptions options = new TextProtocol.EmbedOptions(pooling, normalize, !files.noTruncate);
         List<EmbeddingFlow.Request> requests = new ArrayList<>();
         for (int start = 0; start < texts.size(); start += batch) {
             requests.add(new EmbeddingFlow.Request(Integer.toString(start),
                     texts.subList(start, Math.min(texts.size(), start + batch)), options));
         }
-        Progress bar = new Progress(progress, texts.size());
+        Progress bar = new Progress(progress, texts.size(), "embedded");
         ObjectMapper json = new ObjectMapper();
         try (MpsRuntime rt = MpsRuntime.start(config);
-             BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.models().loadTextEncoder("embed", model));
+             BufferedWriter out = Files.newBufferedWriter(files.output, StandardCharsets.UTF_8)) {
+            ActorRef<TextProtocol.Command> encoder = Cli.await(rt.models().loadTextEncoder("embed", files.model));
             Duration timeout = Duration.ofMinutes(10);
             Cli.await(Source.from(requests)
-                    .via(EmbeddingFlow.create(encoder, parallelism, timeout, rt.system().scheduler()))
+                    .via(EmbeddingFlow.create(encoder, files.parallelism, timeout, rt.system().scheduler()))
                     .runWith(Sink.foreach(reply -> {
                         int first = Integer.parseInt(reply.requestId());
                         if (reply instanceof TextFailure f) {
-                            throw failure(inputFile, first, f);
+                            throw failure(files.input, first, f);
                         }
                         Embeddings e = (Embeddings) reply;
                         for (int i = 0; i < e.vectors().length; i++) {
@@ -125,15 +97,34 @@ final class EmbedCommand {
     }
 
     /** A failed request as the user's file sees it: bad texts by line number (exit 2), else the reason (exit 1). */
-    private static RuntimeException failure(Path input, int firstIndex, TextFailure f) {
+    static RuntimeException failure(Path input, int firstIndex, TextFailure f) {
         if (f.problems().isEmpty()) {
-            return new RuntimeException("lines " + (firstIndex + 1) + "..: " + f.reason());
+            return new TextRequestFailedException(f.kind(), "lines " + (firstIndex + 1) + "..: " + f.reason(),
+                    List.of());
         }
         List<String> lines = new ArrayList<>();
         for (TextProblem p : f.problems()) {
             lines.add("line " + (firstIndex + p.index() + 1) + ": " + p.reason());
         }
         return new Cli.InputException(input + ": " + String.join("; ", lines));
+    }
+
+    /**
+     * The texts of {@code file}: the "text" of each line when the file is JSON lines (its first non-blank line
+     * starts with '{'), else each non-blank line as it is.
+     */
+    static List<String> readTextsOrLines(Path file) {
+        List<String> lines;
+        try {
+            lines = Files.readAllLines(file, StandardCharsets.UTF_8);
+        } catch (CharacterCodingException e) {
+            throw new Cli.InputException(file + ": not valid UTF-8");
+        } catch (IOException e) {
+            throw new Cli.InputException("cannot read " + file + ": " + e.getMessage());
+        }
+        boolean json = lines.stream().filter(l -> !l.isBlank()).findFirst().map(l -> l.strip().startsWith("{"))
+                .orElse(false);
+        return json ? readTexts(file) : lines.stream().filter(l -> !l.isBlank()).toList();
     }
 
     /** The "text" of each line; a line that is not {"text": string} is refused with its number. */
@@ -164,66 +155,5 @@ final class EmbedCommand {
             throw new Cli.InputException("cannot read " + file + ": " + e.getMessage());
         }
         return texts;
-    }
-
-    /** A bar redrawn in place on a terminal; elsewhere a line per tenth of the file. */
-    private static final class Progress {
-        private final PrintStream out;
-        private final int total;
-        private final boolean terminal = System.console() != null;
-        private final long start = System.nanoTime();
-        private int done;
-        private int lastTenth;
-
-        Progress(PrintStream out, int total) {
-            this.out = out;
-            this.total = total;
-        }
-
-        void advance(int n) {
-            done += n;
-            int tenth = (int) (10L * done / total);
-            if (terminal) {
-                int width = 30, filled = (int) ((long) width * done / total);
-                out.print("\r[" + "#".repeat(filled) + ".".repeat(width - filled) + "] " + done + "/" + total
-                        + " texts, " + rate() + " texts/s");
-            } else if (tenth > lastTenth && total >= 100) {
-                out.println("embedded " + done + "/" + total + " texts (" + (tenth * 10) + "%), " + rate() + " texts/s");
-            }
-            lastTenth = tenth;
-        }
-
-        void done() {
-            if (terminal) {
-                out.println();
-            }
-            out.println("embedded " + done + " texts in " + String.format("%.1f", (System.nanoTime() - start) / 1e9)
-                    + " s (" + rate() + " texts/s)");
-        }
-
-        private String rate() {
-            double s = Math.max(1e-9, (System.nanoTime() - start) / 1e9);
-            return String.format("%.1f", done / s);
-        }
-    }
-
-    private static int positive(String flag, String v) {
-        try {
-            int n = Integer.parseInt(v);
-            if (n >= 1) {
-                return n;
-            }
-        } catch (NumberFormatException e) {
-            // reported below
-        }
-        throw new Cli.UsageException(flag + " takes a positive integer, got '" + v + "'");
-    }
-
-    private static String value(String flag, Deque<String> args) {
-        String v = args.pollFirst();
-        if (v == null) {
-            throw new Cli.UsageException(flag + " needs a value");
-        }
-        return v;
     }
 }

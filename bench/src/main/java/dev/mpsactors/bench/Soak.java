@@ -18,16 +18,18 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Deque;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.TreeMap;
+import java.util.concurrent.Callable;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /**
  * {@code bin/mps-actors soak}: minutes of closed-loop load with every fault switched on — kernel failures,
@@ -36,41 +38,54 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  * answered, replies by kind and cause, faults injected, replies lost (must be 0), device and JVM memory at
  * start and end, native objects left after shutdown (must be none). Exit 1 when anything was lost or left.
  */
-final class Soak {
-    static final String USAGE = """
-              soak [--minutes M] [--clients C] [--model DIR] [--kernel-rate P] [--oom-rate P] [--hang-rate P]
-                   [--crash-every SECONDS] [--watchdog SECONDS] [--url http://HOST:PORT]
-                                        minutes of load with faults on; reports served, faults, replies lost;
-                                        --url: the same clients through an HTTP server started on that address
-                                        (POST /v1/embeddings with token ids, bad bodies among them)
-            """;
+@Command(name = "soak", description = "Minutes of load with every fault on (kernel failures, device out-of-memory,"
+        + " hung command buffers, owners crashed on a timer, bad requests); reports served, faults, replies lost."
+        + " Exit 1 when a reply was lost or duplicated, or memory or native objects were left.")
+final class Soak implements Callable<Integer> {
+    @Option(names = "--minutes", paramLabel = "M", description = "how long (default ${DEFAULT-VALUE})")
+    double minutes = 2;
 
-    private Soak() {}
+    @Option(names = "--clients", paramLabel = "C", description = "closed-loop clients (default ${DEFAULT-VALUE})")
+    int clients = 32;
 
-    static void run(Deque<String> args) throws Exception {
-        double minutes = 2, kernelRate = 0.01, oomRate = 0.02, hangRate = 0.002, crashEvery = 5, watchdog = 2;
-        int clients = 32;
-        Path model = null;
-        java.net.URI url = null;
-        while (!args.isEmpty()) {
-            String flag = args.pollFirst();
-            String value = args.pollFirst();
-            if (value == null) {
-                throw new Cli.UsageException("soak: " + flag + " needs a value");
-            }
-            switch (flag) {
-                case "--minutes" -> minutes = Double.parseDouble(value);
-                case "--clients" -> clients = Integer.parseInt(value);
-                case "--model" -> model = Path.of(value);
-                case "--kernel-rate" -> kernelRate = Double.parseDouble(value);
-                case "--oom-rate" -> oomRate = Double.parseDouble(value);
-                case "--hang-rate" -> hangRate = Double.parseDouble(value);
-                case "--crash-every" -> crashEvery = Double.parseDouble(value);
-                case "--watchdog" -> watchdog = Double.parseDouble(value);
-                case "--url" -> url = java.net.URI.create(value);
-                default -> throw new Cli.UsageException("soak: unknown option '" + flag + "'");
+    @Option(names = "--model", paramLabel = "DIR", description = "the model folder (default: a generated BERT)")
+    Path model;
+
+    @Option(names = "--kernel-rate", paramLabel = "P", description = "kernel failure rate (default ${DEFAULT-VALUE})")
+    double kernelRate = 0.01;
+
+    @Option(names = "--oom-rate", paramLabel = "P", description = "device OOM rate (default ${DEFAULT-VALUE})")
+    double oomRate = 0.02;
+
+    @Option(names = "--hang-rate", paramLabel = "P",
+            description = "hung command buffer rate (default ${DEFAULT-VALUE})")
+    double hangRate = 0.002;
+
+    @Option(names = "--crash-every", paramLabel = "SECONDS", description = "an owner crashed this often"
+            + " (default ${DEFAULT-VALUE})")
+    double crashEvery = 5;
+
+    @Option(names = "--watchdog", paramLabel = "SECONDS",
+            description = "the stream watchdog (default ${DEFAULT-VALUE})")
+    double watchdog = 2;
+
+    @Option(names = "--url", paramLabel = "http://HOST:PORT", description = "the same clients through an HTTP"
+            + " server started on that address (POST /v1/embeddings with token ids, bad bodies among them)")
+    java.net.URI url;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!(minutes > 0) || !(crashEvery > 0) || !(watchdog > 0)) {
+            throw new Cli.UsageException("--minutes, --crash-every and --watchdog must be > 0");
+        }
+        for (double rate : new double[] {kernelRate, oomRate, hangRate}) {
+            if (!(rate >= 0 && rate <= 1)) {
+                throw new Cli.UsageException("--kernel-rate, --oom-rate and --hang-rate are between 0 and 1, got "
+                        + rate);
             }
         }
+        Cli.positive("--clients", clients);
+        Path model = this.model;
         if (model == null) {
             model = Files.createTempDirectory("soak-model-");
             BertFolderGenerator.write(model, new BertConfig("bert", 512, 64, 2, 4, 128, 128, 2, 1e-12, "gelu"), 21);
@@ -82,7 +97,7 @@ final class Soak {
                 .withFallback(ConfigFactory.load());
         if (url != null) {
             if (url.getHost() == null || url.getPort() < 0) {
-                throw new Cli.UsageException("soak: --url takes http://HOST:PORT, got '" + url + "'");
+                throw new Cli.UsageException("--url takes http://HOST:PORT, got '" + url + "'");
             }
             if (!Files.exists(model.resolve("tokenizer.json"))) {
                 dev.mpsactors.server.VocabularyTokenizer.write(model, new com.fasterxml.jackson.databind.ObjectMapper()
@@ -92,7 +107,7 @@ final class Soak {
             config = ConfigFactory.parseString("mps-actors.server { host = \"" + url.getHost() + "\", port = "
                     + url.getPort() + ", warmup-batch-sizes = [] }").withFallback(config);
         }
-        new Run(config, model, clients, Duration.ofMillis((long) (minutes * 60_000)),
+        return new Run(config, model, clients, Duration.ofMillis((long) (minutes * 60_000)),
                 Duration.ofMillis((long) (crashEvery * 1000)), url).execute();
     }
 
@@ -121,7 +136,8 @@ final class Soak {
             this.crashEvery = crashEvery;
         }
 
-        void execute() throws Exception {
+        /** Runs the soak and prints its report; 1 when anything was lost or left, else 0. */
+        int execute() throws Exception {
             MpsRuntime rt = MpsRuntime.start(config);
             dev.mpsactors.server.MpsServer server = null;
             ActorRef<InferenceProtocol.Command> model;
@@ -195,9 +211,10 @@ final class Soak {
             if (lost != 0 || duplicates.get() != 0 || !left.isEmpty() || memoryAtEnd.allocatedBytes() != 0
                     || serverErrors != 0) {
                 System.out.println("SOAK FAILED: replies lost or duplicated, or memory/native objects left");
-                System.exit(1);
+                return Cli.FAILURE_STATUS;
             }
             System.out.println("soak passed: no reply lost, allocator at baseline, nothing left natively");
+            return 0;
         }
 
         private void clientLoop(MpsRuntime rt, ActorRef<InferenceProtocol.Command> model, int client, long end) {

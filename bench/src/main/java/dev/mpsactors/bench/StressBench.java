@@ -93,8 +93,10 @@ final class StressBench {
             }
             StressReport report = new StressReport(LocalDate.now().toString(), machine(), command, options.backend(),
                     model.describe(), options.mix().name().toLowerCase(), options.seq(),
-                    options.lengths() == null ? null : options.lengths().toString(), options.batchPerRequest(),
-                    options.outputs().toString(), points, gemm, ceiling, fraction);
+                    options.texts() != null ? "of the texts in " + options.texts()
+                            : options.lengths() == null ? null : options.lengths().toString(), options.batchPerRequest(),
+                    options.texts() != null ? "the folder's sentence embedding" : options.outputs().toString(), points,
+                    gemm, ceiling, fraction);
             report.print(out);
             if (options.json() != null) {
                 report.writeJson(options.json());
@@ -120,7 +122,11 @@ final class StressBench {
         int streams = settings.streams();
         List<Measurement> ms = new ArrayList<>();
         out.printf("%n-- %d clients, %d streams --%n", clients, streams);
-        if (options.clusterNodes() > 0) {
+        TextStress texts = null;
+        if (options.texts() != null) {
+            texts = new TextStress(options, clients, actorsConfig, model.folder());
+            ms.addAll(texts.run(model, recorders(), out));
+        } else if (options.clusterNodes() > 0) {
             ms.add(new ClusterStress(options, clients, actorsConfig).run(model.folder(), model, recorders(), out));
         } else {
             ms.add(new ActorStress("mps-actors", "actor runtime, " + streams + " streams per device, max-batch "
@@ -148,6 +154,9 @@ final class StressBench {
                     / Math.max(1e-9, m.requestsPerSecond())));
             cpuRatios.put(m.name(), MeasurementDriver.round(ms.get(0).requestsPerCpuSecond()
                     / Math.max(1e-9, m.requestsPerCpuSecond())));
+        }
+        if (texts != null) {
+            texts.printRates(ms, out);
         }
         return new StressReport.Point(clients, ms, ratios, cpuRatios);
     }

@@ -14,7 +14,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                      double seconds, long requests, double warmup, int seq, int batchPerRequest, Mix mix,
                      int layerNorms, Set<Baseline> compare, Path json, Path plot, double gemmSeconds,
                      int clusterNodes, InferenceProtocol.OutputSpec outputs, Lengths lengths, Path onnx,
-                     String devices, int cpuDevices, int crashDevice) {
+                     String devices, int cpuDevices, int crashDevice, Path texts) {
 
     enum Mix { BERT, LAYERNORM }
 
@@ -22,7 +22,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
     StressOptions withoutCrash() {
         return new StressOptions(model, clientCounts, sweep, streams, backend, seconds, requests, warmup, seq,
                 batchPerRequest, mix, layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx,
-                devices, cpuDevices, -1);
+                devices, cpuDevices, -1, texts);
     }
 
     enum Baseline { RAW, LOCKED, SERIAL, ORT }
@@ -54,6 +54,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                      [--model DIR] [--seq L] [--batch-per-request B] [--mix bert|layernorm] [--layer-norms K]
                      [--compare raw,locked,serial,ort|none] [--warmup T] [--json FILE] [--plot FILE.svg]
                      [--gemm-seconds T] [--cluster-nodes N] [--outputs LIST] [--lengths MIN..MAX] [--onnx FILE]
+                     [--texts FILE]
                     M client actors (default 64) in closed loop against a runtime with S streams (default:
                     config) for T seconds (default 20) or N requests; a MiniLM-sized BERT is generated unless
                     --model is given (seq default 128, B default 1). Then the baselines on the same model and
@@ -73,14 +74,19 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                     the requests it served. --cpu-devices N splits the cpu backend into N devices.
                     --crash-device I: device I's runtime is crashed (fault injection) halfway through the measured
                     window; it is started again, and the report shows its restart and that nothing was lost.
+                    --texts FILE: the texts of FILE (JSON lines of {"text": ...}, or plain lines), B a request,
+                    through Embed (tokenized by the runtime) and then as token ids made before the run (Infer):
+                    texts/s and tokens/s of both, so the tokenizer's cost shows; needs --model DIR with a
+                    tokenizer.json, takes no baselines.
               load-test [...]   stress with --compare none --gemm-seconds 0 --seconds 10 by default (older scripts)
             """;
 
     /** {@code legacy}: {@code load-test} keeps its old scope (the actor run alone) unless asked for more. */
     static StressOptions parse(Deque<String> args, boolean legacy) {
-        Path model = null, json = null, plot = null, onnx = null;
+        Path model = null, json = null, plot = null, onnx = null, texts = null;
         Lengths lengths = null;
         boolean namesOneShapeBaseline = false; // --compare named raw or locked
+        boolean namesBaseline = false; // --compare named any
         InferenceProtocol.OutputSpec outputs = InferenceProtocol.OutputSpec.HF_DEFAULT;
         List<Integer> clients = List.of(64);
         boolean sweep = false;
@@ -114,6 +120,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                 case "--layer-norms" -> layerNorms = positive(flag, value(flag, args));
                 case "--compare" -> {
                     compare = baselines(value(flag, args));
+                    namesBaseline = !compare.isEmpty();
                     namesOneShapeBaseline = compare.contains(Baseline.RAW) || compare.contains(Baseline.LOCKED);
                 }
                 case "--json" -> json = Path.of(value(flag, args));
@@ -142,6 +149,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
                                 + "'");
                     }
                 }
+                case "--texts" -> texts = Path.of(value(flag, args));
                 default -> throw new Cli.UsageException("stress: unknown option '" + flag + "'");
             }
         }
@@ -170,6 +178,20 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
             throw new Cli.UsageException("--lengths drives the model actor's runs (mps-actors, serial, ort): the raw "
                     + "and locked baselines compile one shape each and do not take it");
         }
+        if (texts != null) {
+            if (model == null) {
+                throw new Cli.UsageException("--texts needs --model DIR, a folder with its tokenizer.json");
+            }
+            if (mix == Mix.LAYERNORM || clusterNodes > 0 || lengths != null || onnx != null) {
+                throw new Cli.UsageException("--texts does not go with --mix layernorm, --cluster-nodes, --lengths"
+                        + " or --onnx");
+            }
+            if (namesBaseline) {
+                throw new Cli.UsageException("--texts compares the text path with the token-id path: it takes no"
+                        + " --compare baselines");
+            }
+            compare = EnumSet.noneOf(Baseline.class);
+        }
         if (lengths != null) {
             seq = lengths.max(); // the longest request: what the GEMM ceiling shapes use
             compare.remove(Baseline.RAW);
@@ -181,7 +203,7 @@ record StressOptions(Path model, List<Integer> clientCounts, boolean sweep, int 
         }
         return new StressOptions(model, clients, sweep, streams, backend, seconds, requests, warmup, seq, batch, mix,
                 layerNorms, compare, json, plot, gemmSeconds, clusterNodes, outputs, lengths, onnx, devices, cpuDevices,
-                crashDevice);
+                crashDevice, texts);
     }
 
     private static Mix mix(String v) {

@@ -61,14 +61,17 @@ class ClusterCliTest {
     void badFlagsExitWithUsageStatusAndOneLine(@TempDir Path dir) throws Exception {
         CliTest.Outcome o = CliTest.cliIn(dir, "node", "--port", "x");
         assertEquals(2, o.exit(), o.stderr());
-        assertEquals(List.of("mps-actors node: --port takes a number, got x"), o.stderr().lines().toList());
+        assertEquals(List.of("mps-actors: node: Invalid value for option '--port': 'x' is not an int"
+                + " (mps-actors node --help lists the options)"), o.stderr().lines().toList());
         o = CliTest.cliIn(dir, "node", "--seeds", "10.0.0.1");
         assertEquals(2, o.exit(), o.stderr());
-        assertTrue(o.stderr().startsWith("mps-actors node: seed '10.0.0.1' (mps-actors.cluster.seeds) is not"),
+        assertTrue(o.stderr().startsWith("mps-actors: node: seed '10.0.0.1' (mps-actors.cluster.seeds) is not"),
                 o.stderr());
+        assertEquals(1, o.stderr().lines().count(), o.stderr());
         o = CliTest.cliIn(dir, "cluster-client", "--model", "tiny");
         assertEquals(2, o.exit(), o.stderr());
-        assertTrue(o.stderr().startsWith("mps-actors: cluster-client needs --seeds and --model"), o.stderr());
+        assertEquals(List.of("mps-actors: cluster-client: Missing required option: '--seeds=H:P,..'"
+                + " (mps-actors cluster-client --help lists the options)"), o.stderr().lines().toList());
     }
 
     private static void awaitLine(Path log, String text, Process p) throws Exception {

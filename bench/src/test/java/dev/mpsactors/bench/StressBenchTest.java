@@ -115,6 +115,49 @@ class StressBenchTest {
     }
 
     @Test
+    void textsRunThroughEmbedAndAsTokenIdsAndEveryReplyArrives() throws Exception {
+        Path textModel = dir.resolve("text-model");
+        Files.createDirectories(textModel);
+        BertFolderGenerator.write(textModel, new BertConfig("bert", 30522, 32, 2, 4, 64, 64, 2, 1e-12, "gelu"), 6);
+        try (java.io.InputStream in = StressBenchTest.class.getResourceAsStream("/all-minilm-l6-v2-tokenizer.json")) {
+            assertTrue(in != null, "the all-MiniLM-L6-v2 tokenizer on the test class path");
+            Files.copy(in, textModel.resolve("tokenizer.json"));
+        }
+        Path texts = dir.resolve("texts.txt"); // plain lines
+        List<String> lines = new java.util.ArrayList<>();
+        for (int i = 0; i < 30; i++) {
+            lines.add("text " + i + " " + "about actors and streams ".repeat(1 + i % 5));
+        }
+        Files.write(texts, lines, StandardCharsets.UTF_8);
+        Path json = dir.resolve("texts.json");
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        StressOptions options = StressOptions.parse(new ArrayDeque<>(List.of("--model", textModel.toString(),
+                "--texts", texts.toString(), "--batch-per-request", "3", "--clients", "4", "--seconds", "1",
+                "--warmup", "0", "--streams", "2", "--gemm-seconds", "0", "--json", json.toString())), false);
+        assertEquals(Set.of(), options.compare(), "no baselines with --texts");
+        int status = new StressBench(options, "test", new PrintStream(bytes, true, StandardCharsets.UTF_8)).run();
+        String out = bytes.toString(StandardCharsets.UTF_8);
+        System.out.print(out);
+        assertEquals(0, status);
+        List<String> names = new java.util.ArrayList<>();
+        for (JsonNode m : new ObjectMapper().readTree(json.toFile()).get("points").get(0).get("measurements")) {
+            names.add(m.get("name").asText());
+            assertTrue(m.get("sent").asLong() > 0, m.toString());
+            assertEquals(m.get("sent").asLong(), m.get("succeeded").asLong(), m.toString());
+            assertEquals(0, m.get("lost").asLong(), m.toString());
+        }
+        assertEquals(List.of("texts", "token-ids"), names);
+        assertTrue(out.contains("texts from " + texts + ": 10 requests of up to 3 texts"), out);
+        assertTrue(out.lines().anyMatch(l -> l.startsWith("texts ") && l.contains(" tokens/s")), out);
+        assertTrue(out.lines().anyMatch(l -> l.startsWith("token-ids ") && l.contains(" tokens/s")), out);
+
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(new ArrayDeque<>(List.of("--texts",
+                texts.toString())), false), "--texts needs --model");
+        assertThrows(Cli.UsageException.class, () -> StressOptions.parse(new ArrayDeque<>(List.of("--model",
+                textModel.toString(), "--texts", texts.toString(), "--compare", "raw")), false));
+    }
+
+    @Test
     void allBaselinesRunAndEveryReplyArrives() throws Exception {
         Path json = dir.resolve("stress.json");
         int status = stress("--model", model.toString(), "--seq", "16", "--clients", "8", "--seconds", "2",

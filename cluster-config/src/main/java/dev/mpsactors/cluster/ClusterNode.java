@@ -28,7 +28,9 @@ import org.apache.pekko.cluster.typed.Cluster;
  * gracefully (entities hand off to the other nodes), stops the runtime and closes the device.
  *
  * <p>From the command line: {@code bin/mps-actors node [--host H] [--port P] [--seeds h:p,h:p]
- * [--model NAME=DIR]... [--replicas N]}; the flags override the config (and the MPS_ACTORS_* variables).
+ * [--model NAME=DIR]... [--replicas N] [--tls --key-store FILE --trust-store FILE]} ({@link #serve}); the flags
+ * override the config (and the MPS_ACTORS_* variables). With {@code mps-actors.cluster.tls.enabled} the nodes
+ * speak Artery over TLS with mutual authentication ({@link ClusterTls}).
  */
 public final class ClusterNode implements AutoCloseable {
     private static final Duration BOUND = Duration.ofSeconds(60);
@@ -103,7 +105,7 @@ public final class ClusterNode implements AutoCloseable {
             }
             resolved = resolved.withValue("pekko.cluster.seed-nodes", ConfigValueFactory.fromIterable(addresses));
         }
-        return resolved;
+        return ClusterTls.apply(resolved);
     }
 
     /** {@code host:port} (or a full pekko:// address) as a seed address; anything else is refused by name. */
@@ -171,40 +173,36 @@ public final class ClusterNode implements AutoCloseable {
     }
 
     /**
-     * {@code bin/mps-actors node}: runs a node until it is stopped. SIGTERM leaves the cluster gracefully (the
-     * JVM then exits with its status for SIGTERM, 143); a node the cluster downs (the split-brain resolver on
-     * the minority side, or an operator) exits {@value #EXIT_DOWNED}, so a supervisor can start it again. Each
-     * prints one line when it is up and one when it stops, with the reason.
+     * {@code bin/mps-actors node}: starts a node with {@code config} and serves until it is stopped; returns the
+     * exit status for the command line to exit with. SIGTERM leaves the cluster gracefully (the JVM then exits
+     * with its status for SIGTERM, 143); a node the cluster downs (the split-brain resolver on the minority side,
+     * or an operator) returns {@value #EXIT_DOWNED}, so a supervisor can start it again; otherwise 0. Prints one
+     * line to {@code out} when it is up and one when it stops, with the reason. A bad setting (a seed that is not
+     * host:port, TLS stores that cannot be read) throws {@link IllegalArgumentException} naming it.
      */
-    public static void main(String[] args) throws Exception {
-        ClusterNode node;
-        try {
-            node = start(configFor(args));
-        } catch (IllegalArgumentException e) {
-            System.err.println("mps-actors node: " + e.getMessage());
-            System.exit(2);
-            return;
-        }
+    public static int serve(Config config, java.io.PrintStream out) throws Exception {
+        ClusterNode node = start(config);
         Config c = node.system().settings().config();
         String self = node.cluster().selfMember().address().toString();
-        System.out.println("mps-actors node " + self + " serving "
+        out.println("mps-actors node " + self + " serving "
                 + node.settings().models().keySet() + " x" + node.settings().replicas() + " (seeds "
-                + c.getStringList("pekko.cluster.seed-nodes") + ", split-brain resolver "
+                + c.getStringList("pekko.cluster.seed-nodes") + ", transport "
+                + c.getString("pekko.remote.artery.transport") + ", split-brain resolver "
                 + c.getString("pekko.cluster.split-brain-resolver.active-strategy") + " stable-after "
                 + c.getString("pekko.cluster.split-brain-resolver.stable-after") + ")");
-        System.out.flush();
+        out.flush();
         // Said before the system stops, also when a signal stops it (the JVM then exits 143 when done).
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(node.system());
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "mps-actors-node-stopping", () -> {
-            System.out.println("mps-actors node " + self + " stopping: " + describe(shutdown.getShutdownReason()));
-            System.out.flush();
+            out.println("mps-actors node " + self + " stopping: " + describe(shutdown.getShutdownReason()));
+            out.flush();
             return CompletableFuture.completedFuture(org.apache.pekko.Done.getInstance());
         });
         node.system().getWhenTerminated().toCompletableFuture().get();
         node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
         boolean downed = shutdown.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason())
                 .isPresent();
-        System.exit(downed ? EXIT_DOWNED : 0);
+        return downed ? EXIT_DOWNED : 0;
     }
 
     private static String describe(Optional<CoordinatedShutdown.Reason> reason) {
@@ -221,47 +219,46 @@ public final class ClusterNode implements AutoCloseable {
     }
 
     /**
-     * The configuration {@code bin/mps-actors node ARGS} starts with: its flags over -D system properties over
+     * What the flags of {@code bin/mps-actors node} set; null (or empty) leaves the configuration's value.
+     *
+     * @param models model name to folder, added to {@code mps-actors.cluster.models}
+     */
+    public record NodeFlags(String host, Integer port, String seeds, Map<String, String> models, Integer replicas) {
+        public NodeFlags {
+            models = models == null ? Map.of() : Map.copyOf(models);
+        }
+
+        /** The flags as configuration keys. */
+        public Config toConfig() {
+            Map<String, Object> keys = new java.util.LinkedHashMap<>();
+            if (host != null) {
+                keys.put("pekko.remote.artery.canonical.hostname", host);
+            }
+            if (port != null) {
+                keys.put("pekko.remote.artery.canonical.port", port);
+            }
+            if (seeds != null) {
+                keys.put(ClusterSettings.PREFIX + ".seeds", seeds);
+            }
+            if (replicas != null) {
+                keys.put(ClusterSettings.PREFIX + ".replicas", replicas);
+            }
+            StringBuilder modelKeys = new StringBuilder();
+            models.forEach((name, dir) -> modelKeys.append(ClusterSettings.PREFIX).append(".models.")
+                    .append(quote(name)).append(" = ").append(quote(dir)).append('\n'));
+            return ConfigFactory.parseString(modelKeys.toString()).withFallback(ConfigFactory.parseMap(keys));
+        }
+    }
+
+    /**
+     * The configuration {@code bin/mps-actors node} starts with: its flags over -D system properties over
      * application.conf (or {@code -Dconfig.file}/{@code -Dconfig.resource}); {@link #start} adds
      * mps-actors-cluster.conf and the reference.conf files underneath.
      */
-    public static Config configFor(String[] args) {
-        StringBuilder overrides = new StringBuilder();
-        for (int i = 0; i < args.length; i++) {
-            String flag = args[i];
-            if (i + 1 >= args.length) {
-                throw new IllegalArgumentException(flag + " needs a value");
-            }
-            String value = args[++i];
-            switch (flag) {
-                case "--host" -> overrides.append("pekko.remote.artery.canonical.hostname = ").append(quote(value));
-                case "--port" -> overrides.append("pekko.remote.artery.canonical.port = ").append(integer(flag, value));
-                case "--seeds" -> overrides.append("mps-actors.cluster.seeds = ").append(quote(value));
-                case "--replicas" -> overrides.append("mps-actors.cluster.replicas = ").append(integer(flag, value));
-                case "--model" -> {
-                    int eq = value.indexOf('=');
-                    if (eq <= 0) {
-                        throw new IllegalArgumentException("--model takes NAME=DIR, got " + value);
-                    }
-                    overrides.append("mps-actors.cluster.models.").append(quote(value.substring(0, eq)))
-                            .append(" = ").append(quote(value.substring(eq + 1)));
-                }
-                default -> throw new IllegalArgumentException("unknown flag " + flag
-                        + " (node flags: --host, --port, --seeds, --model NAME=DIR, --replicas)");
-            }
-            overrides.append('\n');
-        }
-        return ConfigFactory.parseString(overrides.toString())
+    public static Config configFor(NodeFlags flags) {
+        return flags.toConfig()
                 .withFallback(ConfigFactory.defaultOverrides())
                 .withFallback(ConfigFactory.defaultApplication());
-    }
-
-    private static int integer(String flag, String value) {
-        try {
-            return Integer.parseInt(value);
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException(flag + " takes a number, got " + value);
-        }
     }
 
     private static String quote(String s) {

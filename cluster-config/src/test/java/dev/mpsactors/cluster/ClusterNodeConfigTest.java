@@ -31,8 +31,8 @@ class ClusterNodeConfigTest {
 
     @Test
     void theCommandLineWithNothingElseGivesAClusterNode() {
-        Config c = ClusterNode.resolve(ClusterNode.configFor(new String[] {"--host", "10.1.2.3", "--port", "25599",
-                "--seeds", "10.1.2.3:25599,10.1.2.4:25599", "--model", "tiny=models/tiny-bert", "--replicas", "1"}));
+        Config c = ClusterNode.resolve(ClusterNode.configFor(new ClusterNode.NodeFlags("10.1.2.3", 25599,
+                "10.1.2.3:25599,10.1.2.4:25599", Map.of("tiny", "models/tiny-bert"), 1)));
         assertEquals("cluster", c.getString("pekko.actor.provider"));
         assertEquals("10.1.2.3", c.getString("pekko.remote.artery.canonical.hostname"));
         assertEquals(25599, c.getInt("pekko.remote.artery.canonical.port"));
@@ -63,8 +63,8 @@ class ClusterNodeConfigTest {
         System.setProperty("pekko.remote.artery.canonical.hostname", "10.9.9.9");
         ConfigFactory.invalidateCaches();
 
-        Config c = ClusterNode.resolve(ClusterNode.configFor(new String[] {"--host", "10.1.2.3", "--seeds",
-                "10.1.2.3:25520"}));
+        Config c = ClusterNode.resolve(ClusterNode.configFor(new ClusterNode.NodeFlags("10.1.2.3", null,
+                "10.1.2.3:25520", null, null)));
         assertEquals("10.1.2.3", c.getString("pekko.remote.artery.canonical.hostname"), "flag over -D");
         assertEquals(Duration.ofSeconds(7), c.getDuration(STABLE_AFTER), "-D over application.conf");
         assertEquals(5, c.getInt("mps-actors.cluster.replicas"), "-D over application.conf");
@@ -73,7 +73,7 @@ class ClusterNodeConfigTest {
         assertEquals(17, c.getInt("mps-actors.cluster.pending-capacity"), "application.conf over reference.conf");
         assertEquals("cluster", c.getString("pekko.actor.provider"), "cluster conf over reference.conf");
 
-        Config flags = ClusterNode.resolve(ClusterNode.configFor(new String[] {"--replicas", "2"}));
+        Config flags = ClusterNode.resolve(ClusterNode.configFor(new ClusterNode.NodeFlags(null, null, null, null, 2)));
         assertEquals(2, flags.getInt("mps-actors.cluster.replicas"), "flag over -D");
 
         // The same layers through ConfigFactory.load(), as an embedding application passes them.
@@ -85,20 +85,28 @@ class ClusterNodeConfigTest {
     }
 
     @Test
-    void badFlagsAreNamed() {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> ClusterNode.configFor(new String[] {"--port", "x"}));
-        assertEquals("--port takes a number, got x", e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.configFor(new String[] {"--bogus", "1"}));
-        assertEquals(true, e.getMessage().startsWith("unknown flag --bogus"), e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.configFor(new String[] {"--model", "x"}));
-        assertEquals("--model takes NAME=DIR, got x", e.getMessage());
-        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(ClusterNode.configFor(
-                new String[] {"--seeds", "10.0.0.1:25520,pekko://mps-actors@10.0.0.2:25520:25520"})));
+    void badSeedsAreNamed() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(
+                ClusterNode.configFor(new ClusterNode.NodeFlags(null, null,
+                        "10.0.0.1:25520,pekko://mps-actors@10.0.0.2:25520:25520", null, null))));
         assertEquals("seed 'pekko://mps-actors@10.0.0.2:25520:25520' (mps-actors.cluster.seeds) is not host:port or "
                 + "pekko://mps-actors@host:port", e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(ClusterNode.configFor(
-                new String[] {"--seeds", "10.0.0.1"})));
+                new ClusterNode.NodeFlags(null, null, "10.0.0.1", null, null))));
         assertTrue(e.getMessage().startsWith("seed '10.0.0.1' "), e.getMessage());
+    }
+
+    @Test
+    void tlsIsOffUnlessEnabledAndThenNamesAStoreItCannotRead() {
+        Config plain = ClusterNode.resolve(ConfigFactory.load());
+        assertEquals("tcp", plain.getString("pekko.remote.artery.transport"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(
+                ConfigFactory.parseString("mps-actors.cluster.tls.enabled = on").withFallback(ConfigFactory.load())));
+        assertEquals("mps-actors.cluster.tls.key-store is not set (TLS is on: mps-actors.cluster.tls.enabled)",
+                e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ClusterNode.resolve(ConfigFactory.parseString(
+                "mps-actors.cluster.tls { enabled = on, key-store = /nonexistent/node.p12, trust-store = x }")
+                .withFallback(ConfigFactory.load())));
+        assertEquals("mps-actors.cluster.tls.key-store: cannot read /nonexistent/node.p12", e.getMessage());
     }
 }

@@ -8,7 +8,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 
 /**
  * A stream: an ordered queue of command buffers run by the device, with a timeline of points.
- * Owner: one StreamActor, the only caller of the encode/commit/close methods (the seed's encoder race,
+ * Owner: one StreamActor, the only caller of the encode/commit/close methods (the fork's encoder race,
  * hazard 4, came from two threads sharing one encoder). Commit returns at once; completion arrives on the
  * {@link CompletionListener} from the native executor thread.
  */

@@ -7,7 +7,7 @@ import org.apache.pekko.actor.typed.ActorRef;
  * Messages of the AllocatorActor, the single owner of the device's memory pool: size classes, cached
  * free buffers, buffers waiting for a timeline point before they may be reused, the memory limit and the
  * queue of requests waiting under it. Nobody blocks: a request over the limit waits as a queued message
- * and is answered when memory comes back or its time runs out (seed hazard 5 was a blocking wait under
+ * and is answered when memory comes back or its time runs out (hazard 5 of docs/audit.md was a blocking wait under
  * the pool's lock).
  */
 public final class AllocatorProtocol {

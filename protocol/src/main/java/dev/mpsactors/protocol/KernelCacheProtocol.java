@@ -7,7 +7,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 
 /**
  * Messages of the kernel library: K shard actors, each the single owner of its own cache of compiled
- * libraries (seed hazard 1 was K locks guarding one shared map). A library source is compiled at most
+ * libraries (hazard 1 of docs/audit.md was K locks guarding one shared map). A library source is compiled at most
  * once at a time per key (single flight); failures are cached with the compiler's message until a
  * request asks to retry.
  */

@@ -6,7 +6,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 /**
  * Messages of the StreamPool, the scheduler that leases streams to work. Leasing picks the least loaded
  * stream; releasing is one-way and never waits for the stream's pending work, which still completes
- * (seed hazard 7 was a release that synchronised the stream on the caller's thread).
+ * (hazard 7 of docs/audit.md was a release that synchronised the stream on the caller's thread).
  */
 public final class StreamPoolProtocol {
     private StreamPoolProtocol() {}

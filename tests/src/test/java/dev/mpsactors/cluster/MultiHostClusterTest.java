@@ -39,8 +39,8 @@ import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * Three cluster nodes as separate JVMs, each started through {@code ClusterNode.main} (what
- * {@code bin/mps-actors node} runs) in its own network namespace with its own address on a bridge
+ * Three cluster nodes as separate JVMs, each started as {@code bin/mps-actors node} (the command line's entry
+ * point with the test's class path) in its own network namespace with its own address on a bridge
  * ({@link NetnsCluster}); a client in this JVM joins from the bridge's address as a {@link ClusterClient} and
  * keeps a steady stream of requests going while, in turn, a node is killed with SIGKILL, a node is added, a
  * node is cut off the network for longer than the split-brain resolver's stable-after and healed, and a node
@@ -299,7 +299,7 @@ class MultiHostClusterTest {
     }
 
     private void startNode(int i) throws Exception {
-        net.start(i, NODE_JVM, ClusterNode.class.getName(), List.of("--host", net.address(i), "--port", "25520",
+        net.start(i, NODE_JVM, "dev.mpsactors.bench.Cli", List.of("node", "--host", net.address(i), "--port", "25520",
                 "--seeds", net.address(0) + ":25520," + net.address(1) + ":25520", "--model", MODEL + "=" + folder,
                 "--replicas", Integer.toString(NODES)));
     }

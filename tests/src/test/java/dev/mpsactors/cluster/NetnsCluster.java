@@ -15,8 +15,8 @@ import java.util.regex.Pattern;
 
 /**
  * Cluster nodes as separate JVM processes, each in its own Linux network namespace with its own address on a
- * bridge this class creates: a small network of hosts on one machine. Each node is {@code ClusterNode.main}
- * (what {@code bin/mps-actors node} runs) started with {@code ip netns exec NS java -cp ...}. The network can
+ * bridge this class creates: a small network of hosts on one machine. Each node is {@code bin/mps-actors node}
+ * (the command line's entry point) started with {@code ip netns exec NS java -cp ...}. The network can
  * cut a node off (its link down) and heal it; a node can be killed with SIGKILL or stopped with SIGTERM.
  *
  * <p>Names are unique per instance (bridge {@code mpsb<tag>}, links {@code mpsv<tag><i>}, namespaces

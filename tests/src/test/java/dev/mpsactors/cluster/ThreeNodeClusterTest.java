@@ -39,9 +39,9 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * Three nodes on 127.0.0.1, each an ActorSystem with its own DeviceRuntime, serve one model as three
- * sharded replicas. While a client spreads requests over the replicas, a node that is not the seed
- * leaves (or crashes): every request still gets exactly one reply and succeeds (retried on another replica;
+ * Three nodes on 127.0.0.1, each an ActorSystem with its own DeviceRuntime, speaking Artery over TLS with
+ * mutual authentication, serve one model as three sharded replicas. While a client spreads requests over the
+ * replicas, a node that is not the seed leaves (or crashes): every request still gets exactly one reply and succeeds (retried on another replica;
  * after a crash, retries are asserted), every replica serves again within a bound, the stopped node's
  * replica answers requests from another node (each request sent straight to its replica, with a receiver
  * that would see a second reply), and the results are those of a single node's model actor.
@@ -83,6 +83,8 @@ class ThreeNodeClusterTest {
                             .withFallback(config);
                 }
                 nodes.add(ClusterNode.start(config));
+                assertEquals("tls-tcp", nodes.get(i).system().settings().config()
+                        .getString("pekko.remote.artery.transport"), "members speak TLS");
             }
             ClusterNode client = nodes.get(0);
             awaitUp(client, 3);
@@ -248,7 +250,12 @@ class ThreeNodeClusterTest {
         }
     }
 
+    /** A member on 127.0.0.1: Artery over TLS with mutual authentication, the members' shared key pair. */
     static Config nodeConfig(int port, int seedPort, Path folder) {
+        return ClusterCertificates.shared().tls("member").withFallback(plainNodeConfig(port, seedPort, folder));
+    }
+
+    static Config plainNodeConfig(int port, int seedPort, Path folder) {
         return ConfigFactory.parseString(String.join("\n",
                 "pekko.loglevel = WARNING",
                 "pekko.log-dead-letters-during-shutdown = off",

@@ -19,14 +19,21 @@ import dev.mpsactors.runtime.MpsRuntime;
 import dev.mpsactors.runtime.RuntimeSettings;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.apache.pekko.actor.DeadLetter;
+import org.apache.pekko.actor.WrappedMessage;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.eventstream.EventStream;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -36,7 +43,8 @@ import org.junit.jupiter.api.Test;
  * inputs are written, with the rest of the requests still queued behind it. The runtime is stopped, the allocator is seen to terminate, and
  * only then does the held batch go on. Every request gets exactly one reply, each failure says the
  * runtime stopped (never that a buffer was closed under the batch), some requests were still queued, and
- * the device closes with every native object freed.
+ * the device closes with every native object freed. Nothing the stop leaves behind reaches dead letters as
+ * a null (Pekko's dead-letter listener throws unwrapping one).
  */
 class ShutdownTest {
     @Test
@@ -49,6 +57,14 @@ class ShutdownTest {
         CountDownLatch held = new CountDownLatch(1);
         CountDownLatch release = new CountDownLatch(1);
         AtomicBoolean armed = new AtomicBoolean(false);
+        List<Object> nullDeadLetters = Collections.synchronizedList(new ArrayList<>());
+        ActorRef<DeadLetter> deadLetters = kit.spawn(Behaviors.receiveMessage(d -> {
+            if (WrappedMessage.unwrap(d.message()) == null) {
+                nullDeadLetters.add(d.message() + " to " + d.recipient());
+            }
+            return Behaviors.same();
+        }), "dead-letters");
+        kit.system().eventStream().tell(new EventStream.Subscribe<>(DeadLetter.class, deadLetters));
         try {
             RuntimeSettings settings = RuntimeSettings.fromConfig(config);
             FaultInjector faults = new FaultInjector(settings.faults()).holdingBatchPreparation(() -> {
@@ -115,6 +131,7 @@ class ShutdownTest {
             assertTrue(running > 0, "the held batch was answered with the stop");
             assertTrue(queued > 0, "requests were still queued when the runtime stopped");
             assertTrue(left.isEmpty(), "every native object freed: " + left);
+            assertEquals(List.of(), nullDeadLetters, "null messages sent to stopped actors");
         } finally {
             release.countDown();
             kit.shutdownTestKit();

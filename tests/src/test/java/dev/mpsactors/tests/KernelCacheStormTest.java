@@ -25,7 +25,7 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.junit.jupiter.api.Test;
 
 /**
- * Hazard 1 (seed-audit.md): the fork guarded one shared shader-cache map with K shard mutexes, a data
+ * Hazard 1 (docs/audit.md): the fork guarded one shared shader-cache map with K shard mutexes, a data
  * race. Here each shard actor owns its own map. A storm of client actors asking for overlapping keys at
  * once must compile each library exactly once and hand every caller of a key the same pipeline.
  * (The native compile path itself runs from many threads under TSan in test_runtime.cpp.)
