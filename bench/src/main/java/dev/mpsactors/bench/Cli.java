@@ -109,6 +109,8 @@ public final class Cli implements Runnable {
     /** The command line with its error handling: one line with {@link #PREFIX} per failure. */
     static CommandLine commandLine(PrintStream out, PrintStream err) {
         CommandLine cli = new CommandLine(new Cli());
+        // a command from another module may carry a version of its own for use alone: here it is the command line's
+        cli.getSubcommands().values().forEach(sub -> sub.getCommandSpec().versionProvider(new Version()));
         PrintWriter outWriter = new PrintWriter(out, true, StandardCharsets.UTF_8);
         PrintWriter errWriter = new PrintWriter(err, true, StandardCharsets.UTF_8);
         cli.setOut(outWriter);

@@ -14,7 +14,8 @@ import org.apache.pekko.actor.typed.ActorRef;
  * runs one: {@code FamilyRuns ROOT OUT_DIR} reads {@code ROOT/cases.json} ({@code [{"name": …, "outputs": …}]}),
  * loads {@code ROOT/NAME}, runs {@code ROOT/NAME-in.json} asking for the case's outputs and writes
  * {@code OUT_DIR/NAME.json}; the backend and GEMM math come from the configuration ({@code MPS_ACTORS_BACKEND},
- * {@code MPS_ACTORS_GEMM_MATH}). A case that fails is reported and the others still run; exit status 1 then.
+ * {@code MPS_ACTORS_GEMM_MATH}). A case that fails is reported and the others still run; an exception ends it then
+ * (exit status 1).
  */
 public final class FamilyRuns {
     private FamilyRuns() {
@@ -22,8 +23,7 @@ public final class FamilyRuns {
 
     public static void main(String[] args) throws Exception {
         if (args.length != 2) {
-            System.err.println("usage: FamilyRuns ROOT OUT_DIR");
-            System.exit(2);
+            throw new IllegalArgumentException("usage: FamilyRuns ROOT OUT_DIR");
         }
         Path root = Path.of(args[0]), out = Path.of(args[1]);
         Files.createDirectories(out);
@@ -45,6 +45,8 @@ public final class FamilyRuns {
                 }
             }
         }
-        System.exit(failed == 0 ? 0 : 1);
+        if (failed > 0) { // a non-zero exit status for the script, from an uncaught exception: only Cli exits
+            throw new IllegalStateException(failed + " of " + cases.size() + " cases failed");
+        }
     }
 }

@@ -26,8 +26,7 @@ public final class TokenizeDump {
 
     public static void main(String[] args) throws IOException {
         if (args.length != 4) {
-            System.err.println("usage: TokenizeDump MODEL_DIR MAX_TOKENS IN.jsonl OUT.jsonl");
-            System.exit(2);
+            throw new IllegalArgumentException("usage: TokenizeDump MODEL_DIR MAX_TOKENS IN.jsonl OUT.jsonl");
         }
         ObjectMapper json = new ObjectMapper();
         int lines = 0, refused = 0;

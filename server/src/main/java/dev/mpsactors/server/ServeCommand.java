@@ -22,7 +22,8 @@ import picocli.CommandLine.Spec;
  * HTTP until the JVM is asked to stop (SIGTERM, Ctrl-C), when it stops accepting, answers what is in
  * flight and frees the device. Settings: {@code mps-actors.server} (reference.conf of this module).
  */
-@Command(name = "serve", mixinStandardHelpOptions = true, versionProvider = ServeCommand.Version.class,
+@Command(name = "serve", mixinStandardHelpOptions = true, versionProvider = ServeCommand.Version.class, // alone
+        // (as bin/mps-actors serve, the command line's own version and help options are inherited)
         sortOptions = false, usageHelpAutoWidth = true,
         description = "Serve text encoders over HTTP: TEI-compatible /embed /rerank /predict /info /health, "
                 + "OpenAI-compatible /v1/embeddings /v1/models, Prometheus /metrics, and /models to load, reload and "
