@@ -9,7 +9,7 @@ import dev.mpsactors.protocol.TextProtocol;
 import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.protocol.TextProtocol.TextProblem;
-import dev.mpsactors.runtime.EmbeddingFlow;
+import dev.mpsactors.runtime.TextFlows;
 import dev.mpsactors.runtime.MpsRuntime;
 import dev.mpsactors.runtime.TextRequestFailedException;
 import java.io.BufferedReader;
@@ -35,7 +35,7 @@ import picocli.CommandLine.Option;
 /**
  * {@code bin/mps-actors embed}: JSON lines of {@code {"text": ...}} in, JSON lines of
  * {@code {"embedding": [...], "tokens": N}} out, in order. Texts go to the model in requests of
- * {@code --batch} through {@link EmbeddingFlow} ({@code --parallelism} in flight); progress goes to stderr.
+ * {@code --batch} through {@link TextFlows} ({@code --parallelism} in flight); progress goes to stderr.
  * A bad line stops the run with its line number and the reason (exit 2).
  */
 @Command(name = "embed", description = {
@@ -64,9 +64,9 @@ final class EmbedCommand implements Callable<Integer> {
         List<String> texts = files.texts("embed");
         int batch = files.batch;
         TextProtocol.EmbedOptions options = new TextProtocol.EmbedOptions(pooling, normalize, !files.noTruncate);
-        List<EmbeddingFlow.Request> requests = new ArrayList<>();
+        List<TextFlows.EmbedRequest> requests = new ArrayList<>();
         for (int start = 0; start < texts.size(); start += batch) {
-            requests.add(new EmbeddingFlow.Request(Integer.toString(start),
+            requests.add(new TextFlows.EmbedRequest(Integer.toString(start),
                     texts.subList(start, Math.min(texts.size(), start + batch)), options));
         }
         Progress bar = new Progress(progress, texts.size(), "embedded");
@@ -76,7 +76,7 @@ final class EmbedCommand implements Callable<Integer> {
             ActorRef<TextProtocol.Command> encoder = Cli.await(rt.models().loadTextEncoder("embed", files.model));
             Duration timeout = Duration.ofMinutes(10);
             Cli.await(Source.from(requests)
-                    .via(EmbeddingFlow.create(encoder, files.parallelism, timeout, rt.system().scheduler()))
+                    .via(TextFlows.embed(encoder, files.parallelism, timeout, rt.system().scheduler()))
                     .runWith(Sink.foreach(reply -> {
                         int first = Integer.parseInt(reply.requestId());
                         if (reply instanceof TextFailure f) {

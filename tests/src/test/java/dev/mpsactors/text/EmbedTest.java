@@ -18,7 +18,7 @@ import dev.mpsactors.protocol.TextProtocol.EmbedOptions;
 import dev.mpsactors.protocol.TextProtocol.EmbedReply;
 import dev.mpsactors.protocol.TextProtocol.Embeddings;
 import dev.mpsactors.runtime.TextRequestFailedException;
-import dev.mpsactors.runtime.EmbeddingFlow;
+import dev.mpsactors.runtime.TextFlows;
 import dev.mpsactors.runtime.MpsRuntime;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -231,12 +231,12 @@ class EmbedTest {
 
     @Test
     void aStreamOfRequestsGetsOneReplyEachInOrder() throws Exception {
-        List<EmbeddingFlow.Request> in = new ArrayList<>();
+        List<TextFlows.EmbedRequest> in = new ArrayList<>();
         for (int i = 0; i < 20; i++) {
-            in.add(new EmbeddingFlow.Request("s" + i, i % 5 == 4 ? List.of("") : TEXTS, null));
+            in.add(new TextFlows.EmbedRequest("s" + i, i % 5 == 4 ? List.of("") : TEXTS, null));
         }
         List<EmbedReply> out = Source.from(in)
-                .via(EmbeddingFlow.create(encoder, 4, Duration.ofSeconds(60), rt.system().scheduler()))
+                .via(TextFlows.embed(encoder, 4, Duration.ofSeconds(60), rt.system().scheduler()))
                 .runWith(Sink.seq(), rt.system()).toCompletableFuture().get(120, TimeUnit.SECONDS);
         assertEquals(20, out.size());
         for (int i = 0; i < 20; i++) {

@@ -19,6 +19,7 @@ import dev.mpsactors.protocol.TextProtocol.Scores;
 import dev.mpsactors.protocol.TextProtocol.TextFailure;
 import dev.mpsactors.protocol.TextProtocol.TextReply;
 import dev.mpsactors.runtime.MpsRuntime;
+import dev.mpsactors.runtime.TextFlows;
 import dev.mpsactors.runtime.TextRequestFailedException;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -258,5 +259,40 @@ class RerankClassifyTest {
                     .toCompletableFuture().get(60, TimeUnit.SECONDS).scores()[0];
         }
         assertArrayEquals(alone, together.scores(), 1e-5f);
+    }
+
+    @Test
+    void streamsRerankAndClassifyInOrderWithOneReplyPerElement() throws Exception {
+        // the Streams flows over the same encoders: replies in element order, failures as elements, not errors
+        List<TextFlows.RerankRequest> reranks = new ArrayList<>();
+        List<TextFlows.ClassifyRequest> classifies = new ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            List<String> texts = i % 4 == 3 ? List.of("fine", "") : TEXTS;
+            reranks.add(new TextFlows.RerankRequest("fr" + i, QUERY, texts, null));
+            classifies.add(new TextFlows.ClassifyRequest("fc" + i, texts, null));
+        }
+        List<TextProtocol.RerankReply> scored = org.apache.pekko.stream.javadsl.Source.from(reranks)
+                .via(TextFlows.rerank(crossEncoder, 3, Duration.ofSeconds(60), rt.system().scheduler()))
+                .runWith(org.apache.pekko.stream.javadsl.Sink.seq(), rt.system()).toCompletableFuture()
+                .get(120, TimeUnit.SECONDS);
+        List<TextProtocol.ClassifyReply> labelled = org.apache.pekko.stream.javadsl.Source.from(classifies)
+                .via(TextFlows.classify(mpnet, 3, Duration.ofSeconds(60), rt.system().scheduler()))
+                .runWith(org.apache.pekko.stream.javadsl.Sink.seq(), rt.system()).toCompletableFuture()
+                .get(120, TimeUnit.SECONDS);
+        Scores direct = rt.models().rerank(crossEncoder, "direct", QUERY, TEXTS, null).toCompletableFuture()
+                .get(60, TimeUnit.SECONDS);
+        assertEquals(12, scored.size());
+        assertEquals(12, labelled.size());
+        for (int i = 0; i < 12; i++) {
+            assertEquals("fr" + i, scored.get(i).requestId(), "in element order");
+            assertEquals("fc" + i, labelled.get(i).requestId(), "in element order");
+            if (i % 4 == 3) {
+                assertEquals(FailureKind.INVALID_REQUEST, assertInstanceOf(TextFailure.class, scored.get(i)).kind());
+                assertEquals(FailureKind.INVALID_REQUEST, assertInstanceOf(TextFailure.class, labelled.get(i)).kind());
+            } else {
+                assertArrayEquals(direct.scores(), assertInstanceOf(Scores.class, scored.get(i)).scores(), 1e-6f);
+                assertEquals(TEXTS.size(), assertInstanceOf(Classifications.class, labelled.get(i)).labels().size());
+            }
+        }
     }
 }
