@@ -1,5 +1,6 @@
 package dev.mpsactors.actors;
 
+import dev.mpsactors.actors.BatchQueue.Pending;
 import dev.mpsactors.model.ModelEngine;
 import dev.mpsactors.model.ModelEngine.ShapeProgram;
 import dev.mpsactors.nativemps.Pipeline;
@@ -22,14 +23,10 @@ import dev.mpsactors.runtime.RuntimeSettings.ModelSettings;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
-import java.util.PriorityQueue;
-import java.util.TreeMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -79,13 +76,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
     /** A stream reported a point; matched to its batch by (stream, point). */
     private record PointDone(StreamProtocol.PointCompleted completed) implements Internal {}
 
-    /** A request checked on arrival: its sequences, their real length, when it arrived, its arrival number. */
-    private record Pending(Infer request, int sequences, int length, long arrivedNanos, long order) {}
-
-    /** The queue order: a higher priority first, then arrival. */
-    private static final java.util.Comparator<Pending> QUEUE_ORDER = java.util.Comparator
-            .comparingInt((Pending p) -> -p.request().priority()).thenComparingLong(Pending::order);
-
     /** Requests sharing one device batch, and what it holds while it runs. */
     private static final class Batch {
         final List<Pending> requests;
@@ -122,16 +112,15 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private final Map<String, Pipeline> arrived = new HashMap<>();
     private Map<String, Pipeline> pipelines;
     private String pipelineFailure;
-    private final TreeMap<Integer, PriorityQueue<Pending>> buckets = new TreeMap<>();
-    private long arrivals;
-    private final Map<Integer, Integer> bucketSequences = new HashMap<>();
+    /** The queued requests and the admission count. */
+    private final BatchQueue queue;
     private final List<Batch> running = new ArrayList<>();
     /** Batches whose point completed and whose outputs are being read and answered on the outputs executor. */
     private final List<Batch> delivering = new ArrayList<>();
     /** Reads outputs and replies (a GPU batch's outputs are megabytes: not on this actor's thread). */
     private final Executor outputs;
-    private final LinkedHashMap<Long, ShapeProgram> programs;
-    private int held;
+    /** The compiled programs per batch shape. */
+    private final ProgramCache programs;
     /** One adapter for every batch (an actor has one adapter per message class): batches are found by point. */
     private final ActorRef<StreamProtocol.PointCompleted> completions;
     private final Map<Long, Batch> submittedByPoint = new HashMap<>();
@@ -165,16 +154,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
         this.askTimeout = askTimeout;
         this.maxInFlight = settings.maxInFlight() > 0 ? settings.maxInFlight() : runtime.streams().size();
         this.partialInFlight = settings.partialInFlight();
-        this.programs = new LinkedHashMap<>(16, 0.75f, true) {
-            @Override
-            protected boolean removeEldestEntry(Map.Entry<Long, ShapeProgram> eldest) {
-                boolean evict = size() > settings.programCache() && !inUse(eldest.getValue());
-                if (evict) {
-                    eldest.getValue().close();
-                }
-                return evict;
-            }
-        };
+        this.queue = new BatchQueue(settings.maxBatch(), settings.maxQueued(), settings.seqBucket(),
+                engine.maxSequenceLength());
+        this.programs = new ProgramCache(settings.programCache(), this::inUse);
         this.completions = ctx.messageAdapter(StreamProtocol.PointCompleted.class, PointDone::new);
         this.outputs = ctx.getSystem().dispatchers().lookup(
                 DispatcherSelector.fromConfig(RuntimeSettings.OUTPUTS_DISPATCHER));
@@ -243,22 +225,13 @@ public final class ModelActor extends AbstractBehavior<Command> {
             expire(m, "on arrival");
             return this;
         }
-        if (held >= settings.maxQueued()) {
+        if (!queue.offer(m, System.nanoTime())) {
             // Admission control: refused at once, nothing kept, so memory stays bounded however hard clients push.
             overloaded++;
-            m.replyTo().tell(new InferenceProtocol.Overloaded(m.requestId(), "model " + name + " holds " + held
-                    + " requests, its limit (mps-actors.model.max-queued); retry later"));
+            m.replyTo().tell(new InferenceProtocol.Overloaded(m.requestId(), "model " + name + " holds "
+                    + queue.held() + " requests, its limit (mps-actors.model.max-queued); retry later"));
             return this;
         }
-        InferenceInputs in = m.inputs();
-        int length = in.inputIds()[0].length;
-        // A bucket holds one padded length and one kind of pooled embedding (asking for none is a kind too).
-        int bucket = bucketKey(Math.min(roundUp(length, settings.seqBucket()), engine.maxSequenceLength()),
-                m.outputs().embedding());
-        held++;
-        buckets.computeIfAbsent(bucket, b -> new PriorityQueue<>(QUEUE_ORDER))
-                .add(new Pending(m, in.inputIds().length, length, System.nanoTime(), arrivals++));
-        bucketSequences.merge(bucket, in.inputIds().length, Integer::sum);
         dispatch();
         if (m.deadline() != null) {
             scheduleDeadlineCheck();
@@ -268,22 +241,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     /** A queued request whose caller went away is answered now and never reaches the device. */
     private Behavior<Command> onCancel(InferenceProtocol.Cancel m) {
-        for (Iterator<Map.Entry<Integer, PriorityQueue<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
-            Map.Entry<Integer, PriorityQueue<Pending>> e = it.next();
-            for (Iterator<Pending> q = e.getValue().iterator(); q.hasNext(); ) {
-                Pending p = q.next();
-                if (p.request().requestId().equals(m.requestId())) {
-                    q.remove();
-                    held--;
-                    bucketSequences.merge(e.getKey(), -p.sequences(), Integer::sum);
-                    if (e.getValue().isEmpty()) {
-                        bucketSequences.remove(e.getKey());
-                        it.remove();
-                    }
-                    fail(p.request(), "cancelled by the caller before it reached the device; it was not run");
-                    return this;
-                }
-            }
+        Pending p = queue.cancel(m.requestId());
+        if (p != null) {
+            fail(p.request(), "cancelled by the caller before it reached the device; it was not run");
         }
         return this;
     }
@@ -298,37 +258,14 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     /** Answers queued requests whose deadline passed (they hold no device memory yet), then re-arms. */
     private void expireQueued() {
-        java.time.Instant now = java.time.Instant.now();
-        for (Iterator<Map.Entry<Integer, PriorityQueue<Pending>>> it = buckets.entrySet().iterator(); it.hasNext(); ) {
-            Map.Entry<Integer, PriorityQueue<Pending>> e = it.next();
-            for (Iterator<Pending> q = e.getValue().iterator(); q.hasNext(); ) {
-                Pending p = q.next();
-                java.time.Instant deadline = p.request().deadline();
-                if (deadline != null && !deadline.isAfter(now)) {
-                    q.remove();
-                    held--;
-                    bucketSequences.merge(e.getKey(), -p.sequences(), Integer::sum);
-                    expire(p.request(), "while queued");
-                }
-            }
-            if (e.getValue().isEmpty()) {
-                bucketSequences.remove(e.getKey());
-                it.remove();
-            }
+        for (Pending p : queue.expire(java.time.Instant.now())) {
+            expire(p.request(), "while queued");
         }
         scheduleDeadlineCheck();
     }
 
     private void scheduleDeadlineCheck() {
-        java.time.Instant earliest = null;
-        for (PriorityQueue<Pending> queue : buckets.values()) {
-            for (Pending p : queue) {
-                java.time.Instant d = p.request().deadline();
-                if (d != null && (earliest == null || d.isBefore(earliest))) {
-                    earliest = d;
-                }
-            }
-        }
+        java.time.Instant earliest = queue.earliestDeadline();
         if (earliest == null) {
             timers.cancel(DeadlineDue.INSTANCE);
             return;
@@ -353,54 +290,30 @@ public final class ModelActor extends AbstractBehavior<Command> {
         // Batches being delivered still hold their memory: bound them too, so a slow reader cannot make the
         // runtime take memory for ever more batches.
         while (running.size() < maxInFlight && delivering.size() < maxInFlight) {
-            Integer seq = oldestBucket();
-            if (seq == null) {
+            // While partial-in-flight batches run, the device is busy: only a full bucket starts, and a short batch
+            // waits to fill up (it is dispatched again when a running batch completes) rather than take a stream.
+            Integer bucket = queue.nextBucket(partialInFlight > 0 && running.size() >= partialInFlight);
+            if (bucket == null) {
                 return;
             }
-            if (partialInFlight > 0 && running.size() >= partialInFlight && bucketSequences.get(seq) < settings.maxBatch()) {
-                // The device is busy: a short batch waits to fill up (it is dispatched again when a running batch
-                // completes) rather than taking another stream; a full bucket still starts at once.
-                seq = oldestFullBucket();
-                if (seq == null) {
-                    return;
-                }
-            }
-            // seq is the bucket's key: padded length and embedding together (bucketKey)
-            PriorityQueue<Pending> queue = buckets.get(seq);
-            long waited = System.nanoTime() - queue.peek().arrivedNanos();
+            long waited = System.nanoTime() - queue.headArrivedNanos(bucket);
             long delay = settings.maxDelay().toNanos();
-            if (bucketSequences.get(seq) < settings.maxBatch() && waited < delay) {
+            if (!queue.isFull(bucket) && waited < delay) {
                 if (!timers.isTimerActive(DelayElapsed.INSTANCE)) {
                     timers.startSingleTimer(DelayElapsed.INSTANCE, DelayElapsed.INSTANCE,
                             java.time.Duration.ofNanos(delay - waited));
                 }
                 return;
             }
-            List<Pending> members = new ArrayList<>();
-            int rows = 0;
-            java.time.Instant now = java.time.Instant.now();
-            int taken = 0;
-            while (!queue.isEmpty() && (members.isEmpty() || rows + queue.peek().sequences() <= settings.maxBatch())) {
-                Pending p = queue.poll();
-                taken += p.sequences();
-                if (p.request().deadline() != null && !p.request().deadline().isAfter(now)) {
-                    held--;
-                    expire(p.request(), "while queued");
-                    continue;
-                }
-                members.add(p);
-                rows += p.sequences();
+            BatchQueue.Taken taken = queue.take(bucket, java.time.Instant.now());
+            for (Pending p : taken.expired()) {
+                expire(p.request(), "while queued");
             }
-            bucketSequences.merge(seq, -taken, Integer::sum);
-            if (queue.isEmpty()) {
-                buckets.remove(seq);
-                bucketSequences.remove(seq);
-            }
-            if (members.isEmpty()) {
+            if (taken.members().isEmpty()) {
                 continue; // every request taken had expired
             }
-            Batch batch = new Batch(members, rows, seq / EMBEDDING_KINDS, embeddingOf(seq % EMBEDDING_KINDS));
-            if (rows < settings.maxBatch() && !running.isEmpty()) {
+            Batch batch = new Batch(taken.members(), taken.rows(), taken.seq(), taken.embedding());
+            if (batch.rows < settings.maxBatch() && !running.isEmpty()) {
                 partialWhileBusy++;
             }
             running.add(batch);
@@ -408,40 +321,12 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
     }
 
-    /** Of the full buckets, the one whose head comes first in queue order (null: none is full). */
-    private Integer oldestFullBucket() {
-        Integer best = null;
-        Pending bestHead = null;
-        for (Map.Entry<Integer, PriorityQueue<Pending>> e : buckets.entrySet()) {
-            Pending head = e.getValue().peek();
-            if (head != null && bucketSequences.get(e.getKey()) >= settings.maxBatch()
-                    && (bestHead == null || QUEUE_ORDER.compare(head, bestHead) < 0)) {
-                bestHead = head;
-                best = e.getKey();
-            }
-        }
-        return best;
-    }
-
-    /** The bucket whose head comes first in queue order: the highest priority, then the oldest. */
-    private Integer oldestBucket() {
-        Integer best = null;
-        Pending bestHead = null;
-        for (Map.Entry<Integer, PriorityQueue<Pending>> e : buckets.entrySet()) {
-            Pending head = e.getValue().peek();
-            if (head != null && (bestHead == null || QUEUE_ORDER.compare(head, bestHead) < 0)) {
-                bestHead = head;
-                best = e.getKey();
-            }
-        }
-        return best;
-    }
-
     // ---- one batch: memory, stream, submit, complete ------------------------------------------------
 
     private void launch(Batch batch) {
         try {
-            batch.program = program(batch.rows, batch.seq, batch.embedding);
+            batch.program = programs.get(batch.rows, batch.seq, batch.embedding,
+                    (rows, seq, embedding) -> engine.compile(pipelines, rows, seq, embedding));
         } catch (RuntimeException e) {
             finish(batch, "could not compile the model for batch " + batch.rows + " x " + batch.seq + ": " + e.getMessage());
             return;
@@ -537,7 +422,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         // Its requests leave the admission count now, before their replies go out: a client that sends its
         // next request on a reply (the Streams flow does) must find the slot free.
         running.remove(batch);
-        held -= batch.requests.size();
+        queue.leave(batch.requests.size());
         if (batch.stream != null) {
             runtime.streamPool().tell(new StreamPoolProtocol.Release(batch.stream));
             batch.stream = null;
@@ -646,8 +531,8 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private void finish(Batch batch, String why, boolean retryable) {
         for (Pending p : batch.requests) {
             fail(p.request(), why, retryable);
-            held--;
         }
+        queue.leave(batch.requests.size());
         release(batch);
         dispatch();
     }
@@ -668,16 +553,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
     }
 
-    private ShapeProgram program(int rows, int seq, InferenceProtocol.Embedding embedding) {
-        long key = ((long) rows << 32) | bucketKey(seq, embedding);
-        ShapeProgram p = programs.get(key);
-        if (p == null) {
-            p = engine.compile(pipelines, rows, seq, embedding);
-            programs.put(key, p);
-        }
-        return p;
-    }
-
     private boolean inUse(ShapeProgram program) {
         for (Batch b : delivering) {
             if (b.program == program) {
@@ -695,14 +570,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onPipelineArrived(PipelineArrived m) {
         if (m.failure() != null) {
             pipelineFailure = "kernel " + m.function() + " unavailable: " + m.failure();
-            for (PriorityQueue<Pending> queue : buckets.values()) {
-                for (Pending p : queue) {
-                    fail(p.request(), "model " + name + " cannot run: " + pipelineFailure);
-                    held--;
-                }
+            for (Pending p : queue.drain()) {
+                fail(p.request(), "model " + name + " cannot run: " + pipelineFailure);
             }
-            buckets.clear();
-            bucketSequences.clear();
             return this;
         }
         arrived.put(m.function(), m.pipeline());
@@ -721,14 +591,9 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private Behavior<Command> stopped(String why, boolean terminal) {
         String reason = "model " + name + " " + why;
-        for (PriorityQueue<Pending> queue : buckets.values()) {
-            for (Pending p : queue) {
-                fail(p.request(), reason, terminal); // queued: never reached the device
-            }
+        for (Pending p : queue.clear()) {
+            fail(p.request(), reason, terminal); // queued: never reached the device
         }
-        buckets.clear();
-        bucketSequences.clear();
-        held = 0;
         for (Batch b : new ArrayList<>(running)) {
             for (Pending p : b.requests) {
                 // Not yet submitted: nothing of it ran, so another replica may serve it.
@@ -747,20 +612,15 @@ public final class ModelActor extends AbstractBehavior<Command> {
         running.clear();
         // Batches being delivered are answered by their tasks, which still read through their programs: such a
         // program is closed when the last of those tasks is done.
-        for (ShapeProgram p : programs.values()) {
-            List<CompletableFuture<BatchDelivered>> readers = new ArrayList<>();
+        programs.closeAll(p -> {
+            List<CompletableFuture<?>> readers = new ArrayList<>();
             for (Batch b : delivering) {
                 if (b.program == p && b.delivery != null) {
                     readers.add(b.delivery);
                 }
             }
-            if (readers.isEmpty()) {
-                p.close();
-            } else {
-                CompletableFuture.allOf(readers.toArray(CompletableFuture[]::new)).whenComplete((v, e) -> p.close());
-            }
-        }
-        programs.clear();
+            return readers;
+        });
         delivering.clear();
         if (terminal) {
             engine.close();
@@ -785,22 +645,5 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return f.reason();
         }
         return failure == null ? String.valueOf(reply) : failure.toString();
-    }
-
-    /** Embedding variants: none, then each pooling plain and normalized. */
-    private static final int EMBEDDING_KINDS = 1 + 2 * InferenceProtocol.Pooling.values().length;
-
-    private static int bucketKey(int seq, InferenceProtocol.Embedding embedding) {
-        int kind = embedding == null ? 0 : 1 + 2 * embedding.pooling().ordinal() + (embedding.normalize() ? 1 : 0);
-        return seq * EMBEDDING_KINDS + kind;
-    }
-
-    private static InferenceProtocol.Embedding embeddingOf(int kind) {
-        return kind == 0 ? null : new InferenceProtocol.Embedding(InferenceProtocol.Pooling.values()[(kind - 1) / 2],
-                (kind - 1) % 2 == 1);
-    }
-
-    private static int roundUp(int value, int multiple) {
-        return (value + multiple - 1) / multiple * multiple;
     }
 }
