@@ -1,6 +1,9 @@
 package dev.mpsactors.bench;
 
 import dev.mpsactors.cluster.ClusterNode;
+import dev.mpsactors.server.ClusterServing;
+import dev.mpsactors.server.MpsServer;
+import dev.mpsactors.server.ServerSettings;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -31,6 +34,14 @@ final class NodeCommand implements Callable<Integer> {
     @Option(names = "--replicas", paramLabel = "R", description = "entities per model")
     Integer replicas;
 
+    @Option(names = "--http-port", paramLabel = "P", description = "also serve HTTP on this port (0: a free one):"
+            + " the routes of serve, every model through its sharded entities (docs/cluster.md)")
+    Integer httpPort;
+
+    @Option(names = "--http-host", paramLabel = "H", description = "the interface HTTP listens on (default:"
+            + " mps-actors.server.host); only with --http-port")
+    String httpHost;
+
     @Mixin
     ClusterTlsOptions tls;
 
@@ -47,11 +58,42 @@ final class NodeCommand implements Callable<Integer> {
                 throw new Cli.UsageException("--model takes NAME=DIR, got '" + name + "=" + dir + "'");
             }
         });
+        if (httpPort != null && (httpPort < 0 || httpPort > 65535)) {
+            throw new Cli.UsageException("--http-port must be 0..65535, got " + httpPort);
+        }
+        if (httpHost != null && httpPort == null) {
+            throw new Cli.UsageException("--http-host needs --http-port");
+        }
         try {
             return ClusterNode.serve(tls.over(ClusterNode.configFor(
-                    new ClusterNode.NodeFlags(host, port, seeds, models, replicas))), System.out);
+                    new ClusterNode.NodeFlags(host, port, seeds, models, replicas))), System.out, this::serveHttp);
         } catch (IllegalArgumentException e) {
             throw new Cli.UsageException(e.getMessage());
         }
+    }
+
+    /** With --http-port: HTTP on the node, answered before the node leaves the cluster on its way down. */
+    private void serveHttp(ClusterNode node) {
+        if (httpPort == null) {
+            return;
+        }
+        com.typesafe.config.Config c = node.system().settings().config()
+                .withValue("mps-actors.server.port", com.typesafe.config.ConfigValueFactory.fromAnyRef(httpPort));
+        if (httpHost != null) {
+            c = c.withValue("mps-actors.server.host", com.typesafe.config.ConfigValueFactory.fromAnyRef(httpHost));
+        }
+        MpsServer server = ClusterServing.start(node, ServerSettings.fromConfig(c));
+        System.out.println("mps-actors node: HTTP on " + server.url() + " (models: "
+                + String.join(", ", node.settings().models().keySet()) + ")");
+        org.apache.pekko.actor.CoordinatedShutdown.get(node.system()).addTask(
+                org.apache.pekko.actor.CoordinatedShutdown.PhaseServiceUnbind(), "mps-actors-http-stop", () ->
+                        java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                            try {
+                                server.stopServing();
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                            }
+                            return org.apache.pekko.Done.getInstance();
+                        }));
     }
 }

@@ -35,14 +35,23 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
 
     public sealed interface Command permits Call, Replied, AttemptTimedOut, RetryNow {}
 
-    /** Infer {@code inputs} on model {@code model}; answered with exactly one {@link Outcome}. */
-    public record Call(String model, String requestId, InferenceInputs inputs, ActorRef<Outcome> replyTo)
+    /**
+     * Infer {@code inputs} on model {@code model}; answered with exactly one {@link Outcome}.
+     *
+     * @param outputs what the result carries (null: last hidden state and pooler output)
+     */
+    public record Call(String model, String requestId, InferenceInputs inputs,
+                       dev.mpsactors.protocol.InferenceProtocol.OutputSpec outputs, ActorRef<Outcome> replyTo)
             implements Command {
         public Call {
             Objects.requireNonNull(model, "model");
             Objects.requireNonNull(requestId, "requestId");
             Objects.requireNonNull(inputs, "inputs");
             Objects.requireNonNull(replyTo, "replyTo");
+        }
+
+        public Call(String model, String requestId, InferenceInputs inputs, ActorRef<Outcome> replyTo) {
+            this(model, requestId, inputs, null, replyTo);
         }
     }
 
@@ -191,7 +200,8 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         p.wireId = p.call.requestId() + "@" + id + "." + p.attempt;
         attempts.put(p.wireId, AttemptState.OUTSTANDING);
         timers.startSingleTimer(p.wireId, new AttemptTimedOut(p.wireId), settings.attemptTimeout());
-        route.send(ModelEntity.entityId(p.call.model(), replica), ClusterInfer.of(p.wireId, p.call.inputs(), replies));
+        route.send(ModelEntity.entityId(p.call.model(), replica), ClusterInfer.of(p.wireId, p.call.inputs(), p.call.outputs(),
+                replies));
     }
 
     private Behavior<Command> onReplied(Replied m) {
@@ -273,6 +283,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
     }
 
     private static ClusterInferResult withRequestId(ClusterInferResult r, String requestId) {
-        return new ClusterInferResult(requestId, r.lastHiddenState(), r.poolerOutput(), r.entityId(), r.node());
+        return new ClusterInferResult(requestId, r.lastHiddenState(), r.poolerOutput(), r.embedding(), r.logits(),
+                r.entityId(), r.node());
     }
 }

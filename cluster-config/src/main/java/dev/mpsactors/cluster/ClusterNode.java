@@ -42,10 +42,12 @@ public final class ClusterNode implements AutoCloseable {
     private final ClusterSettings settings;
     private final ClusterInference inference;
     private final CompletableFuture<LiveObjects> deviceClosed;
+    private final MpsRuntime local;
 
     private ClusterNode(ActorSystem<RuntimeProtocol.Command> system, ClusterSettings settings,
-                        CompletableFuture<LiveObjects> deviceClosed) {
+                        CompletableFuture<LiveObjects> deviceClosed, MpsRuntime local) {
         this.system = system;
+        this.local = local;
         this.settings = settings;
         this.deviceClosed = deviceClosed;
         this.inference = new ClusterInference(system, settings);
@@ -66,10 +68,10 @@ public final class ClusterNode implements AutoCloseable {
         try {
             CompletableFuture<MpsRuntime> up = MpsRuntime.attach(system, system, BOUND).toCompletableFuture();
             CompletableFuture.anyOf(up, closed).get(BOUND.toSeconds(), TimeUnit.SECONDS);
-            up.getNow(null);
+            MpsRuntime local = up.getNow(null);
             LocalModels localModels = new LocalModels(system, system, settings.loadTimeout());
             ModelEntity.initSharding(system, ctx -> ModelEntity.create(ctx.getEntityId(), settings, localModels));
-            return new ClusterNode(system, settings, closed);
+            return new ClusterNode(system, settings, closed, local);
         } catch (Exception e) {
             system.terminate();
             throw new IllegalStateException("cluster node did not start: " + e, e);
@@ -140,6 +142,11 @@ public final class ClusterNode implements AutoCloseable {
         return system;
     }
 
+    /** The facade of this node's own runtime (its devices, memory and streams; the entities' models load on it). */
+    public MpsRuntime localRuntime() {
+        return local;
+    }
+
     public ClusterSettings settings() {
         return settings;
     }
@@ -156,6 +163,15 @@ public final class ClusterNode implements AutoCloseable {
     @Override
     public void close() {
         stop(system, deviceClosed);
+    }
+
+    /**
+     * {@link #close()}, then what was still alive natively on this node's devices (nothing after a clean run;
+     * null when the devices did not report within the bound).
+     */
+    public LiveObjects shutdown() {
+        close();
+        return deviceClosed.getNow(null);
     }
 
     /** Stops {@code system} (leaving the cluster) and waits, bounded, for it and then {@code alsoDone}. */
@@ -181,7 +197,22 @@ public final class ClusterNode implements AutoCloseable {
      * host:port, TLS stores that cannot be read) throws {@link IllegalArgumentException} naming it.
      */
     public static int serve(Config config, java.io.PrintStream out) throws Exception {
+        return serve(config, out, node -> { });
+    }
+
+    /**
+     * {@link #serve(Config, java.io.PrintStream)}, running {@code started} on the node once it is up (before
+     * its first line), e.g. to serve HTTP on it; a failure there stops the node and is thrown.
+     */
+    public static int serve(Config config, java.io.PrintStream out,
+                            java.util.function.Consumer<ClusterNode> started) throws Exception {
         ClusterNode node = start(config);
+        try {
+            started.accept(node);
+        } catch (RuntimeException e) {
+            node.close();
+            throw e;
+        }
         Config c = node.system().settings().config();
         String self = node.cluster().selfMember().address().toString();
         out.println("mps-actors node " + self + " serving "

@@ -43,18 +43,34 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
 
     public sealed interface Command permits ClusterInfer, ModelReady, ModelFailed, Replied {}
 
-    /** A request from any node; answered with exactly one {@link ClusterInferReply} to {@code replyTo}. */
+    /**
+     * A request from any node; answered with exactly one {@link ClusterInferReply} to {@code replyTo}.
+     *
+     * @param outputs what the reply carries (null: {@link InferenceProtocol.OutputSpec#HF_DEFAULT}); a pooled
+     *                embedding or the head's logits keep the hidden states on the replica's node
+     */
     public record ClusterInfer(String requestId, int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds,
-                               ActorRef<ClusterInferReply> replyTo) implements Command, CborSerializable {
+                               InferenceProtocol.OutputSpec outputs, ActorRef<ClusterInferReply> replyTo)
+            implements Command, CborSerializable {
         public ClusterInfer {
             Objects.requireNonNull(requestId, "requestId");
             Objects.requireNonNull(inputIds, "inputIds");
             Objects.requireNonNull(replyTo, "replyTo");
         }
 
+        public ClusterInfer(String requestId, int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds,
+                            ActorRef<ClusterInferReply> replyTo) {
+            this(requestId, inputIds, attentionMask, tokenTypeIds, null, replyTo);
+        }
+
         public static ClusterInfer of(String requestId, InferenceInputs inputs, ActorRef<ClusterInferReply> replyTo) {
+            return of(requestId, inputs, null, replyTo);
+        }
+
+        public static ClusterInfer of(String requestId, InferenceInputs inputs, InferenceProtocol.OutputSpec outputs,
+                                      ActorRef<ClusterInferReply> replyTo) {
             return new ClusterInfer(requestId, inputs.inputIds(), inputs.attentionMask(), inputs.tokenTypeIds(),
-                    replyTo);
+                    outputs, replyTo);
         }
 
         InferenceInputs inputs() {
@@ -68,13 +84,23 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     }
 
     /**
+     * Each output is null unless the request asked for it ({@link ClusterInfer#outputs()}).
+     *
      * @param lastHiddenState [batch][seq][hidden]
      * @param poolerOutput    [batch][hidden]
+     * @param embedding       [batch][hidden], the pooled sentence embedding
+     * @param logits          [batch][labels], the sequence-classification head's logits
      * @param entityId        the replica that computed it
      * @param node            address of the node whose device computed it
      */
     public record ClusterInferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput,
-                                     String entityId, String node) implements ClusterInferReply {}
+                                     float[][] embedding, float[][] logits, String entityId, String node)
+            implements ClusterInferReply {
+        public ClusterInferResult(String requestId, float[][][] lastHiddenState, float[][] poolerOutput,
+                                  String entityId, String node) {
+            this(requestId, lastHiddenState, poolerOutput, null, null, entityId, node);
+        }
+    }
 
     /**
      * @param retryable true where another replica may well succeed (the entity stopped or moved, its model
@@ -198,7 +224,7 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     private void forward(ClusterInfer m) {
         String key = Long.toString(nextKey++);
         inFlight.put(key, m);
-        model.tell(new InferenceProtocol.Infer(key, m.inputs(), replies));
+        model.tell(new InferenceProtocol.Infer(key, m.inputs(), replies, null, m.outputs()));
     }
 
     private Behavior<Command> onReplied(Replied m) {
@@ -208,7 +234,7 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
         }
         if (m.reply() instanceof InferResult r) {
             request.replyTo().tell(new ClusterInferResult(request.requestId(), r.lastHiddenState(), r.poolerOutput(),
-                    entityId, node));
+                    r.embedding(), r.logits(), entityId, node));
         } else if (m.reply() instanceof InferFailure f) {
             // Retryable where nothing of it ran and the failure was the replica's runtime, not the request.
             request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.reason(), f.retryable(), entityId));

@@ -54,6 +54,22 @@ class CrossNodeSerializationTest {
             assertEquals(result.entityId(), result2.entityId());
             assertEquals(result.node(), result2.node());
 
+            // a text encoder's request: only the pooled embedding (or the head's logits) crosses back
+            ClusterInfer pooled = ClusterInfer.of("r-2", new dev.mpsactors.protocol.InferenceProtocol.InferenceInputs(
+                    new int[][] {{7, 8}}, new int[][] {{1, 1}}, new int[][] {{0, 0}}),
+                    dev.mpsactors.protocol.InferenceProtocol.OutputSpec.embedding(
+                            dev.mpsactors.protocol.InferenceProtocol.Pooling.MEAN, true), replyTo);
+            ClusterInfer pooled2 = roundTrip(serialization, pooled);
+            assertEquals(pooled.outputs(), pooled2.outputs());
+            assertArrayEquals(pooled.tokenTypeIds(), pooled2.tokenTypeIds());
+            assertNull(request2.outputs());
+            ClusterInferResult embedded = new ClusterInferResult("r-2", null, null, new float[][] {{0.6f, -0.8f}},
+                    new float[][] {{2.5f}}, "tiny#0", "pekko://mps-actors@10.0.0.3:25520");
+            ClusterInferResult embedded2 = roundTrip(serialization, embedded);
+            assertNull(embedded2.lastHiddenState());
+            assertArrayEquals(embedded.embedding()[0], embedded2.embedding()[0]);
+            assertArrayEquals(embedded.logits()[0], embedded2.logits()[0]);
+
             ClusterInferFailure failure = new ClusterInferFailure("r-1", "replica tiny#2 stopped", true, "tiny#2");
             assertEquals(failure, roundTrip(serialization, failure));
 

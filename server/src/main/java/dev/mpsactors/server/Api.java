@@ -595,6 +595,7 @@ final class Api extends AllDirectives {
 
     private CompletionStage<HttpResponse> loadModel(Call c, String name) {
         c.model = name;
+        refuseManagement("PUT");
         String folder = JsonBodies.string(c.body, "folder", true);
         Path path;
         try {
@@ -607,6 +608,7 @@ final class Api extends AllDirectives {
 
     private CompletionStage<HttpResponse> unloadModel(Call c, String name) {
         c.model = name;
+        refuseManagement("DELETE");
         return registry.unload(name).thenApply(found -> {
             if (!found) {
                 throw ApiException.notFound("model '" + JsonBodies.oneLine(name) + "' is not loaded");
@@ -614,6 +616,14 @@ final class Api extends AllDirectives {
             ObjectNode o = JsonBodies.MAPPER.createObjectNode().put("name", name).put("unloaded", true);
             return json(200, o, List.of());
         });
+    }
+
+    /** 405 naming why, where models are not managed over HTTP (a cluster node). */
+    private void refuseManagement(String method) {
+        String why = registry.managementRefused();
+        if (why != null) {
+            throw new ApiException(405, "NotManaged", method + " /models/{name} is not available here: " + why);
+        }
     }
 
     // ---- into the encoders ------------------------------------------------------------------------------

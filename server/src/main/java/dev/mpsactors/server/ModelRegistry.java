@@ -34,6 +34,7 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  */
 final class ModelRegistry {
     private final MpsRuntime runtime;
+    private final ModelBackend backend;
     private final ServerSettings settings;
     private final RuntimeSettings.ModelSettings modelSettings;
     private final Executor blocking;
@@ -45,9 +46,10 @@ final class ModelRegistry {
     /** Names in load order: the first is the default model of the TEI routes. */
     private final List<String> order = new java.util.concurrent.CopyOnWriteArrayList<>();
 
-    ModelRegistry(MpsRuntime runtime, ServerSettings settings, Executor blocking, Consumer<ServedModel> onServing,
-                  Consumer<ServedModel> onRetired) {
+    ModelRegistry(MpsRuntime runtime, ModelBackend backend, ServerSettings settings, Executor blocking,
+                  Consumer<ServedModel> onServing, Consumer<ServedModel> onRetired) {
         this.runtime = runtime;
+        this.backend = backend;
         this.settings = settings;
         this.modelSettings = RuntimeSettings.fromConfig(runtime.system().settings().config()).model();
         this.blocking = blocking;
@@ -68,6 +70,11 @@ final class ModelRegistry {
             }
         }
         return Optional.empty();
+    }
+
+    /** Null where models may be loaded and unloaded over HTTP, otherwise why not. */
+    String managementRefused() {
+        return backend.managementRefused();
     }
 
     /** The name the TEI routes use when a request names none. */
@@ -117,7 +124,7 @@ final class ModelRegistry {
     CompletionStage<Void> stopAll() {
         List<CompletableFuture<Boolean>> all = new ArrayList<>();
         for (ServedModel m : live.values()) {
-            all.add(runtime.models().unloadModel(m.runtimeName).toCompletableFuture());
+            all.add(backend.unload(m.runtimeName).toCompletableFuture());
         }
         return CompletableFuture.allOf(all.toArray(CompletableFuture[]::new));
     }
@@ -171,7 +178,7 @@ final class ModelRegistry {
                         String.valueOf(e.getMessage())), "folder");
             }
         }, blocking);
-        return read.thenCompose(r -> runtime.models().loadTextEncoder(runtimeName, folder)
+        return read.thenCompose(r -> backend.loadTextEncoder(name, runtimeName, folder)
                 .exceptionally(e -> {
                     r.tokenizer().close();
                     throw ApiException.unprocessable("cannot load " + folder + ": "
@@ -184,7 +191,7 @@ final class ModelRegistry {
                         .whenComplete((m, e) -> {
                             if (e != null) { // warm-up failed: the new version never served
                                 r.tokenizer().close();
-                                runtime.models().unloadModel(runtimeName);
+                                backend.unload(runtimeName);
                             }
                         })))
                 .thenApply(m -> {
@@ -242,7 +249,7 @@ final class ModelRegistry {
             order.remove(m.name);
         }
         return m.drain().completeOnTimeout(-1, settings.drainTimeout().toMillis(), TimeUnit.MILLISECONDS)
-                .thenCompose(served -> runtime.models().unloadModel(m.runtimeName).handle((found, e) -> {
+                .thenCompose(served -> backend.unload(m.runtimeName).handle((found, e) -> {
                     m.tokenizer.close();
                     onRetired.accept(m);
                     return served;

@@ -43,6 +43,7 @@ public final class MpsServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MpsServer.class);
 
     private final MpsRuntime runtime;
+    private final ModelBackend backend;
     private final ServerSettings settings;
     private final ModelRegistry registry;
     private final ServerMetrics metrics;
@@ -54,14 +55,16 @@ public final class MpsServer implements AutoCloseable {
     private volatile boolean stopping;
     private LiveObjects left;
 
-    private MpsServer(MpsRuntime runtime, ServerSettings settings, Map<String, Path> models) throws Exception {
+    private MpsServer(MpsRuntime runtime, ModelBackend backend, ServerSettings settings, Map<String, Path> models)
+            throws Exception {
         this.runtime = runtime;
+        this.backend = backend;
         this.settings = settings;
         this.metrics = new ServerMetrics(runtime);
         Executor blocking = runtime.system().dispatchers().lookup(DispatcherSelector.blocking());
         Executor tokenize = runtime.system().dispatchers().lookup(
                 DispatcherSelector.fromConfig(TextSettings.TOKENIZE_DISPATCHER));
-        this.registry = new ModelRegistry(runtime, settings, blocking, metrics::modelServing, metrics::modelRetired);
+        this.registry = new ModelRegistry(runtime, backend, settings, blocking, metrics::modelServing, metrics::modelRetired);
         for (Map.Entry<String, Path> m : models.entrySet()) {
             ServedModel served = await(registry.load(m.getKey(), m.getValue()).toCompletableFuture(),
                     Duration.ofMinutes(30), "loading model " + m.getKey());
@@ -86,8 +89,14 @@ public final class MpsServer implements AutoCloseable {
      * The server owns {@code runtime} from now on: {@link #shutdown()} stops it.
      */
     public static MpsServer start(MpsRuntime runtime, ServerSettings settings, Map<String, Path> models) {
+        return start(runtime, ModelBackend.local(runtime), settings, models);
+    }
+
+    /** {@link #start(MpsRuntime, ServerSettings, Map)} with the encoders computing on {@code backend}. */
+    static MpsServer start(MpsRuntime runtime, ModelBackend backend, ServerSettings settings,
+                           Map<String, Path> models) {
         try {
-            return new MpsServer(runtime, settings, new LinkedHashMap<>(models));
+            return new MpsServer(runtime, backend, settings, new LinkedHashMap<>(models));
         } catch (RuntimeException e) {
             throw e;
         } catch (Exception e) {
@@ -149,6 +158,20 @@ public final class MpsServer implements AutoCloseable {
         if (left != null) {
             return left;
         }
+        stopServing();
+        left = backend.shutdown(settings.shutdownTimeout());
+        return left;
+    }
+
+    /**
+     * The first half of {@link #shutdown()}: stops accepting, and answers every request in flight (at most
+     * {@code shutdown-timeout}, then the models under them are stopped); the runtime (or the cluster node)
+     * keeps running. A cluster node runs it as a task of its coordinated shutdown, before it leaves.
+     */
+    public synchronized void stopServing() throws InterruptedException {
+        if (stopping) {
+            return;
+        }
         stopping = true;
         if (inFlight.get() == 0) {
             idle.complete(null);
@@ -177,8 +200,6 @@ public final class MpsServer implements AutoCloseable {
         for (ServedModel m : registry.list()) {
             m.tokenizer.close();
         }
-        left = runtime.shutdown(settings.shutdownTimeout());
-        return left;
     }
 
     @Override
