@@ -25,9 +25,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -47,21 +45,10 @@ class QueueOrderTest {
         Config config = ConfigFactory.parseString("mps-actors { streams = 1, model { max-batch = 1,"
                 + " max-in-flight = 1 } }").withFallback(ConfigFactory.load()).resolve();
         ActorTestKit kit = ActorTestKit.create("priority", config);
-        CountDownLatch held = new CountDownLatch(1);
-        CountDownLatch release = new CountDownLatch(1);
-        AtomicBoolean armed = new AtomicBoolean(true);
+        HeldBatch batch = new HeldBatch(true);
         try {
             RuntimeSettings settings = RuntimeSettings.fromConfig(config);
-            FaultInjector faults = new FaultInjector(settings.faults()).holdingBatchPreparation(() -> {
-                if (armed.compareAndSet(true, false)) {
-                    held.countDown();
-                    try {
-                        release.await(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                }
-            });
+            FaultInjector faults = batch.injector(settings);
             CompletableFuture<LiveObjects> deviceClosed = new CompletableFuture<>();
             ActorRef<RuntimeProtocol.Command> guardian = kit.spawn(DeviceRuntime.create(settings, deviceClosed, faults),
                     "runtime");
@@ -72,7 +59,7 @@ class QueueOrderTest {
             TestProbe<InferReply> probe = kit.createTestProbe();
             Random random = new Random(3);
             model.tell(new InferenceProtocol.Infer("first", ServedModel.randomRequest(random), probe.getRef()));
-            assertTrue(held.await(60, TimeUnit.SECONDS), "the first batch is being prepared (and held)");
+            assertTrue(batch.awaitHeld(), "the first batch is being prepared (and held)");
             // the model actor is held: these wait in its mailbox, then queue behind the held batch in this order
             for (int i = 0; i < 5; i++) {
                 model.tell(new InferenceProtocol.Infer("low-" + i, ServedModel.randomRequest(random), probe.getRef(),
@@ -82,7 +69,7 @@ class QueueOrderTest {
                     null, 5));
             model.tell(new InferenceProtocol.Infer("lowest", ServedModel.randomRequest(random), probe.getRef(), null,
                     null, -1));
-            release.countDown();
+            batch.release();
             List<String> order = new ArrayList<>();
             for (int i = 0; i < 8; i++) {
                 InferReply reply = probe.receiveMessage(Duration.ofSeconds(60));
@@ -95,7 +82,7 @@ class QueueOrderTest {
             kit.stop(guardian);
             assertTrue(deviceClosed.get(60, TimeUnit.SECONDS).isEmpty(), "nothing left natively");
         } finally {
-            release.countDown();
+            batch.release();
             kit.shutdownTestKit();
         }
     }

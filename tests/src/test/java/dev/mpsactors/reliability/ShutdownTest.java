@@ -24,9 +24,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.pekko.actor.DeadLetter;
 import org.apache.pekko.actor.WrappedMessage;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
@@ -54,9 +52,7 @@ class ShutdownTest {
         Config config = ConfigFactory.parseString("mps-actors { streams = 2, model { max-batch = 4,"
                 + " max-queued = 10000 } }").withFallback(ConfigFactory.load()).resolve();
         ActorTestKit kit = ActorTestKit.create("shutdown", config);
-        CountDownLatch held = new CountDownLatch(1);
-        CountDownLatch release = new CountDownLatch(1);
-        AtomicBoolean armed = new AtomicBoolean(false);
+        HeldBatch batch = new HeldBatch(false);
         List<Object> nullDeadLetters = Collections.synchronizedList(new ArrayList<>());
         ActorRef<DeadLetter> deadLetters = kit.spawn(Behaviors.receiveMessage(d -> {
             if (WrappedMessage.unwrap(d.message()) == null) {
@@ -67,16 +63,7 @@ class ShutdownTest {
         kit.system().eventStream().tell(new EventStream.Subscribe<>(DeadLetter.class, deadLetters));
         try {
             RuntimeSettings settings = RuntimeSettings.fromConfig(config);
-            FaultInjector faults = new FaultInjector(settings.faults()).holdingBatchPreparation(() -> {
-                if (armed.compareAndSet(true, false)) {
-                    held.countDown();
-                    try {
-                        release.await(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                }
-            });
+            FaultInjector faults = batch.injector(settings);
             CompletableFuture<LiveObjects> deviceClosed = new CompletableFuture<>();
             ActorRef<RuntimeProtocol.Command> guardian = kit.spawn(DeviceRuntime.create(settings, deviceClosed, faults),
                     "runtime");
@@ -96,12 +83,12 @@ class ShutdownTest {
                 assertTrue(System.nanoTime() < deadline, "the model took in every request");
                 Thread.sleep(2);
             }
-            armed.set(true); // the next batch to be prepared is held
-            assertTrue(held.await(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS), "a batch reached preparation");
+            batch.arm(); // the next batch to be prepared is held
+            assertTrue(batch.awaitHeld(), "a batch reached preparation");
             // Stop the runtime while that batch is being prepared; the allocator stops meanwhile.
             CompletableFuture<Void> stopped = CompletableFuture.runAsync(() -> kit.stop(guardian, ServedModel.BOUND));
             kit.createTestProbe().expectTerminated(runtime.refs().allocator(), ServedModel.BOUND);
-            release.countDown();
+            batch.release();
             stopped.get(ServedModel.BOUND.toSeconds(), TimeUnit.SECONDS);
 
             ServedModel.Replies replies = new ServedModel.Replies();
@@ -133,7 +120,7 @@ class ShutdownTest {
             assertTrue(left.isEmpty(), "every native object freed: " + left);
             assertEquals(List.of(), nullDeadLetters, "null messages sent to stopped actors");
         } finally {
-            release.countDown();
+            batch.release();
             kit.shutdownTestKit();
         }
     }
