@@ -34,6 +34,8 @@ import org.apache.pekko.cluster.typed.Cluster;
  */
 public final class ClusterNode implements AutoCloseable {
     private static final Duration BOUND = Duration.ofSeconds(60);
+    /** How long past its actor-system-terminate phase a stopping node waits for its system before it exits. */
+    private static final Duration STOP_GRACE = Duration.ofSeconds(5);
     /** Exit status of {@code bin/mps-actors node} when the cluster downed the node. */
     public static final int EXIT_DOWNED = 3;
     static final String CLUSTER_CONF = "mps-actors-cluster.conf";
@@ -224,13 +226,31 @@ public final class ClusterNode implements AutoCloseable {
         out.flush();
         // Said before the system stops, also when a signal stops it (the JVM then exits 143 when done).
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(node.system());
+        CompletableFuture<Void> stopping = new CompletableFuture<>();
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "mps-actors-node-stopping", () -> {
             out.println("mps-actors node " + self + " stopping: " + describe(shutdown.getShutdownReason()));
             out.flush();
+            stopping.complete(null);
             return CompletableFuture.completedFuture(org.apache.pekko.Done.getInstance());
         });
-        node.system().getWhenTerminated().toCompletableFuture().get();
-        node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        CompletableFuture<?> terminated = node.system().getWhenTerminated().toCompletableFuture();
+        CompletableFuture.anyOf(terminated, stopping).get();
+        // Once stopping, the node exits within a bound even when the system cannot finish terminating (a node
+        // cut off the network can leave Artery's outbound streams hanging): a supervisor restarts what exits.
+        Duration grace = c.getDuration("pekko.coordinated-shutdown.phases.actor-system-terminate.timeout")
+                .plus(STOP_GRACE);
+        boolean stopped = true;
+        try {
+            terminated.get(grace.toMillis(), TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.TimeoutException e) {
+            stopped = false;
+            out.println("mps-actors node " + self + ": the actor system did not finish stopping within "
+                    + grace.toSeconds() + " s; exiting without waiting further");
+            out.flush();
+        }
+        if (stopped) {
+            node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
+        }
         boolean downed = shutdown.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason())
                 .isPresent();
         return downed ? EXIT_DOWNED : 0;
