@@ -86,6 +86,8 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         final LoadModel request;
         final Map<Integer, ActorRef<InferenceProtocol.Command>> loaded = new LinkedHashMap<>();
         final List<String> failures = new ArrayList<>();
+        /** Devices that did not answer in time: they may still finish loading. */
+        final List<Integer> unanswered = new ArrayList<>();
         final List<Integer> assigned;
         int remaining;
         String description;
@@ -97,10 +99,14 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         }
     }
 
-    /** A model being unloaded from its devices. */
+    /**
+     * A model being unloaded from its devices: on request (with its router), or the replicas a failed load left
+     * (no router; {@code then} answers the load's failure once they are gone).
+     */
     private static final class Unload {
         final ActorRef<InferenceProtocol.Command> router;
         final List<ActorRef<RuntimeProtocol.ModelUnloaded>> waiting = new ArrayList<>();
+        Runnable then = () -> { };
         int remaining;
 
         Unload(ActorRef<InferenceProtocol.Command> router) {
@@ -373,20 +379,25 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         models.remove(m.name());
         Unload unload = new Unload(entry.router());
         unload.waiting.add(m.replyTo());
-        unloading.put(m.name(), unload);
-        for (int ordinal : entry.devices()) {
+        unloadReplicas(m.name(), entry.devices(), unload);
+        return this;
+    }
+
+    /** Asks each of {@code ordinals} that is up to unload {@code name}; {@code unload} finishes when all answered. */
+    private void unloadReplicas(String name, java.util.Collection<Integer> ordinals, Unload unload) {
+        unloading.put(name, unload);
+        for (int ordinal : ordinals) {
             Slot slot = slots.get(ordinal);
             if (slot != null && slot.up) {
                 unload.remaining++;
                 getContext().ask(RuntimeProtocol.ModelUnloaded.class, slot.runtime, settings.askTimeout(),
-                        replyTo -> new RuntimeProtocol.UnloadModel(m.name(), replyTo),
-                        (reply, failure) -> new ReplicaUnloaded(m.name()));
+                        replyTo -> new RuntimeProtocol.UnloadModel(name, replyTo),
+                        (reply, failure) -> new ReplicaUnloaded(name));
             }
         }
         if (unload.remaining == 0) {
-            finishUnload(m.name(), unload);
+            finishUnload(name, unload);
         }
-        return this;
     }
 
     private Behavior<Command> onReplicaUnloaded(ReplicaUnloaded m) {
@@ -398,9 +409,12 @@ public final class HostRuntime extends AbstractBehavior<Command> {
     }
 
     private void finishUnload(String name, Unload unload) {
-        getContext().stop(unload.router); // answers whatever it still routes with a retryable failure
+        if (unload.router != null) {
+            getContext().stop(unload.router); // answers whatever it still routes with a retryable failure
+        }
         unloading.remove(name);
         unload.waiting.forEach(r -> r.tell(new RuntimeProtocol.ModelUnloaded(name, true)));
+        unload.then.run();
     }
 
     private void onLoadModel(LoadModel m) {
@@ -460,6 +474,9 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         }
         if (failure != null) {
             load.failures.add("device " + m.ordinal() + ": " + failure);
+            if (m.reply() == null) {
+                load.unanswered.add(m.ordinal());
+            }
         } else {
             ModelLoaded loaded = (ModelLoaded) m.reply();
             load.loaded.put(m.ordinal(), loaded.model());
@@ -470,8 +487,16 @@ public final class HostRuntime extends AbstractBehavior<Command> {
         }
         LoadModel request = load.request;
         if (!load.failures.isEmpty()) {
+            // All or nothing: the replicas that did load (and any device that did not answer in time, which may
+            // yet finish) are unloaded again before the failure is answered, so no device keeps weights nobody
+            // can reach and the name is free again when the caller hears of the failure.
             models.remove(request.name());
-            request.replyTo().tell(new ModelLoadFailed(request.name(), String.join("; ", load.failures)));
+            Unload undo = new Unload(null);
+            String reason = String.join("; ", load.failures);
+            undo.then = () -> request.replyTo().tell(new ModelLoadFailed(request.name(), reason));
+            List<Integer> left = new ArrayList<>(load.loaded.keySet());
+            left.addAll(load.unanswered);
+            unloadReplicas(request.name(), left, undo);
             return this;
         }
         ActorRef<InferenceProtocol.Command> router = getContext().spawn(

@@ -28,6 +28,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntFunction;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -184,6 +185,34 @@ class MultiDeviceTest {
             assertEquals(1, get(served.runtime.models().replicaStats(onlyOne)).device(1).succeeded());
             String refused = assertFailure(served.runtime.models().loadModel("nowhere", served.folder, List.of(2)));
             assertTrue(refused.contains("devices [2]") && refused.contains("[0, 1]"), refused);
+            assertClosedClean(served);
+        }
+    }
+
+    @Test
+    void aLoadThatFailsOnOneDeviceLeavesNothingOnTheOthers() throws Exception {
+        try (ServedModel served = new ServedModel(SPLIT, ordinal -> FaultInjector.off())) {
+            MpsRuntime rt = served.runtime;
+            ActorRef<RuntimeProtocol.Command> device1 = rt.devices().get(1).runtime();
+            // The name taken on device 1 alone (straight to its runtime, past the host): a load of that name on
+            // both devices then succeeds on device 0 and fails on device 1.
+            RuntimeProtocol.ModelLoadReply direct = get(AskPattern.ask(device1,
+                    (ActorRef<RuntimeProtocol.ModelLoadReply> r) ->
+                            new RuntimeProtocol.LoadModel("clash", served.folder, List.of(1), r),
+                    ServedModel.BOUND, rt.system().scheduler()));
+            assertTrue(direct instanceof RuntimeProtocol.ModelLoaded, "loaded on device 1 alone: " + direct);
+            String failed = assertFailure(rt.models().loadModel("clash", served.folder));
+            assertTrue(failed.contains("device 1") && failed.contains("already loaded"), failed);
+            // All or nothing: device 0's replica was unloaded again. Once device 1 lets the name go, the same
+            // load succeeds on both (device 0 would refuse it, the name still taken there, had it been kept).
+            RuntimeProtocol.ModelUnloaded gone = get(AskPattern.ask(device1,
+                    (ActorRef<RuntimeProtocol.ModelUnloaded> r) ->
+                            new RuntimeProtocol.UnloadModel("clash", r),
+                    ServedModel.BOUND, rt.system().scheduler()));
+            assertTrue(gone.found(), "unloaded from device 1");
+            ActorRef<InferenceProtocol.Command> both = get(rt.models().loadModel("clash", served.folder));
+            assertEquals(List.of(0, 1), get(rt.models().replicaStats(both)).replicas().stream()
+                    .map(r -> r.ordinal()).toList(), "the second load runs on both devices");
             assertClosedClean(served);
         }
     }
