@@ -245,8 +245,9 @@ public final class ClusterNode implements AutoCloseable {
         } catch (java.util.concurrent.TimeoutException e) {
             stopped = false;
             out.println("mps-actors node " + self + ": the actor system did not finish stopping within "
-                    + grace.toSeconds() + " s; exiting without waiting further");
+                    + grace.toSeconds() + " s; exiting without waiting further (its threads on stderr)");
             out.flush();
+            printThreads(System.err);
         }
         if (stopped) {
             node.deviceClosed.get(BOUND.toSeconds(), TimeUnit.SECONDS);
@@ -254,6 +255,17 @@ public final class ClusterNode implements AutoCloseable {
         boolean downed = shutdown.getShutdownReason().filter(r -> r == CoordinatedShutdown.clusterDowningReason())
                 .isPresent();
         return downed ? EXIT_DOWNED : 0;
+    }
+
+    /** Every live thread's stack, for the operator of a node that could not stop: what it was stuck in. */
+    private static void printThreads(java.io.PrintStream err) {
+        for (Map.Entry<Thread, StackTraceElement[]> t : Thread.getAllStackTraces().entrySet()) {
+            err.println("\"" + t.getKey().getName() + "\" " + t.getKey().getState());
+            for (StackTraceElement frame : t.getValue()) {
+                err.println("    at " + frame);
+            }
+        }
+        err.flush();
     }
 
     private static String describe(Optional<CoordinatedShutdown.Reason> reason) {
