@@ -861,17 +861,18 @@ void test_validate() {
 void test_table() {
   const char* names[] = {"gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
                          "gemm16", "layernorm16", "softmax16", "embedding16", "pool", "pool16", "bias_layernorm",
-                         "bias_layernorm16", "attention16", "activation", "activation16", "rel_bias", "rel_bias16"};
-  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 9, 4, 4, 7, 7};
-  bool ok = cpu_kernel_count() == 21 && cpu_kernel_at(21) == nullptr && cpu_kernel_find("nope") == nullptr &&
+                         "bias_layernorm16", "attention16", "activation", "activation16", "rel_bias", "rel_bias16",
+                         "gemm_packed"};
+  const uint32_t nargs[] = {23, 8, 7, 3, 3, 5, 4, 7, 23, 8, 7, 7, 8, 8, 9, 9, 9, 4, 4, 7, 7, 10};
+  bool ok = cpu_kernel_count() == 22 && cpu_kernel_at(22) == nullptr && cpu_kernel_find("nope") == nullptr &&
             cpu_kernel_find(nullptr) == nullptr;
-  for (size_t i = 0; i < 21; i++) {
+  for (size_t i = 0; i < 22; i++) {
     const cpu_kernel* k = cpu_kernel_find(names[i]);
     // 16-bit storage: validated here, executed by a GPU backend only
     bool sixteen = (i >= 8 && i < 12) || i == 13 || i == 15 || i == 16 || i == 18 || i == 20;
     ok = ok && k && k == cpu_kernel_at(i) && k->nargs == nargs[i] && k->validate &&
          (sixteen ? k->execute == nullptr && k->value_bytes == 2 : k->execute != nullptr) &&
-         k->nargs <= MPS_MAX_KERNEL_ARGS;
+         k->nargs <= MPS_MAX_KERNEL_ARGS && k->cpu_only == (i == 21 ? 1u : 0u);
     for (uint32_t j = 0; ok && j < k->nargs; j++) ok = k->arg_names[j] && k->arg_kinds[j] >= MPS_ARG_BUFFER;
   }
   ok = ok && cpu_kernel_find("gemm")->optional_buffers == (1u << 3) &&
@@ -879,8 +880,9 @@ void test_table() {
        cpu_kernel_find("softmax")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("pool")->optional_buffers == (1u << 1) &&
        cpu_kernel_find("bias_layernorm")->optional_buffers == (1u << 2) &&
-       cpu_kernel_find("attention16")->optional_buffers == ((1u << 1) | (1u << 2));
-  check(ok, "table lists 21 kernels with the contract's argument counts and optional buffers");
+       cpu_kernel_find("attention16")->optional_buffers == ((1u << 1) | (1u << 2)) &&
+       cpu_kernel_find("gemm_packed")->optional_buffers == (1u << 3);
+  check(ok, "table lists 22 kernels with the contract's argument counts, optional buffers and cpu-only flags");
   // A 16-bit tensor needs half the bytes of an fp32 one: 40 bytes hold 20 values for layernorm16.
   std::vector<float> room(10, 1.0f), params(10, 1.0f);  // x and y in place; gamma and beta elsewhere
   cpu_arg ln16[] = {{MPS_ARG_BUFFER, room.data(), 40, 0, 0}, {MPS_ARG_NONE, nullptr, 0, 0, 0},
@@ -1022,6 +1024,108 @@ void test_threads() {
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
+// gemm_packed: a Linear layer over weights packed once (both packings), ragged against the 6 x 16 tile and
+// the K, row and column blocks, padded leading dimensions, every activation, with and without bias
+// ------------------------------------------------------------------------------------------------
+
+void gemm_packed_case(int64_t m, int64_t n, int64_t k, int trans_b, int act, bool with_bias, int64_t pad,
+                      bool via_table) {
+  const int64_t lda = k + pad, ldc = n + 2 * pad, ldb = (trans_b ? k : n) + pad;
+  std::vector<float> a = random_vec((size_t)((m - 1) * lda + k)), c = random_vec((size_t)((m - 1) * ldc + n));
+  std::vector<float> b = random_vec((size_t)((trans_b ? n - 1 : k - 1) * ldb + (trans_b ? k : n)), -0.3f, 0.3f);
+  std::vector<float> bias = random_vec((size_t)n);
+  std::vector<float> packed((size_t)mps_cpu_packed_floats(n, k), std::nanf(""));  // every float gets written
+  mps_cpu_pack_weights(b.data(), ldb, trans_b, n, k, packed.data());
+  bool pack_written = true;
+  for (float v : packed) pack_written = pack_written && !std::isnan(v);
+  std::vector<float> c0 = c;
+  std::vector<double> ref(c.begin(), c.end());
+  std::vector<char> touched(c.size(), 0);
+  for (int64_t r = 0; r < m; r++) {
+    for (int64_t j = 0; j < n; j++) {
+      double sum = with_bias ? bias[(size_t)j] : 0.0;
+      for (int64_t p = 0; p < k; p++) {
+        sum += (double)a[(size_t)(r * lda + p)] * b[(size_t)(trans_b ? j * ldb + p : p * ldb + j)];
+      }
+      ref[(size_t)(r * ldc + j)] = act_ref(sum, act);
+      touched[(size_t)(r * ldc + j)] = 1;
+    }
+  }
+  mps_status s = MPS_OK;
+  mps_error err{};
+  if (via_table) {
+    cpu_arg args[] = {buf(a), buf(packed), buf(c), with_bias ? buf(bias) : none(), ival(m), ival(n), ival(k),
+                      ival(lda), ival(ldc), ival(act)};
+    s = run_table("gemm_packed", args, &err);
+  } else {
+    mps_cpu_gemm_packed(a.data(), lda, packed.data(), c.data(), ldc, with_bias ? bias.data() : nullptr, m, n, k, act);
+  }
+  double e = rel_l2(c.data(), ref.data(), c.size(), touched);
+  bool padding_kept = true;
+  for (size_t i = 0; i < c.size(); i++) {
+    if (!touched[i] && std::memcmp(&c[i], &c0[i], sizeof(float)) != 0) padding_kept = false;
+  }
+  record("gemm_packed", e);
+  check(s == MPS_OK && e < kTol && padding_kept && pack_written,
+        "gemm_packed M=%lld N=%lld K=%lld trans_b=%d act=%d bias=%d pad=%lld path=%s rel_l2=%.3g padding_kept=%d "
+        "pack_written=%d %s",
+        (long long)m, (long long)n, (long long)k, trans_b, act, (int)with_bias, (long long)pad,
+        via_table ? "table" : "direct", e, (int)padding_kept, (int)pack_written, s == MPS_OK ? "" : err.message);
+}
+
+void test_gemm_packed() {
+  // M: one row, below, at and past the 6-row tile, past the 120-row block; N: below, at and past a 16-column
+  // panel and past the 48-panel block (770 = 48 panels + 2 columns); K: one, odd, past the 384 block (two and
+  // three blocks, the last short).
+  const int64_t shapes[][3] = {{1, 1, 1},   {5, 15, 7},    {6, 16, 33},  {7, 17, 384}, {13, 33, 385},
+                               {121, 40, 9}, {250, 31, 800}, {8, 770, 20}, {127, 64, 1000}};
+  int combo = 0;
+  for (auto& sh : shapes) {
+    for (int act = 0; act < 3; act++) {
+      for (int bias = 0; bias < 2; bias++, combo++) {
+        gemm_packed_case(sh[0], sh[1], sh[2], combo % 2 == 0, act, bias != 0, combo % 3, combo % 4 >= 2);
+      }
+    }
+  }
+  // A MiniLM intermediate layer at a small batch: 128 x 384 -> 1536 with bias and GELU, through the table.
+  gemm_packed_case(128, 1536, 384, 1, 1, true, 0, true);
+
+  // Encode-time rejections name the kernel and the argument.
+  Mem a(4 * 10 * 10), w(4 * 16 * 10), c(4 * 10 * 10), bias(4 * 10);
+  auto args = [&](std::array<cpu_arg, 10>& x) {
+    x = {a.arg(), w.arg(), c.arg(), bias.arg(), ival(10), ival(10), ival(10), ival(10), ival(10), ival(1)};
+  };
+  std::array<cpu_arg, 10> x;
+  args(x);
+  mps_error err{};
+  check(kernel("gemm_packed")->validate(x.data(), &err) == MPS_OK, "gemm_packed validate accepts 10x10x10: %s",
+        err.message);
+  x[1] = buf(w.p, 4 * 10 * 10);  // 10 columns pack to 16: 640 bytes, not 400
+  expect_reject("gemm_packed", x.data(), "gemm_packed: buffer W holds 400 bytes but needs 640", "an unpadded W");
+  args(x);
+  x[8] = ival(9);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: ldc is 9 but must be >= N (10)", "ldc < N");
+  args(x);
+  x[7] = ival(5);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: lda is 5 but must be >= K (10)", "lda < K");
+  args(x);
+  x[9] = ival(3);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: activation is 3 but must be in [0, 2]", "activation 3");
+  args(x);
+  x[6] = ival(0);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: K is 0", "K = 0");
+  args(x);
+  x[2] = a.arg();
+  expect_reject("gemm_packed", x.data(), "gemm_packed: buffer C overlaps buffer A", "C aliasing A");
+  args(x);
+  x[3] = buf(bias.p, 36);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: buffer bias holds 36 bytes but needs 40", "a short bias");
+  args(x);
+  x[1] = ival(3);
+  expect_reject("gemm_packed", x.data(), "gemm_packed: argument W is a int but must be a buffer", "W not a buffer");
+}
+
+// ------------------------------------------------------------------------------------------------
 // pool: sentence embeddings over ragged sequences (padding at the end, inside, and a row of padding only)
 // ------------------------------------------------------------------------------------------------
 
@@ -1080,6 +1184,7 @@ int main() {
   test_embedding();
   test_pool();
   test_validate();
+  test_gemm_packed();
   test_threads();
   for (auto& kv : g_worst) std::printf("ACCURACY %s worst rel_l2=%.3g\n", kv.first.c_str(), kv.second);
   std::printf("test_kernels: %d passed, %d failed\n", g_passed, g_failed);

@@ -44,6 +44,13 @@
  *             column), 3 mean_sqrt_len (sum / sqrt(tokens)). A sequence without tokens pools to zeros
  *             (cls excepted). normalize 1: y /= max(||y||_2, 1e-12) per sequence.
  *
+ *  gemm_packed A:B W:B C:B bias:B? M:I N:I K:I lda:I ldc:I activation:I          (cpu only)
+ *             C[M, N] = act(A[M, K] op(B) + bias[n]) with A and C row-major (lda >= K, ldc >= N), act as gemm's,
+ *             op(B) (K x N) stored in W packed: panels of 16 columns, panel j holding for p = 0..K-1 the 16
+ *             values op(B)[p, 16 j .. 16 j + 15] one after another (columns past N zero), ceil(N / 16) * 16 * K
+ *             floats in all. A Linear weight w [N, K] (op(B) = w^T) is packed once when it is uploaded
+ *             (mps_cpu_pack_weights, or the same layout written by the host); C may not overlap A, W or bias.
+ *
  * 16-bit storage: gemm16, layernorm16, softmax16 and embedding16 take the same arguments with every float
  * tensor stored in 16 bits (IEEE fp16, or bf16 when the device's GEMM math is bf16) and computed in fp32;
  * ids stay int32 and softmax16's mask stays fp32. They have no cpu implementation (execute is NULL).
@@ -87,6 +94,7 @@ typedef struct cpu_kernel {
   mps_status (*validate)(const cpu_arg* args, mps_error* err);
   mps_status (*execute)(const cpu_arg* args, mps_error* err); /* NULL: no cpu implementation */
   uint32_t value_bytes; /* bytes of one stored value of its float tensors: 0 or 4 (fp32), 2 (16-bit storage) */
+  uint32_t cpu_only;    /* 1: only the cpu backend runs it (its operands are in a cpu layout); others refuse it */
 } cpu_kernel;
 
 /* The table of built-in kernels; immutable. */
@@ -120,6 +128,14 @@ void mps_cpu_activation(const float* x, float* y, int64_t n, int activation);
  * [num_buckets, heads], buckets int32 [2 seq - 1]. */
 void mps_cpu_rel_bias(float* scores, const float* table, const int32_t* buckets, int64_t batch, int64_t heads,
                       int64_t seq, int64_t num_buckets);
+/* The packed form of a weight operand (kernels_packed.c): floats it takes for op(B) of K x N, the packing
+ * (trans_b: b is [N, K] with leading dimension ldb, a Linear weight; else [K, N]), and C[m, n] = act(A[m, k]
+ * packed + bias) with A row-major (lda), C row-major (ldc), bias (length n) or NULL, activation 0 none,
+ * 1 GELU (erf), 2 tanh. */
+int64_t mps_cpu_packed_floats(int64_t n, int64_t k);
+void mps_cpu_pack_weights(const float* b, int64_t ldb, int trans_b, int64_t n, int64_t k, float* packed);
+void mps_cpu_gemm_packed(const float* a, int64_t lda, const float* packed, float* c, int64_t ldc, const float* bias,
+                         int64_t m, int64_t n, int64_t k, int activation);
 /* Returns -1 on success, else the position of the first id outside [0, vocab). */
 int64_t mps_cpu_embedding(const int32_t* ids, const float* table, float* out, int64_t n_ids, int64_t dim,
                           int64_t vocab, int accumulate);

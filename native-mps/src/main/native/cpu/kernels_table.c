@@ -30,7 +30,9 @@ enum {
   K_ATTENTION16,
   /* An activation in its own pass (the forms the gemm epilogue lacks), and the relative position bias added to
    * attention scores (MPNet) */
-  K_ACTIVATION, K_ACTIVATION16, K_REL_BIAS, K_REL_BIAS16, K_COUNT
+  K_ACTIVATION, K_ACTIVATION16, K_REL_BIAS, K_REL_BIAS16,
+  /* A Linear layer over weights packed once at load (cpu only: other backends keep gemm) */
+  K_GEMM_PACKED, K_COUNT
 };
 
 /* Defined at the end; validators use its names and kinds for their messages. */
@@ -649,6 +651,63 @@ static mps_status rel_bias_execute(const cpu_arg* a, mps_error* err) {
 #endif
 
 /* ------------------------------------------------------------------------------------------------
+ * gemm_packed
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { GP_A, GP_W, GP_C, GP_BIAS, GP_M, GP_N, GP_K, GP_LDA, GP_LDC, GP_ACT, GP_NARGS };
+static const char* const GEMM_PACKED_NAMES[GP_NARGS] = {"A", "W", "C", "bias", "M", "N", "K", "lda", "ldc",
+                                                        "activation"};
+static const int32_t GEMM_PACKED_KINDS[GP_NARGS] = {B, B, B, B, I, I, I, I, I, I};
+
+/* Elements of a row-major rows x cols block with leading dimension ld, overflow-checked: 0 on overflow. */
+static int block_elems(int64_t* out, int64_t rows, int64_t cols, int64_t ld) {
+  int64_t prod;
+  if (__builtin_mul_overflow(rows - 1, ld, &prod) || __builtin_add_overflow(prod, cols, out)) return 0;
+  return 1;
+}
+
+static mps_status gemm_packed_validate(const cpu_arg* a, mps_error* err) {
+  const cpu_kernel* k = &KERNELS[K_GEMM_PACKED];
+  TRY(check_args(k, a, err));
+  for (int idx = GP_M; idx <= GP_LDC; idx++) TRY(need_range(k, a, idx, 1, INT32_MAX, err));
+  TRY(need_range(k, a, GP_ACT, 0, 2, err));
+  const int64_t m = a[GP_M].i, n = a[GP_N].i, kk = a[GP_K].i;
+  if (a[GP_LDA].i < kk) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: lda is %" PRId64 " but must be >= K (%" PRId64 ")", k->name,
+                    a[GP_LDA].i, kk);
+  }
+  if (a[GP_LDC].i < n) {
+    return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "%s: ldc is %" PRId64 " but must be >= N (%" PRId64 ")", k->name,
+                    a[GP_LDC].i, n);
+  }
+  int64_t a_elems, c_elems, w_elems = 0;
+  if (!block_elems(&a_elems, m, kk, a[GP_LDA].i)) return overflow(k, "the extent of buffer A", err);
+  if (!block_elems(&c_elems, m, n, a[GP_LDC].i)) return overflow(k, "the extent of buffer C", err);
+  if (!checked_product(&w_elems, (const int64_t[]){(n + 15) / 16 * 16, kk}, 2)) {
+    return overflow(k, "the packed extent of buffer W", err);
+  }
+  TRY(need_elems(k, a, GP_A, a_elems, sizeof(float), err));
+  TRY(need_elems(k, a, GP_W, w_elems, sizeof(float), err));
+  TRY(need_elems(k, a, GP_C, c_elems, sizeof(float), err));
+  if (a[GP_BIAS].kind == MPS_ARG_BUFFER) TRY(need_elems(k, a, GP_BIAS, n, sizeof(float), err));
+  /* C is written block by block while A, W and bias are still read: no overlap at all */
+  const int64_t c_bytes = c_elems * (int64_t)sizeof(float);
+  TRY(check_overlap(k, a, GP_C, c_bytes, GP_A, a_elems * (int64_t)sizeof(float), 0, err));
+  TRY(check_overlap(k, a, GP_C, c_bytes, GP_W, w_elems * (int64_t)sizeof(float), 0, err));
+  TRY(check_overlap(k, a, GP_C, c_bytes, GP_BIAS, n * (int64_t)sizeof(float), 0, err));
+  return mps_ok(err);
+}
+
+#ifndef MPS_KERNEL_TABLE_VALIDATE_ONLY
+static mps_status gemm_packed_execute(const cpu_arg* a, mps_error* err) {
+  mps_cpu_gemm_packed((const float*)a[GP_A].ptr, a[GP_LDA].i, (const float*)a[GP_W].ptr, (float*)a[GP_C].ptr,
+                      a[GP_LDC].i, a[GP_BIAS].kind == MPS_ARG_BUFFER ? (const float*)a[GP_BIAS].ptr : NULL,
+                      a[GP_M].i, a[GP_N].i, a[GP_K].i, (int)a[GP_ACT].i);
+  return mps_ok(err);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------------
  * The table
  * ---------------------------------------------------------------------------------------------- */
 
@@ -689,6 +748,8 @@ static const cpu_kernel KERNELS[K_COUNT] = {
     [K_ACTIVATION16] = {"activation16", AC_NARGS, ACTIVATION_NAMES, ACTIVATION_KINDS, 0, activation16_validate, NULL, 2},
     [K_REL_BIAS] = {"rel_bias", RB_NARGS, REL_BIAS_NAMES, REL_BIAS_KINDS, 0, rel_bias_validate, EXEC(rel_bias_execute)},
     [K_REL_BIAS16] = {"rel_bias16", RB_NARGS, REL_BIAS_NAMES, REL_BIAS_KINDS, 0, rel_bias16_validate, NULL, 2},
+    [K_GEMM_PACKED] = {"gemm_packed", GP_NARGS, GEMM_PACKED_NAMES, GEMM_PACKED_KINDS, 1u << GP_BIAS,
+                       gemm_packed_validate, EXEC(gemm_packed_execute), 4, 1},
 };
 
 size_t cpu_kernel_count(void) { return K_COUNT; }

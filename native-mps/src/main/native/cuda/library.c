@@ -98,13 +98,16 @@ static void library_free(mps_library* lib) {
   free(lib);
 }
 
+/* Every kernel of the table but the cpu_only ones (gemm_packed: its weights are in a cpu layout). */
+static int cuda_runs(const cpu_kernel* kernel) { return !kernel->cpu_only; }
+
 mps_status mps_library_compile(mps_device* device, const char* source, const char* options, mps_library** out,
                                mps_error* err) {
   if (!device || !source || !out) return mps_fail(err, MPS_ERR_INVALID_ARGUMENT, "mps_library_compile: NULL argument");
   *out = NULL;
   const cpu_kernel** chosen = NULL;
   size_t count = 0;
-  mps_status s = mps_parse_kernel_names(source, "cuda", NULL, &chosen, &count, err);
+  mps_status s = mps_parse_kernel_names(source, "cuda", cuda_runs, &chosen, &count, err);
   if (s != MPS_OK) return s;
   mps_library* lib = calloc(1, sizeof *lib);
   if (!lib) {

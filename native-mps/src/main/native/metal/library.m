@@ -134,8 +134,8 @@ static void library_free(mps_library* lib) {
   free(lib);
 }
 
-/* The 16-bit storage kernels (value_bytes 2) exist only on cuda so far. */
-static int metal_runs(const cpu_kernel* kernel) { return kernel->value_bytes != 2; }
+/* The 16-bit storage kernels (value_bytes 2) exist only on cuda so far; cpu_only ones (gemm_packed) only on cpu. */
+static int metal_runs(const cpu_kernel* kernel) { return kernel->value_bytes != 2 && !kernel->cpu_only; }
 
 mps_status mps_library_compile(mps_device* device, const char* source, const char* options, mps_library** out,
                                mps_error* err) {

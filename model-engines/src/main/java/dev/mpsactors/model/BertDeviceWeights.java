@@ -1,5 +1,6 @@
 package dev.mpsactors.model;
 
+import dev.mpsactors.nativemps.BuiltinKernels;
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.NativeDevice;
 import java.util.Objects;
@@ -18,7 +19,10 @@ import java.util.Objects;
  * pooler dense [H, H] + bias (when the checkpoint has it); MPNet's relative attention bias [buckets, heads]
  * and its int32 bucket of every relative position −(S−1)..S−1 (S the longest sequence); the head's dense
  * [H, H] + bias and output [labels, H] + bias (when the checkpoint has a head). Families without token types
- * leave that table out. Linear weights keep PyTorch's [out, in] layout.
+ * leave that table out. Linear weights keep PyTorch's [out, in] layout, except on the cpu backend in fp32, where
+ * each layer's four Linear weights (QKV, attention output, intermediate, output) are stored once in the
+ * panel layout of the {@code gemm_packed} kernel ({@link BuiltinKernels#packWeights}): that kernel then reads
+ * them without packing them again on every call, as a BLAS sgemm would ({@link #packedLinears()}).
  */
 public final class BertDeviceWeights implements AutoCloseable {
     /** Byte offsets of one layer's tensors in the weights buffer. */
@@ -32,6 +36,7 @@ public final class BertDeviceWeights implements AutoCloseable {
     private final BertConfig config;
     private final TensorStorage storage;
     private final DeviceBuffer buffer;
+    private final boolean packedLinears;
     final long wordEmbeddings, positionEmbeddings, tokenTypeEmbeddings, embLnGamma, embLnBeta;
     final LayerOffsets[] layers;
     /** -1 when the checkpoint has no pooler. */
@@ -42,11 +47,12 @@ public final class BertDeviceWeights implements AutoCloseable {
     final long headDenseWeight, headDenseBias, headOutWeight, headOutBias;
     final int numLabels;
 
-    private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, long[] offsets,
-                              LayerOffsets[] layers) {
+    private BertDeviceWeights(BertConfig config, TensorStorage storage, DeviceBuffer buffer, boolean packedLinears,
+                              long[] offsets, LayerOffsets[] layers) {
         this.config = config;
         this.storage = storage;
         this.buffer = buffer;
+        this.packedLinears = packedLinears;
         this.wordEmbeddings = offsets[0];
         this.positionEmbeddings = offsets[1];
         this.tokenTypeEmbeddings = offsets[2];
@@ -76,6 +82,8 @@ public final class BertDeviceWeights implements AutoCloseable {
         Objects.requireNonNull(storage, "storage");
         BertConfig c = weights.config();
         long h = c.hiddenSize(), inter = c.intermediateSize();
+        // The cpu backend's gemm_packed reads Linear weights packed once, here; other backends keep [out, in].
+        boolean packed = storage == TensorStorage.FP32 && "cpu".equals(device.info().backend());
         Cursor at = new Cursor(storage.bytes());
         long[] offsets = new long[14];
         java.util.Arrays.fill(offsets, -1);
@@ -86,9 +94,10 @@ public final class BertDeviceWeights implements AutoCloseable {
         offsets[4] = at.take(h);
         LayerOffsets[] layers = new LayerOffsets[c.numHiddenLayers()];
         for (int l = 0; l < layers.length; l++) {
-            layers[l] = new LayerOffsets(at.take(3 * h * h), at.take(3 * h), at.take(h * h), at.take(h), at.take(h),
-                    at.take(h), at.take(inter * h), at.take(inter), at.take(h * inter), at.take(h), at.take(h),
-                    at.take(h));
+            layers[l] = new LayerOffsets(at.take(linear(packed, 3 * h, h)), at.take(3 * h),
+                    at.take(linear(packed, h, h)), at.take(h), at.take(h), at.take(h),
+                    at.take(linear(packed, inter, h)), at.take(inter), at.take(linear(packed, h, inter)), at.take(h),
+                    at.take(h), at.take(h));
         }
         boolean pooler = weights.hasPooler();
         offsets[5] = pooler ? at.take(h * h) : -1;
@@ -125,17 +134,20 @@ public final class BertDeviceWeights implements AutoCloseable {
             storage.write(buffer, offsets[4], weights.values("embeddings.LayerNorm.bias"));
             for (int l = 0; l < layers.length; l++) {
                 LayerOffsets o = layers[l];
-                storage.write(buffer, o.qkvWeight(), concat(weights.layer(l, "attention.self.query.weight"),
-                        weights.layer(l, "attention.self.key.weight"), weights.layer(l, "attention.self.value.weight")));
+                storage.write(buffer, o.qkvWeight(), pack(packed, concat(weights.layer(l, "attention.self.query.weight"),
+                        weights.layer(l, "attention.self.key.weight"), weights.layer(l, "attention.self.value.weight")),
+                        3 * h, h));
                 storage.write(buffer, o.qkvBias(), concat(weights.layer(l, "attention.self.query.bias"),
                         weights.layer(l, "attention.self.key.bias"), weights.layer(l, "attention.self.value.bias")));
-                storage.write(buffer, o.attnOutWeight(), weights.layer(l, "attention.output.dense.weight"));
+                storage.write(buffer, o.attnOutWeight(), pack(packed, weights.layer(l, "attention.output.dense.weight"),
+                        h, h));
                 storage.write(buffer, o.attnOutBias(), weights.layer(l, "attention.output.dense.bias"));
                 storage.write(buffer, o.attnLnGamma(), weights.layer(l, "attention.output.LayerNorm.weight"));
                 storage.write(buffer, o.attnLnBeta(), weights.layer(l, "attention.output.LayerNorm.bias"));
-                storage.write(buffer, o.interWeight(), weights.layer(l, "intermediate.dense.weight"));
+                storage.write(buffer, o.interWeight(), pack(packed, weights.layer(l, "intermediate.dense.weight"), inter,
+                        h));
                 storage.write(buffer, o.interBias(), weights.layer(l, "intermediate.dense.bias"));
-                storage.write(buffer, o.outWeight(), weights.layer(l, "output.dense.weight"));
+                storage.write(buffer, o.outWeight(), pack(packed, weights.layer(l, "output.dense.weight"), h, inter));
                 storage.write(buffer, o.outBias(), weights.layer(l, "output.dense.bias"));
                 storage.write(buffer, o.outLnGamma(), weights.layer(l, "output.LayerNorm.weight"));
                 storage.write(buffer, o.outLnBeta(), weights.layer(l, "output.LayerNorm.bias"));
@@ -160,7 +172,16 @@ public final class BertDeviceWeights implements AutoCloseable {
             buffer.close();
             throw e;
         }
-        return new BertDeviceWeights(c, storage, buffer, offsets, layers);
+        return new BertDeviceWeights(c, storage, buffer, packed, offsets, layers);
+    }
+
+    /** Values a Linear weight [out, in] takes: packed, its gemm_packed panels (padded to 16 outputs). */
+    private static long linear(boolean packed, long out, long in) {
+        return packed ? BuiltinKernels.packedFloats(out, in) : out * in;
+    }
+
+    private static float[] pack(boolean packed, float[] w, long out, long in) {
+        return packed ? BuiltinKernels.packWeights(w, Math.toIntExact(out), Math.toIntExact(in)) : w;
     }
 
     /** Hands out aligned byte ranges of a growing layout. */
@@ -213,6 +234,14 @@ public final class BertDeviceWeights implements AutoCloseable {
 
     public long bytes() {
         return buffer.size();
+    }
+
+    /**
+     * Whether each layer's four Linear weights are stored packed for {@code gemm_packed} (cpu backend, fp32):
+     * programs over these weights then run that kernel for them.
+     */
+    public boolean packedLinears() {
+        return packedLinears;
     }
 
     /** Whether the head was uploaded (the checkpoint has it): logits need it. */

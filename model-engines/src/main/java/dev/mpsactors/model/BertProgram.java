@@ -5,6 +5,7 @@ import dev.mpsactors.nativemps.BuiltinKernels.Strides;
 import dev.mpsactors.nativemps.DeviceBuffer;
 import dev.mpsactors.nativemps.KernelLibrary;
 import dev.mpsactors.nativemps.NativeDevice;
+import dev.mpsactors.nativemps.NativeException;
 import dev.mpsactors.nativemps.NativeProgram;
 import dev.mpsactors.nativemps.NativeStream;
 import dev.mpsactors.nativemps.Pipeline;
@@ -41,7 +42,8 @@ import java.util.Objects;
  * buffer each. {@link Layout#PACKED}: slot 0 = weights, slot 1 = one request buffer holding the other
  * regions one after another (64-byte aligned) at {@link #offset(Region)}. Slot 0 is always the weights.
  *
- * <p><b>Per layer</b>: qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
+ * <p><b>Per layer</b> (each Linear layer a {@code gemm}, or on the cpu backend a {@link #GEMM_PACKED} over the
+ * weights packed at upload): qkv = x·Wqkvᵀ + b (one GEMM); scores = Q·Kᵀ/√d as a two-level batched GEMM (outer =
  * sequence, inner = head, strided inside the qkv rows); masked softmax; ctx = P·V written head by head into
  * [BL, H] (with 16-bit storage and head sizes 32, 64, 128 one {@link #ATTENTION16} kernel computes ctx from the
  * qkv rows instead, adding their bias as it reads them (the qkv GEMM then runs without one), the scores never
@@ -63,6 +65,12 @@ public final class BertProgram implements AutoCloseable {
 
     /** MPNet's relative position bias, added to the attention scores. */
     public static final String REL_BIAS = "rel_bias";
+
+    /**
+     * The cpu backend's Linear layer over weights packed once at upload ({@link BertDeviceWeights#packedLinears()}):
+     * the four Linear layers of each encoder layer run it instead of {@code gemm}.
+     */
+    public static final String GEMM_PACKED = "gemm_packed";
 
     /** The fused attention kernel (16-bit storage only): the attention scores never leave the chip. */
     public static final String ATTENTION16 = "attention16";
@@ -95,6 +103,9 @@ public final class BertProgram implements AutoCloseable {
         if (weights.config().family().relativeAttentionBias()) {
             names.add(weights.storage().kernel(REL_BIAS));
         }
+        if (weights.packedLinears()) {
+            names.add(GEMM_PACKED);
+        }
         return List.copyOf(names);
     }
 
@@ -115,15 +126,16 @@ public final class BertProgram implements AutoCloseable {
      * {@code attention} (null: none) is {@link #ATTENTION16}, which replaces the attention's two GEMMs and softmax.
      */
     public record Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
-                            Pipeline biasLayerNorm, Pipeline attention, Pipeline activation, Pipeline relBias) {
+                            Pipeline biasLayerNorm, Pipeline attention, Pipeline activation, Pipeline relBias,
+                            Pipeline gemmPacked) {
         public Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
                          Pipeline biasLayerNorm) {
-            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, null, null, null);
+            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, null, null, null, null);
         }
 
         public Pipelines(Pipeline gemm, Pipeline layerNorm, Pipeline softmax, Pipeline embedding, Pipeline pool,
                          Pipeline biasLayerNorm, Pipeline attention) {
-            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, attention, null, null);
+            this(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm, attention, null, null, null);
         }
 
         public Pipelines {
@@ -140,7 +152,7 @@ public final class BertProgram implements AutoCloseable {
             for (Pipeline p : List.of(gemm, layerNorm, softmax, embedding, pool, biasLayerNorm)) {
                 p.close();
             }
-            for (Pipeline p : java.util.Arrays.asList(attention, activation, relBias)) {
+            for (Pipeline p : java.util.Arrays.asList(attention, activation, relBias, gemmPacked)) {
                 if (p != null) {
                     p.close();
                 }
@@ -163,15 +175,31 @@ public final class BertProgram implements AutoCloseable {
                     byFunction.get(storage.kernel("softmax")), byFunction.get(storage.kernel("embedding")),
                     byFunction.get(storage.kernel("pool")), byFunction.get(storage.kernel("bias_layernorm")),
                     storage == TensorStorage.FP32 ? null : byFunction.get(ATTENTION16),
-                    byFunction.get(storage.kernel(ACTIVATION)), byFunction.get(storage.kernel(REL_BIAS)));
+                    byFunction.get(storage.kernel(ACTIVATION)), byFunction.get(storage.kernel(REL_BIAS)),
+                    byFunction.get(GEMM_PACKED));
         }
 
-        /** New pipelines from a library; the caller closes them (after compiling, if it likes). */
+        /**
+         * New pipelines from a library; the caller closes them (after compiling, if it likes). {@link #GEMM_PACKED}
+         * is taken where the library has it (a cpu library of "*"), else left null.
+         */
         public static Pipelines from(KernelLibrary library) {
+            Pipeline packed;
+            try {
+                packed = library.pipeline(GEMM_PACKED);
+            } catch (NativeException e) {
+                packed = null; // a backend without it (cuda, metal): programs there never ask for it
+            }
             return new Pipelines(library.pipeline("gemm"), library.pipeline("layernorm"), library.pipeline("softmax"),
                     library.pipeline("embedding"), library.pipeline("pool"), library.pipeline("bias_layernorm"), null,
-                    library.pipeline(ACTIVATION), library.pipeline(REL_BIAS));
+                    library.pipeline(ACTIVATION), library.pipeline(REL_BIAS), packed);
         }
+    }
+
+    /** Adds one Linear layer y[rows, n] = act(x[rows, k] · wᵀ + bias) to the program being built. */
+    @FunctionalInterface
+    private interface LinearKernel {
+        void add(Ref x, long ldx, Ref w, Ref bias, Ref y, long ldy, long rows, long k, long n, int activation);
     }
 
     /** Validated host-side inputs in device layout: int32 ids, positions, and the additive float mask. */
@@ -324,13 +352,22 @@ public final class BertProgram implements AutoCloseable {
         }
         program.kernel(p.layerNorm(), ProgramArgs.layerNorm(x, null, weight(w.embLnGamma), weight(w.embLnBeta), x, bl,
                 h, eps));
+        if (w.packedLinears() && p.gemmPacked() == null) {
+            throw new IllegalArgumentException("weights packed for the cpu backend need the pipeline '" + GEMM_PACKED
+                    + "'");
+        }
+        // A Linear layer over the layer weights: gemm_packed where they were packed at upload, else gemm.
+        LinearKernel linear = (in, ldIn, wt, bias, out, ldOut, rows, k, n, activation) -> program.kernel(
+                w.packedLinears() ? p.gemmPacked() : p.gemm(),
+                w.packedLinears() ? ProgramArgs.linearPacked(in, ldIn, wt, bias, out, ldOut, rows, k, n, activation)
+                        : ProgramArgs.linear(in, ldIn, wt, bias, out, ldOut, rows, k, n, activation));
 
         for (BertDeviceWeights.LayerOffsets o : w.layers) {
             // The fused kernel has no additive bias: MPNet takes the GEMM, bias, softmax, GEMM path.
             boolean fused = p.attention() != null && FUSED_HEAD_DIMS.contains(d) && !relBias;
             // The fused attention adds the qkv bias as it reads the rows: the GEMM then needs no epilogue pass.
-            program.kernel(p.gemm(), ProgramArgs.linear(x, h, weight(o.qkvWeight()), fused ? null : weight(o.qkvBias()),
-                    qkv, 3 * h, bl, h, 3 * h, BuiltinKernels.ACT_NONE));
+            linear.add(x, h, weight(o.qkvWeight()), fused ? null : weight(o.qkvBias()), qkv, 3 * h, bl, h, 3 * h,
+                    BuiltinKernels.ACT_NONE);
             if (fused) {
                 // ctx = softmax(Q K^T / sqrt(d) + mask) V in one kernel, straight from the qkv rows and their bias.
                 program.kernel(p.attention(), ProgramArgs.attention(qkv, weight(o.qkvBias()), mask, ctx, b, l, heads, d,
@@ -353,18 +390,16 @@ public final class BertProgram implements AutoCloseable {
                         new Strides(heads * l * l, l * l), new Strides(l * 3 * h, d), new Strides(l * h, d)));
             }
             // The output projection's bias joins the residual and LayerNorm in one pass (bias_layernorm).
-            program.kernel(p.gemm(), ProgramArgs.linear(ctx, h, weight(o.attnOutWeight()), null, tmp, h, bl, h, h,
-                    BuiltinKernels.ACT_NONE));
+            linear.add(ctx, h, weight(o.attnOutWeight()), null, tmp, h, bl, h, h, BuiltinKernels.ACT_NONE);
             program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(tmp, weight(o.attnOutBias()), x,
                     weight(o.attnLnGamma()), weight(o.attnLnBeta()), tmp, bl, h, eps));
             boolean fusedAct = act == BuiltinKernels.ACT_GELU;
-            program.kernel(p.gemm(), ProgramArgs.linear(tmp, h, weight(o.interWeight()), weight(o.interBias()), ffn,
-                    inter, bl, h, inter, fusedAct ? BuiltinKernels.ACT_GELU : BuiltinKernels.ACT_NONE));
+            linear.add(tmp, h, weight(o.interWeight()), weight(o.interBias()), ffn, inter, bl, h, inter,
+                    fusedAct ? BuiltinKernels.ACT_GELU : BuiltinKernels.ACT_NONE);
             if (!fusedAct) {
                 program.kernel(p.activation(), ProgramArgs.activation(ffn, ffn, bl * inter, act));
             }
-            program.kernel(p.gemm(), ProgramArgs.linear(ffn, inter, weight(o.outWeight()), null, x, h, bl, inter, h,
-                    BuiltinKernels.ACT_NONE));
+            linear.add(ffn, inter, weight(o.outWeight()), null, x, h, bl, inter, h, BuiltinKernels.ACT_NONE);
             program.kernel(p.biasLayerNorm(), ProgramArgs.biasLayerNorm(x, weight(o.outBias()), tmp,
                     weight(o.outLnGamma()), weight(o.outLnBeta()), x, bl, h, eps));
         }

@@ -69,6 +69,59 @@ public final class BuiltinKernels {
                 in, 1.0, 0.0, activation, 1, 1, Strides.NONE, Strides.NONE, Strides.NONE);
     }
 
+    /** Columns of one panel of a {@code gemm_packed} weight operand. */
+    public static final int PACKED_PANEL = 16;
+
+    /** Floats the {@code gemm_packed} form of an [n, k] Linear weight takes: ceil(n / 16) * 16 * k. */
+    public static long packedFloats(long n, long k) {
+        return Math.multiplyExact(Math.multiplyExact((n + PACKED_PANEL - 1) / PACKED_PANEL, (long) PACKED_PANEL), k);
+    }
+
+    /**
+     * A PyTorch Linear weight w [n, k] (row-major) in the layout {@code gemm_packed} reads (kernels.h): panels of
+     * 16 output columns, panel j holding for p = 0..k-1 the 16 values w[16 j .. 16 j + 15][p] one after another,
+     * the columns past n zero. Written once, when the weights are uploaded.
+     */
+    public static float[] packWeights(float[] w, int n, int k) {
+        if (n < 1 || k < 1 || (long) n * k != w.length) {
+            throw new IllegalArgumentException("packWeights: a [" + n + ", " + k + "] weight needs " + (long) n * k
+                    + " values, got " + w.length);
+        }
+        long total = packedFloats(n, k);
+        if (total > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("packWeights: a [" + n + ", " + k + "] weight packs to " + total
+                    + " floats, more than one Java array holds");
+        }
+        float[] packed = new float[(int) total];
+        for (int j0 = 0; j0 < n; j0 += PACKED_PANEL) {
+            int cols = Math.min(PACKED_PANEL, n - j0);
+            int base = j0 * k; // panel j0 / 16 starts at (j0 / 16) * 16 * k
+            for (int q = 0; q < cols; q++) {
+                int row = (j0 + q) * k;
+                for (int p = 0; p < k; p++) {
+                    packed[base + p * PACKED_PANEL + q] = w[row + p];
+                }
+            }
+        }
+        return packed;
+    }
+
+    /**
+     * {@code gemm_packed} (cpu only): y[rows, out] = act(x[rows, in] · wᵀ + bias) with w packed by
+     * {@link #packWeights}; x and y row-major with leading dimensions {@code ldx} and {@code ldy}; bias may be null.
+     */
+    public static KernelArgs gemmPacked(DeviceBuffer x, long xOffset, long ldx, DeviceBuffer packed, long packedOffset,
+                                        DeviceBuffer bias, long biasOffset, DeviceBuffer y, long yOffset, long ldy,
+                                        long rows, long in, long out, int activation) {
+        KernelArgs args = new KernelArgs().buffer(x, xOffset).buffer(packed, packedOffset).buffer(y, yOffset);
+        if (bias == null) {
+            args.none();
+        } else {
+            args.buffer(bias, biasOffset);
+        }
+        return args.i(rows).i(out).i(in).i(ldx).i(ldy).i(activation);
+    }
+
     /** y = layernorm(x + residual) * gamma + beta per row; residual may be null; y may be x. */
     public static KernelArgs layerNorm(DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma, DeviceBuffer beta,
                                        DeviceBuffer y, long rows, long cols, double eps) {

@@ -120,6 +120,16 @@ public final class ProgramArgs {
                 activation, 1, 1, Strides.NONE, Strides.NONE, Strides.NONE);
     }
 
+    /**
+     * {@link #linear} over a weight packed once ({@link BuiltinKernels#packWeights}): the cpu backend's
+     * {@code gemm_packed}; bias may be null.
+     */
+    public static ProgramArgs linearPacked(Ref x, long ldx, Ref packedW, Ref bias, Ref y, long ldy, long rows, long in,
+                                           long out, int activation) {
+        return new ProgramArgs().slot(x).slot(packedW).slot(y).optional(bias).i(rows).i(out).i(in).i(ldx).i(ldy)
+                .i(activation);
+    }
+
     /** y = layernorm(x + residual) * gamma + beta per row; residual may be null; y may be x. */
     public static ProgramArgs layerNorm(Ref x, Ref residual, Ref gamma, Ref beta, Ref y, long rows, long cols,
                                         double eps) {

@@ -2,6 +2,7 @@ package dev.mpsactors.nativemps;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
@@ -42,7 +43,8 @@ class KernelNumericsTest {
     void openDevice() {
         device = NativeDevice.open(DeviceOptions.cpu());
         library = device.compileLibrary("*", null);
-        for (String name : List.of("gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding")) {
+        for (String name : List.of("gemm", "layernorm", "softmax", "gelu", "tanh", "bias_add", "add", "embedding",
+                "gemm_packed")) {
             pipelines.put(name, library.pipeline(name));
         }
         recorder = new CompletionRecorder();
@@ -145,6 +147,57 @@ class KernelNumericsTest {
         float[] ySlice = Arrays.copyOfRange(y, cOff, y.length);
         check("gemm", label, ySlice, ref, written);
         assertUntouched(c, y, cOff, written);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // gemm_packed: a Linear layer over a weight packed on the host (BuiltinKernels.packWeights)
+    // ------------------------------------------------------------------------------------------------
+
+    /** Ragged against the 6 x 16 tile, the 384-deep K block and the 48-panel column block; every activation. */
+    @ParameterizedTest(name = "{0}x{1}x{2} act={3} bias={4} pad={5}")
+    @CsvSource({"1, 1, 1, 0, false, 0", "7, 17, 13, 1, true, 3", "6, 16, 384, 2, true, 0", "13, 33, 385, 0, true, 1",
+            "121, 40, 9, 1, false, 2", "9, 770, 20, 1, true, 0", "50, 31, 800, 2, false, 1", "16, 48, 32, 1, true, 0"})
+    void gemmPackedMatchesFloat64OnRaggedShapes(int m, int n, int k, int act, boolean withBias, int pad) {
+        Random rnd = new Random(600 + m + n + k);
+        int lda = k + pad, ldc = n + pad, aOff = 3, cOff = 5;
+        float[] a = uniform(rnd, aOff + m * lda);
+        float[] w = uniform(rnd, n * k); // a PyTorch Linear weight [n, k]
+        float[] c = uniform(rnd, cOff + m * ldc);
+        float[] bias = withBias ? uniform(rnd, n) : null;
+        float[] packed = BuiltinKernels.packWeights(w, n, k);
+        assertEquals(BuiltinKernels.packedFloats(n, k), packed.length);
+        float[] y = new float[c.length];
+        try (Scope s = new Scope()) {
+            DeviceBuffer da = s.upload(a);
+            DeviceBuffer dw = s.upload(packed);
+            DeviceBuffer dc = s.upload(c);
+            DeviceBuffer dbias = withBias ? s.upload(bias) : null;
+            run("gemm_packed", BuiltinKernels.gemmPacked(da, 4L * aOff, lda, dw, 0, dbias, 0, dc, 4L * cOff, ldc, m, k,
+                    n, act));
+            dc.read(0, y);
+        }
+        float[] aSlice = Arrays.copyOfRange(a, aOff, a.length);
+        float[] cSlice = Arrays.copyOfRange(c, cOff, c.length);
+        boolean[] written = new boolean[cSlice.length];
+        double[] ref = Float64Reference.gemm(aSlice, w, cSlice, bias, m, n, k, lda, k, ldc, false, true, 1.0f, 0.0f,
+                act, 1, 0, 0, 0, 1, 0, 0, 0, written);
+        float[] ySlice = Arrays.copyOfRange(y, cOff, y.length);
+        check("gemm_packed", String.format("%dx%dx%d act=%d bias=%s pad=%d", m, n, k, act, withBias, pad), ySlice, ref,
+                written);
+        assertUntouched(c, y, cOff, written);
+    }
+
+    @Test
+    void gemmPackedRejectsAnUnpackedWeightAtEncodeNamingTheKernelAndArgument() {
+        try (Scope s = new Scope()) {
+            DeviceBuffer a = s.upload(new float[10 * 10]);
+            DeviceBuffer w = s.upload(new float[10 * 10]); // packed, 10 outputs take 16 * 10 floats
+            DeviceBuffer c = s.upload(new float[10 * 10]);
+            NativeException e = assertThrows(NativeException.class, () -> stream.encodeKernel(
+                    pipelines.get("gemm_packed"), BuiltinKernels.gemmPacked(a, 0, 10, w, 0, null, 0, c, 0, 10, 10, 10,
+                            10, 0)));
+            assertTrue(e.getMessage().contains("gemm_packed: buffer W holds 400 bytes but needs 640"), e.getMessage());
+        }
     }
 
     @Test
