@@ -381,7 +381,7 @@ public final class AllocatorActor extends AbstractBehavior<Command> {
         }
         pendingFree.put(leaseId, new PendingFree(buffer, stream, m.point()));
         pendingFreeBytes += buffer.size();
-        getContext().ask(PointCompleted.class, stream.owner(), askTimeout,
+        Ask.ask(getContext(), PointCompleted.class, stream.owner(), askTimeout,
                 replyTo -> new NotifyWhenComplete(m.point(), replyTo),
                 (reply, failure) -> new PointReported(leaseId, reply, failure));
         return this;

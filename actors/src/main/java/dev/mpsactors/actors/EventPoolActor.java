@@ -196,7 +196,7 @@ public final class EventPoolActor extends AbstractBehavior<Command> {
         // The stream owner closes this reference once the record is encoded; ours stays valid meanwhile.
         DeviceEvent token = slot.event.share();
         try {
-            getContext().ask(StreamProtocol.EventRecordReply.class, stream.owner(), askTimeout,
+            Ask.ask(getContext(), StreamProtocol.EventRecordReply.class, stream.owner(), askTimeout,
                     replyTo -> new StreamProtocol.RecordEvent(m.handle(), token, replyTo),
                     (reply, failure) -> new RecordAnswered(m.handle(), stream, m.replyTo(), reply, failure));
         } catch (RuntimeException e) {
@@ -241,7 +241,7 @@ public final class EventPoolActor extends AbstractBehavior<Command> {
         StreamHandle recordStream = slot.recordStream;
         long recordPoint = slot.recordPoint;
         StreamHandle stream = m.stream();
-        getContext().ask(StreamProtocol.WaitReply.class, stream.owner(), askTimeout,
+        Ask.ask(getContext(), StreamProtocol.WaitReply.class, stream.owner(), askTimeout,
                 replyTo -> new StreamProtocol.WaitFor(recordStream, recordPoint, replyTo),
                 (reply, failure) -> new WaitAnswered(m.handle(), stream, m.replyTo(), reply, failure));
         return this;

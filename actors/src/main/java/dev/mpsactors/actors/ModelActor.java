@@ -166,7 +166,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private void fetchPipelines() {
         for (String function : engine.requiredFunctions()) {
             KernelCacheProtocol.KernelKey key = KernelCacheProtocol.KernelKey.of("*", function);
-            getContext().ask(KernelCacheProtocol.PipelineReply.class, runtime.kernels().shardFor(key), askTimeout,
+            Ask.ask(getContext(), KernelCacheProtocol.PipelineReply.class, runtime.kernels().shardFor(key), askTimeout,
                     replyTo -> new KernelCacheProtocol.GetPipeline(key, true, replyTo), (reply, failure) ->
                             reply instanceof KernelCacheProtocol.PipelineReady r
                                     ? new PipelineArrived(function, r.pipeline(), null)
@@ -331,7 +331,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             finish(batch, "could not compile the model for batch " + batch.rows + " x " + batch.seq + ": " + e.getMessage());
             return;
         }
-        getContext().ask(AllocatorProtocol.AllocationReply.class, runtime.allocator(), askTimeout,
+        Ask.ask(getContext(), AllocatorProtocol.AllocationReply.class, runtime.allocator(), askTimeout,
                 replyTo -> new AllocatorProtocol.Allocate(batch.program.bufferBytes(), replyTo),
                 (reply, failure) -> new BatchAllocated(batch, reply, failure));
     }
@@ -354,7 +354,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             finish(batch, "could not write the batch's inputs: " + e.getMessage());
             return this;
         }
-        getContext().ask(StreamPoolProtocol.Leased.class, runtime.streamPool(), askTimeout,
+        Ask.ask(getContext(), StreamPoolProtocol.Leased.class, runtime.streamPool(), askTimeout,
                 StreamPoolProtocol.Lease::new, (leased, failure) -> new BatchLeased(batch, leased, failure));
         return this;
     }
@@ -366,7 +366,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
             return this;
         }
         batch.stream = m.leased().lease();
-        getContext().ask(StreamProtocol.SubmitReply.class, batch.stream.stream().owner(), askTimeout,
+        Ask.ask(getContext(), StreamProtocol.SubmitReply.class, batch.stream.stream().owner(), askTimeout,
                 replyTo -> new StreamProtocol.Submit(List.of(batch.program.work(batch.memory.buffer())), true, replyTo,
                         completions), (reply, failure) -> new BatchSubmitted(batch, reply, failure));
         return this;

@@ -305,7 +305,7 @@ public final class StreamActor extends AbstractBehavior<Command> {
             return this;
         }
         resolving = m;
-        getContext().ask(TimelineReply.class, m.other().owner(), askTimeout,
+        Ask.ask(getContext(), TimelineReply.class, m.other().owner(), askTimeout,
                 replyTo -> new ShareTimeline(m.point(), replyTo),
                 (reply, failure) -> new TimelineArrived(m, reply, failure));
         return this;
