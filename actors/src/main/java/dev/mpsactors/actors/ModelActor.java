@@ -10,6 +10,7 @@ import dev.mpsactors.protocol.InferenceProtocol.Command;
 import dev.mpsactors.protocol.InferenceProtocol.GetModelStats;
 import dev.mpsactors.protocol.InferenceProtocol.Infer;
 import dev.mpsactors.protocol.InferenceProtocol.InferFailure;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import dev.mpsactors.protocol.InferenceProtocol.Internal;
@@ -210,15 +211,17 @@ public final class ModelActor extends AbstractBehavior<Command> {
                         engine.defaultOutputs(), request.priority())
                 : request;
         String problem = engine.validate(m.inputs());
-        if (problem == null) {
-            problem = engine.validateOutputs(m.outputs());
-        }
         if (problem != null) {
-            fail(m, problem);
+            fail(m, FailureKind.INVALID_REQUEST, problem);
+            return this;
+        }
+        problem = engine.validateOutputs(m.outputs());
+        if (problem != null) {
+            fail(m, FailureKind.UNSUPPORTED, problem);
             return this;
         }
         if (pipelineFailure != null) {
-            fail(m, "model " + name + " cannot run: " + pipelineFailure);
+            fail(m, FailureKind.UNAVAILABLE, "model " + name + " cannot run: " + pipelineFailure);
             return this;
         }
         if (m.deadline() != null && !m.deadline().isAfter(java.time.Instant.now())) {
@@ -243,7 +246,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> onCancel(InferenceProtocol.Cancel m) {
         Pending p = queue.cancel(m.requestId());
         if (p != null) {
-            fail(p.request(), "cancelled by the caller before it reached the device; it was not run");
+            fail(p.request(), FailureKind.CANCELLED, "cancelled by the caller before it reached the device; it was not run");
         }
         return this;
     }
@@ -252,7 +255,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
 
     private void expire(Infer m, String when) {
         expired++;
-        fail(m, "deadline exceeded " + when + ": the caller's deadline " + m.deadline()
+        fail(m, FailureKind.DEADLINE_EXCEEDED, "deadline exceeded " + when + ": the caller's deadline " + m.deadline()
                 + " passed before the request reached the device; it was not run");
     }
 
@@ -472,7 +475,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
         for (Pending p : batch.requests) {
             if (failure != null) {
-                p.request().replyTo().tell(new InferFailure(p.request().requestId(), failure));
+                p.request().replyTo().tell(new InferFailure(p.request().requestId(), FailureKind.UNAVAILABLE, failure));
                 bad++;
                 continue;
             }
@@ -530,7 +533,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
      */
     private void finish(Batch batch, String why, boolean retryable) {
         for (Pending p : batch.requests) {
-            fail(p.request(), why, retryable);
+            fail(p.request(), FailureKind.UNAVAILABLE, why, retryable);
         }
         queue.leave(batch.requests.size());
         release(batch);
@@ -571,7 +574,7 @@ public final class ModelActor extends AbstractBehavior<Command> {
         if (m.failure() != null) {
             pipelineFailure = "kernel " + m.function() + " unavailable: " + m.failure();
             for (Pending p : queue.drain()) {
-                fail(p.request(), "model " + name + " cannot run: " + pipelineFailure);
+                fail(p.request(), FailureKind.UNAVAILABLE, "model " + name + " cannot run: " + pipelineFailure);
             }
             return this;
         }
@@ -592,12 +595,12 @@ public final class ModelActor extends AbstractBehavior<Command> {
     private Behavior<Command> stopped(String why, boolean terminal) {
         String reason = "model " + name + " " + why;
         for (Pending p : queue.clear()) {
-            fail(p.request(), reason, terminal); // queued: never reached the device
+            fail(p.request(), FailureKind.UNAVAILABLE, reason, terminal); // queued: never reached the device
         }
         for (Batch b : new ArrayList<>(running)) {
             for (Pending p : b.requests) {
                 // Not yet submitted: nothing of it ran, so another replica may serve it.
-                fail(p.request(), reason + " while its batch ran", terminal && b.point == 0);
+                fail(p.request(), FailureKind.UNAVAILABLE, reason + " while its batch ran", terminal && b.point == 0);
             }
             if (b.memory != null && !terminal) {
                 // Its work may still be running: the memory goes back only after its point.
@@ -628,13 +631,13 @@ public final class ModelActor extends AbstractBehavior<Command> {
         return this;
     }
 
-    private void fail(Infer m, String reason) {
-        fail(m, reason, false);
+    private void fail(Infer m, FailureKind kind, String reason) {
+        fail(m, kind, reason, false);
     }
 
-    private void fail(Infer m, String reason, boolean retryable) {
+    private void fail(Infer m, FailureKind kind, String reason, boolean retryable) {
         failed++;
-        m.replyTo().tell(new InferFailure(m.requestId(), reason, retryable));
+        m.replyTo().tell(new InferFailure(m.requestId(), kind, reason, retryable));
     }
 
     private static String reason(Object reply, Throwable failure) {

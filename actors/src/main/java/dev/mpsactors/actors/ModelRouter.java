@@ -10,6 +10,7 @@ import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.ModelStats;
 import dev.mpsactors.protocol.InferenceProtocol.Overloaded;
 import dev.mpsactors.protocol.ReplicaProtocol;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -149,7 +150,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
                 })
                 .onSignal(PostStop.class, s -> {
                     for (Pending p : pending.values()) {
-                        answer(p, new InferFailure(p.request.requestId(), "model " + name + " stopped", true));
+                        answer(p, new InferFailure(p.request.requestId(), FailureKind.UNAVAILABLE, "model " + name + " stopped", true));
                     }
                     pending.clear();
                     return this;
@@ -217,7 +218,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
             String reason = "model " + name + ": no replica can take the request"
                     + (why == null ? "" : " (" + why + ")") + "; " + upCount() + " of " + replicas.size()
                     + " replicas up";
-            answer(p, new InferFailure(p.request.requestId(), reason, true));
+            answer(p, new InferFailure(p.request.requestId(), FailureKind.UNAVAILABLE, reason, true));
             return;
         }
         String id = (sequence++) + "/" + p.request.requestId();
@@ -275,7 +276,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
                 route(p, f.reason());
             } else {
                 at.failed++;
-                answer(p, new InferFailure(id, f.reason(), f.retryable()));
+                answer(p, new InferFailure(id, f.kind(), f.reason(), f.retryable()));
             }
         } else if (m.reply() instanceof Overloaded o) {
             if (pick(p.tried) != null) {

@@ -72,7 +72,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
 
     private record Tokenized(long key, TextTokenizer.Batch batch, Throwable error) implements Internal {}
 
-    /** The reason a model gives a request it dropped on {@link InferenceProtocol.Cancel}. */
+    /** How a request dropped on {@link TextProtocol.Cancel} is described (the model says the same). */
     private static final String CANCELLED_BY_CALLER = "cancelled by the caller";
 
     private record ModelReplied(InferReply reply) implements Internal {}
@@ -324,10 +324,7 @@ public final class TextEncoderActor extends AbstractBehavior<Command> {
         if (r.reply() instanceof InferenceProtocol.InferResult result) {
             answer(m, result, p);
         } else if (r.reply() instanceof InferenceProtocol.InferFailure f) {
-            fail(m, f.reason().contains(CANCELLED_BY_CALLER) ? FailureKind.CANCELLED
-                    : f.reason().contains("deadline") ? FailureKind.DEADLINE_EXCEEDED
-                    : f.reason().contains("not offered") ? FailureKind.UNSUPPORTED : FailureKind.UNAVAILABLE,
-                    "the model failed the request: " + f.reason());
+            fail(m, f.kind(), "the model failed the request: " + f.reason());
         } else if (r.reply() instanceof InferenceProtocol.Overloaded o) {
             fail(m, FailureKind.OVERLOADED, "overloaded: " + o.reason());
         }

@@ -35,6 +35,6 @@ public final class InferenceFlow {
                                         timeout, request.outputs()),
                                 timeout, scheduler)
                         .exceptionally(e -> new InferFailure(request.requestId(),
-                                "no reply from the model within " + timeout + ": " + e)));
+                                dev.mpsactors.protocol.TextProtocol.FailureKind.DEADLINE_EXCEEDED, "no reply from the model within " + timeout + ": " + e)));
     }
 }

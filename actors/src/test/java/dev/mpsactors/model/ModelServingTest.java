@@ -183,6 +183,7 @@ class ModelServingTest {
         for (String id : bad.keySet()) {
             InferFailure f = assertInstanceOf(InferFailure.class, replies.get(id), id);
             assertTrue(f.reason().contains(mentions.get(id)), id + ": " + f.reason());
+            assertEquals(dev.mpsactors.protocol.TextProtocol.FailureKind.INVALID_REQUEST, f.kind(), id);
         }
     }
 
@@ -278,6 +279,7 @@ class ModelServingTest {
                 new InferenceProtocol.OutputSpec(false, true, null)));
         InferFailure f = assertInstanceOf(InferFailure.class, probe.receiveMessage(BOUND));
         assertTrue(f.reason().contains("pooler_output is not offered"), f.reason());
+        assertEquals(dev.mpsactors.protocol.TextProtocol.FailureKind.UNSUPPORTED, f.kind());
         m.tell(new InferenceProtocol.Infer("embedding", in, probe.getRef(), null,
                 new InferenceProtocol.OutputSpec(true, false, mean)));
         InferResult r = assertInstanceOf(InferResult.class, probe.receiveMessage(BOUND));
@@ -311,7 +313,8 @@ class ModelServingTest {
                                                ActorRef<InferReply> out) {
         return Behaviors.setup(ctx -> {
             ctx.ask(InferReply.class, model, BOUND, replyTo -> new InferenceProtocol.Infer("from-actor", in, replyTo),
-                    (reply, failure) -> reply != null ? reply : new InferFailure("from-actor", String.valueOf(failure)));
+                    (reply, failure) -> reply != null ? reply : new InferFailure("from-actor",
+                            dev.mpsactors.protocol.TextProtocol.FailureKind.UNAVAILABLE, String.valueOf(failure)));
             return Behaviors.receive(InferReply.class).onAnyMessage(reply -> {
                 out.tell(reply);
                 return Behaviors.stopped();

@@ -75,6 +75,17 @@ public final class Cli implements Runnable {
     @Spec
     CommandSpec spec;
 
+    private final PrintStream out;
+
+    private Cli(PrintStream out) {
+        this.out = out;
+    }
+
+    /** Where a long-running command prints its lines (the stream {@link #execute} was given). */
+    PrintStream out() {
+        return out;
+    }
+
     /** {@code mps-actors} alone: the list of commands, on stdout. */
     @Override
     public void run() {
@@ -108,7 +119,7 @@ public final class Cli implements Runnable {
 
     /** The command line with its error handling: one line with {@link #PREFIX} per failure. */
     static CommandLine commandLine(PrintStream out, PrintStream err) {
-        CommandLine cli = new CommandLine(new Cli());
+        CommandLine cli = new CommandLine(new Cli(out));
         // a command from another module may carry a version of its own for use alone: here it is the command line's
         cli.getSubcommands().values().forEach(sub -> sub.getCommandSpec().versionProvider(new Version()));
         PrintWriter outWriter = new PrintWriter(out, true, StandardCharsets.UTF_8);

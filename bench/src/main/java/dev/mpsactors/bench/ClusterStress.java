@@ -92,7 +92,8 @@ final class ClusterStress {
             String id = "cluster-" + client + "-" + n[0]++;
             inference.infer(MODEL, id, inputs).whenComplete((r, e) -> self.tell(r != null
                     ? new InferenceProtocol.InferResult(id, r.lastHiddenState(), r.poolerOutput())
-                    : new InferenceProtocol.InferFailure(id, String.valueOf(e))));
+                    : new InferenceProtocol.InferFailure(id,
+                            dev.mpsactors.protocol.TextProtocol.FailureKind.UNAVAILABLE, String.valueOf(e))));
         };
     }
 

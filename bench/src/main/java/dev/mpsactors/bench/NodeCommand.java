@@ -10,6 +10,7 @@ import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 
 /** {@code bin/mps-actors node}: a Pekko Cluster node serving models as sharded entities until it is stopped. */
 @Command(name = "node", description = {
@@ -19,6 +20,9 @@ import picocli.CommandLine.Option;
         "The flags override the configuration (-D keys through MPS_ACTORS_JAVA_OPTS, application.conf, the"
                 + " MPS_ACTORS_* variables)."})
 final class NodeCommand implements Callable<Integer> {
+    @ParentCommand
+    Cli cli;
+
     @Option(names = "--host", paramLabel = "H", description = "the address other members reach this node at")
     String host;
 
@@ -66,7 +70,7 @@ final class NodeCommand implements Callable<Integer> {
         }
         try {
             return ClusterNode.serve(tls.over(ClusterNode.configFor(
-                    new ClusterNode.NodeFlags(host, port, seeds, models, replicas))), System.out, this::serveHttp);
+                    new ClusterNode.NodeFlags(host, port, seeds, models, replicas))), cli.out(), this::serveHttp);
         } catch (IllegalArgumentException e) {
             throw new Cli.UsageException(e.getMessage());
         }
@@ -83,8 +87,9 @@ final class NodeCommand implements Callable<Integer> {
             c = c.withValue("mps-actors.server.host", com.typesafe.config.ConfigValueFactory.fromAnyRef(httpHost));
         }
         MpsServer server = ClusterServing.start(node, ServerSettings.fromConfig(c));
-        System.out.println("mps-actors node: HTTP on " + server.url() + " (models: "
+        cli.out().println("mps-actors node: HTTP on " + server.url() + " (models: "
                 + String.join(", ", node.settings().models().keySet()) + ")");
+        cli.out().flush();
         org.apache.pekko.actor.CoordinatedShutdown.get(node.system()).addTask(
                 org.apache.pekko.actor.CoordinatedShutdown.PhaseServiceUnbind(), "mps-actors-http-stop", () ->
                         java.util.concurrent.CompletableFuture.supplyAsync(() -> {

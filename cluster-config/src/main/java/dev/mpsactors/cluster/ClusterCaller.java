@@ -5,6 +5,9 @@ import dev.mpsactors.cluster.ModelEntity.ClusterInferFailure;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferReply;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
+import java.time.Duration;
+import java.time.Instant;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -28,21 +31,31 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
  * ({@code "<requestId>@<call>.<attempt>"}), so a second reply to the same attempt is seen and counted as a
  * duplicate, and a reply to an attempt that already timed out is counted as late (and dropped: the call has
  * moved on). {@link Counters} are readable from any thread while the actor runs.
+ *
+ * <p>A call may carry a deadline and a priority: each attempt takes the time left to the replica (which
+ * expires the request in its queue, as a single node does) and the priority (which orders that queue); no
+ * attempt is sent once the deadline has passed. A replica's overload refusal is tried on the next replica at
+ * once while some replica has not been tried in this call, then answered as an overload. A {@link Cancel} ends
+ * a call at once and asks the replica of its attempt to drop it; an attempt that timed out is asked to be
+ * dropped the same way, so a slow replica does not compute what another replica is asked for.
  */
 public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command> {
     /** Attempts of finished calls remembered for duplicate detection (oldest forgotten first). */
     static final int REMEMBERED_ATTEMPTS = 200_000;
 
-    public sealed interface Command permits Call, Replied, AttemptTimedOut, RetryNow {}
+    public sealed interface Command permits Call, Cancel, Replied, AttemptTimedOut, RetryNow {}
 
     /**
      * Infer {@code inputs} on model {@code model}; answered with exactly one {@link Outcome}.
      *
-     * @param outputs what the result carries (null: last hidden state and pooler output)
+     * @param outputs  what the result carries (null: last hidden state and pooler output)
+     * @param deadline when the caller stops waiting (null: never): the replica drops the request if it is still
+     *                 queued then, and no attempt is sent after it
+     * @param priority orders the replica's queue (higher first; 0 by default)
      */
     public record Call(String model, String requestId, InferenceInputs inputs,
-                       dev.mpsactors.protocol.InferenceProtocol.OutputSpec outputs, ActorRef<Outcome> replyTo)
-            implements Command {
+                       dev.mpsactors.protocol.InferenceProtocol.OutputSpec outputs, Instant deadline, int priority,
+                       ActorRef<Outcome> replyTo) implements Command {
         public Call {
             Objects.requireNonNull(model, "model");
             Objects.requireNonNull(requestId, "requestId");
@@ -50,8 +63,24 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
             Objects.requireNonNull(replyTo, "replyTo");
         }
 
+        public Call(String model, String requestId, InferenceInputs inputs,
+                    dev.mpsactors.protocol.InferenceProtocol.OutputSpec outputs, ActorRef<Outcome> replyTo) {
+            this(model, requestId, inputs, outputs, null, 0, replyTo);
+        }
+
         public Call(String model, String requestId, InferenceInputs inputs, ActorRef<Outcome> replyTo) {
             this(model, requestId, inputs, null, replyTo);
+        }
+    }
+
+    /**
+     * The caller no longer wants the outcome of its call {@code requestId} (the latest call with that id): the
+     * call is answered at once with a {@link Failed} of kind {@code CANCELLED}, and the replica of its attempt is
+     * asked to drop the request (it does while the request has not reached the device). Unknown ids are ignored.
+     */
+    public record Cancel(String requestId) implements Command {
+        public Cancel {
+            Objects.requireNonNull(requestId, "requestId");
         }
     }
 
@@ -64,8 +93,17 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
 
     public record Succeeded(String requestId, ClusterInferResult result, int attempts) implements Outcome {}
 
-    /** @param reason the last attempt's cause: the replica's failure, or which replica did not answer in time */
-    public record Failed(String requestId, String reason, int attempts) implements Outcome {}
+    /**
+     * @param kind   what kind of failure: the last replica's ({@code OVERLOADED} when its queue was full),
+     *               {@code DEADLINE_EXCEEDED} when the call's deadline passed before an attempt could be sent,
+     *               {@code CANCELLED} after a {@link Cancel}, {@code UNAVAILABLE} when no replica answered in time
+     * @param reason the last attempt's cause: the replica's failure, or which replica did not answer in time
+     */
+    public record Failed(String requestId, FailureKind kind, String reason, int attempts) implements Outcome {
+        public Failed {
+            Objects.requireNonNull(kind, "kind");
+        }
+    }
 
     private record Replied(ClusterInferReply reply) implements Command {}
 
@@ -96,7 +134,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
      * @param failed           calls answered with a failure
      * @param retries          attempts after a first one timed out or failed retryably
      * @param replies          replies from replicas, all kinds
-     * @param lateReplies      first replies to attempts that had already timed out (dropped)
+     * @param lateReplies      first replies to attempts that had already timed out or been cancelled (dropped)
      * @param duplicateReplies second or later replies to one attempt: a replica answered twice
      * @param unknownReplies   replies to no attempt this caller remembers
      */
@@ -107,6 +145,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         }
     }
 
+    /** TIMED_OUT: no longer waited for (it timed out, or its call was cancelled); a reply to it is late. */
     private enum AttemptState { OUTSTANDING, TIMED_OUT, ANSWERED }
 
     private static final class Pending {
@@ -114,6 +153,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         final long firstReplica;
         int attempt;
         String wireId;
+        String entityId;
 
         Pending(Call call, long firstReplica) {
             this.call = call;
@@ -128,6 +168,8 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
     private final ActorRef<ClusterInferReply> replies;
     private final Map<String, Long> nextReplica = new HashMap<>();
     private final Map<Long, Pending> calls = new HashMap<>();
+    // The call of each caller's id in progress (the latest of a repeated id), for Cancel.
+    private final Map<String, Long> callsById = new HashMap<>();
     // State of every attempt of a call in progress, and of the latest attempts of finished calls.
     private final Map<String, AttemptState> attempts = new HashMap<>();
     private final LinkedHashMap<String, AttemptState> finished = new LinkedHashMap<>() {
@@ -141,7 +183,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
     /** How an attempt reaches a replica: through Cluster Sharding, or a stand-in in tests. */
     @FunctionalInterface
     interface Route {
-        void send(String entityId, ClusterInfer message);
+        void send(String entityId, ModelEntity.Command message);
     }
 
     public static Behavior<Command> create(ClusterSettings settings, Counters counters) {
@@ -172,6 +214,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(Call.class, this::onCall)
+                .onMessage(Cancel.class, this::onCancel)
                 .onMessage(Replied.class, this::onReplied)
                 .onMessage(AttemptTimedOut.class, this::onTimedOut)
                 .onMessage(RetryNow.class, m -> {
@@ -190,18 +233,45 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         long id = nextCall++;
         Pending p = new Pending(c, first);
         calls.put(id, p);
+        callsById.put(c.requestId(), id);
         send(id, p);
         return this;
     }
 
+    private Behavior<Command> onCancel(Cancel c) {
+        Long id = callsById.get(c.requestId());
+        Pending p = id == null ? null : calls.get(id);
+        if (p == null) {
+            return this;
+        }
+        timers.cancel("retry-" + id);
+        if (p.wireId != null && attempts.get(p.wireId) == AttemptState.OUTSTANDING) {
+            timers.cancel(p.wireId);
+            attempts.put(p.wireId, AttemptState.TIMED_OUT);
+            route.send(p.entityId, new ModelEntity.ClusterCancel(p.wireId, replies));
+        }
+        finish(id, p, new Failed(p.call.requestId(), FailureKind.CANCELLED, "cancelled by the caller", p.attempt));
+        return this;
+    }
+
     private void send(long id, Pending p) {
+        Long timeoutMillis = null;
+        if (p.call.deadline() != null) {
+            timeoutMillis = Duration.between(Instant.now(), p.call.deadline()).toMillis();
+            if (timeoutMillis <= 0) {
+                finish(id, p, new Failed(p.call.requestId(), FailureKind.DEADLINE_EXCEEDED, "the deadline "
+                        + p.call.deadline() + " passed before attempt " + (p.attempt + 1) + " was sent", p.attempt));
+                return;
+            }
+        }
         int replica = (int) Math.floorMod(p.firstReplica + p.attempt, (long) settings.replicas());
         p.attempt++;
         p.wireId = p.call.requestId() + "@" + id + "." + p.attempt;
+        p.entityId = ModelEntity.entityId(p.call.model(), replica);
         attempts.put(p.wireId, AttemptState.OUTSTANDING);
         timers.startSingleTimer(p.wireId, new AttemptTimedOut(p.wireId), settings.attemptTimeout());
-        route.send(ModelEntity.entityId(p.call.model(), replica), ClusterInfer.of(p.wireId, p.call.inputs(), p.call.outputs(),
-                replies));
+        route.send(p.entityId, ClusterInfer.of(p.wireId, p.call.inputs(), p.call.outputs(), timeoutMillis,
+                p.call.priority(), replies));
     }
 
     private Behavior<Command> onReplied(Replied m) {
@@ -232,10 +302,18 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         if (m.reply() instanceof ClusterInferResult r) {
             finish(id, p, new Succeeded(p.call.requestId(), withRequestId(r, p.call.requestId()), p.attempt));
         } else if (m.reply() instanceof ClusterInferFailure f) {
-            if (f.retryable()) {
-                retryOrFail(id, p, f.reason());
+            if (f.kind() == FailureKind.OVERLOADED) {
+                // another replica may have room: try the next at once, while one has not been tried
+                if (p.attempt < Math.min(settings.replicas(), settings.attempts())) {
+                    counters.retries.incrementAndGet();
+                    send(id, p);
+                } else {
+                    finish(id, p, new Failed(p.call.requestId(), FailureKind.OVERLOADED, f.reason(), p.attempt));
+                }
+            } else if (f.retryable()) {
+                retryOrFail(id, p, f.kind(), f.reason());
             } else {
-                finish(id, p, new Failed(p.call.requestId(), f.reason(), p.attempt));
+                finish(id, p, new Failed(p.call.requestId(), f.kind(), f.reason(), p.attempt));
             }
         }
         return this;
@@ -248,15 +326,16 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
         attempts.put(m.wireId(), AttemptState.TIMED_OUT);
         long id = callOf(m.wireId());
         Pending p = calls.get(id);
-        int replica = (int) Math.floorMod(p.firstReplica + p.attempt - 1, (long) settings.replicas());
-        retryOrFail(id, p, "no reply from replica " + ModelEntity.entityId(p.call.model(), replica) + " within "
+        // a slow replica (not a lost one) drops the request if it is still queued there
+        route.send(p.entityId, new ModelEntity.ClusterCancel(m.wireId(), replies));
+        retryOrFail(id, p, FailureKind.UNAVAILABLE, "no reply from replica " + p.entityId + " within "
                 + settings.attemptTimeout());
         return this;
     }
 
-    private void retryOrFail(long id, Pending p, String reason) {
+    private void retryOrFail(long id, Pending p, FailureKind kind, String reason) {
         if (p.attempt >= settings.attempts()) {
-            finish(id, p, new Failed(p.call.requestId(), reason, p.attempt));
+            finish(id, p, new Failed(p.call.requestId(), kind, reason, p.attempt));
         } else {
             counters.retries.incrementAndGet();
             timers.startSingleTimer("retry-" + id, new RetryNow(id), settings.retryBackoff());
@@ -265,6 +344,7 @@ public final class ClusterCaller extends AbstractBehavior<ClusterCaller.Command>
 
     private void finish(long id, Pending p, Outcome outcome) {
         calls.remove(id);
+        callsById.remove(p.call.requestId(), id);
         String prefix = p.call.requestId() + "@" + id + ".";
         for (int a = 1; a <= p.attempt; a++) {
             AttemptState s = attempts.remove(prefix + a);

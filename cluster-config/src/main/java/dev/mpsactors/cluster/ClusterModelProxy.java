@@ -3,6 +3,7 @@ package dev.mpsactors.cluster;
 import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferFailure;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import java.time.Instant;
 import java.util.HashMap;
 import java.util.Map;
@@ -27,10 +28,12 @@ import org.apache.pekko.actor.typed.javadsl.Receive;
  * for cross the network.
  *
  * <p>Every Infer gets exactly one reply: its outcome; a failure when its deadline has already passed on
- * arrival (never sent); "cancelled by the caller" at once on a {@link InferenceProtocol.Cancel} (its
- * outcome, when it comes, is dropped; the replica may still compute it, as with a cluster retry); a
- * retryable failure for each request still open when the proxy stops. {@link #stats} counts the outcomes
- * by the node whose device computed them.
+ * arrival (never sent); "cancelled by the caller" at once on a {@link InferenceProtocol.Cancel} (the call is
+ * cancelled too, and the replica holding it drops it while it has not reached the device; an outcome that
+ * still comes is dropped); a retryable failure for each request still open when the proxy stops. A request's
+ * deadline and priority travel with it to the replica, whose model actor orders its queue by the priority and
+ * expires it there at the deadline, as on a single node; a failure keeps its kind (an overload comes back as
+ * {@link InferenceProtocol.Overloaded}). {@link #stats} counts the outcomes by the node whose device computed them.
  */
 public final class ClusterModelProxy extends AbstractBehavior<InferenceProtocol.Command> {
     /** Stops the proxy; what it still holds is answered with a retryable failure. */
@@ -105,8 +108,8 @@ public final class ClusterModelProxy extends AbstractBehavior<InferenceProtocol.
                 .onSignal(PostStop.class, s -> {
                     for (InferenceProtocol.Infer m : open.values()) {
                         stats.failed.incrementAndGet();
-                        m.replyTo().tell(new InferFailure(m.requestId(), "the cluster proxy of model " + model
-                                + " stopped", true));
+                        m.replyTo().tell(new InferFailure(m.requestId(), FailureKind.UNAVAILABLE,
+                                "the cluster proxy of model " + model + " stopped", true));
                     }
                     open.clear();
                     return this;
@@ -118,13 +121,14 @@ public final class ClusterModelProxy extends AbstractBehavior<InferenceProtocol.
         stats.requests.incrementAndGet();
         if (m.deadline() != null && !Instant.now().isBefore(m.deadline())) {
             stats.failed.incrementAndGet();
-            m.replyTo().tell(new InferFailure(m.requestId(), "the deadline passed before the request was sent"));
+            m.replyTo().tell(new InferFailure(m.requestId(), FailureKind.DEADLINE_EXCEEDED,
+                    "the deadline passed before the request was sent"));
             return this;
         }
         String key = m.requestId() + "@" + (nextKey++);
         open.put(key, m);
         byCallerId.put(m.requestId(), key);
-        caller.tell(new ClusterCaller.Call(model, key, m.inputs(), m.outputs(), outcomes));
+        caller.tell(new ClusterCaller.Call(model, key, m.inputs(), m.outputs(), m.deadline(), m.priority(), outcomes));
         return this;
     }
 
@@ -133,7 +137,8 @@ public final class ClusterModelProxy extends AbstractBehavior<InferenceProtocol.
         InferenceProtocol.Infer request = key == null ? null : open.remove(key);
         if (request != null) {
             stats.failed.incrementAndGet();
-            request.replyTo().tell(new InferFailure(request.requestId(), CANCELLED_BY_CALLER));
+            caller.tell(new ClusterCaller.Cancel(key));
+            request.replyTo().tell(new InferFailure(request.requestId(), FailureKind.CANCELLED, CANCELLED_BY_CALLER));
         }
         return this;
     }
@@ -152,8 +157,11 @@ public final class ClusterModelProxy extends AbstractBehavior<InferenceProtocol.
                     r.embedding(), r.logits()));
         } else if (o.outcome() instanceof ClusterCaller.Failed f) {
             stats.failed.incrementAndGet();
-            request.replyTo().tell(new InferFailure(request.requestId(), "model " + model + " in the cluster: "
-                    + f.reason() + " (after " + f.attempts() + " attempts)"));
+            String reason = "model " + model + " in the cluster: " + f.reason() + " (after " + f.attempts()
+                    + (f.attempts() == 1 ? " attempt)" : " attempts)");
+            request.replyTo().tell(f.kind() == FailureKind.OVERLOADED
+                    ? new InferenceProtocol.Overloaded(request.requestId(), reason)
+                    : new InferFailure(request.requestId(), f.kind(), reason));
         }
         return this;
     }

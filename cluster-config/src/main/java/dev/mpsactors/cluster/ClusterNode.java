@@ -45,11 +45,13 @@ public final class ClusterNode implements AutoCloseable {
     private final ClusterInference inference;
     private final CompletableFuture<LiveObjects> deviceClosed;
     private final MpsRuntime local;
+    private final LocalModels localModels;
 
     private ClusterNode(ActorSystem<RuntimeProtocol.Command> system, ClusterSettings settings,
-                        CompletableFuture<LiveObjects> deviceClosed, MpsRuntime local) {
+                        CompletableFuture<LiveObjects> deviceClosed, MpsRuntime local, LocalModels localModels) {
         this.system = system;
         this.local = local;
+        this.localModels = localModels;
         this.settings = settings;
         this.deviceClosed = deviceClosed;
         this.inference = new ClusterInference(system, settings);
@@ -73,7 +75,7 @@ public final class ClusterNode implements AutoCloseable {
             MpsRuntime local = up.getNow(null);
             LocalModels localModels = new LocalModels(system, system, settings.loadTimeout());
             ModelEntity.initSharding(system, ctx -> ModelEntity.create(ctx.getEntityId(), settings, localModels));
-            return new ClusterNode(system, settings, closed, local);
+            return new ClusterNode(system, settings, closed, local, localModels);
         } catch (Exception e) {
             system.terminate();
             throw new IllegalStateException("cluster node did not start: " + e, e);
@@ -147,6 +149,16 @@ public final class ClusterNode implements AutoCloseable {
     /** The facade of this node's own runtime (its devices, memory and streams; the entities' models load on it). */
     public MpsRuntime localRuntime() {
         return local;
+    }
+
+    /**
+     * The model actor (the router over this node's devices) that replica {@code replica} of {@code model} computes
+     * on here; empty when that replica has not loaded on this node. Its counters ({@code GetModelStats}) are the
+     * replica's.
+     */
+    public java.util.Optional<org.apache.pekko.actor.typed.ActorRef<dev.mpsactors.protocol.InferenceProtocol.Command>>
+            localReplica(String model, int replica) {
+        return localModels.loaded(ModelEntity.localName(ModelEntity.entityId(model, replica)));
     }
 
     public ClusterSettings settings() {

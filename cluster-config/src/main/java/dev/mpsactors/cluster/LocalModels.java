@@ -36,6 +36,13 @@ final class LocalModels {
         this.loadTimeout = loadTimeout;
     }
 
+    /** The model actor loaded under {@code name} on this node, if its load has completed. */
+    java.util.Optional<ActorRef<InferenceProtocol.Command>> loaded(String name) {
+        CompletableFuture<ActorRef<InferenceProtocol.Command>> f = loaded.get(name);
+        return f == null || !f.isDone() || f.isCompletedExceptionally() ? java.util.Optional.empty()
+                : java.util.Optional.of(f.join());
+    }
+
     /** The model actor serving {@code folder} under {@code name} on this node, loading it once. */
     CompletionStage<ActorRef<InferenceProtocol.Command>> get(String name, Path folder) {
         CompletableFuture<ActorRef<InferenceProtocol.Command>> f = loaded.computeIfAbsent(name, n -> {

@@ -5,7 +5,9 @@ import dev.mpsactors.protocol.InferenceProtocol.InferFailure;
 import dev.mpsactors.protocol.InferenceProtocol.InferReply;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.Map;
@@ -33,6 +35,10 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
  * {@link LocalModels}); requests that arrive meanwhile wait, up to pending-capacity, and are answered once
  * the model is up, or with a failure if it could not load.
  *
+ * <p>A request carries its caller's deadline (as the time left when it was sent) and priority: the replica's model
+ * actor orders its queue by the priority and answers a request still queued at the deadline without running it,
+ * as on a single node. A {@link ClusterCancel} drops a request that has not reached the device.
+ *
  * <p>Every {@link ClusterInfer} gets exactly one {@link ClusterInferReply}. When the entity stops (handoff
  * to another node, node leaving) the requests it still holds are answered with a retryable failure; their
  * computations may still finish on the device, unobserved. The local model actor is kept loaded on the node
@@ -41,16 +47,22 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
 public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     public static final EntityTypeKey<Command> TYPE_KEY = EntityTypeKey.create(Command.class, "mps-model");
 
-    public sealed interface Command permits ClusterInfer, ModelReady, ModelFailed, Replied {}
+    public sealed interface Command permits ClusterInfer, ClusterCancel, ModelReady, ModelFailed, Replied {}
 
     /**
      * A request from any node; answered with exactly one {@link ClusterInferReply} to {@code replyTo}.
      *
-     * @param outputs what the reply carries (null: {@link InferenceProtocol.OutputSpec#HF_DEFAULT}); a pooled
-     *                embedding or the head's logits keep the hidden states on the replica's node
+     * @param outputs       what the reply carries (null: {@link InferenceProtocol.OutputSpec#HF_DEFAULT}); a pooled
+     *                      embedding or the head's logits keep the hidden states on the replica's node
+     * @param timeoutMillis the time left to the caller's deadline when the request was sent (null: no deadline).
+     *                      The replica's deadline is its receipt plus this, so the clocks of different hosts need
+     *                      not agree; the time in transit is not counted (it expires that much later, never
+     *                      earlier)
+     * @param priority      orders the replica's queue as {@link InferenceProtocol.Infer#priority()} does
      */
     public record ClusterInfer(String requestId, int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds,
-                               InferenceProtocol.OutputSpec outputs, ActorRef<ClusterInferReply> replyTo)
+                               InferenceProtocol.OutputSpec outputs, Long timeoutMillis, int priority,
+                               ActorRef<ClusterInferReply> replyTo)
             implements Command, CborSerializable {
         public ClusterInfer {
             Objects.requireNonNull(requestId, "requestId");
@@ -60,7 +72,7 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
 
         public ClusterInfer(String requestId, int[][] inputIds, int[][] attentionMask, int[][] tokenTypeIds,
                             ActorRef<ClusterInferReply> replyTo) {
-            this(requestId, inputIds, attentionMask, tokenTypeIds, null, replyTo);
+            this(requestId, inputIds, attentionMask, tokenTypeIds, null, null, 0, replyTo);
         }
 
         public static ClusterInfer of(String requestId, InferenceInputs inputs, ActorRef<ClusterInferReply> replyTo) {
@@ -69,12 +81,30 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
 
         public static ClusterInfer of(String requestId, InferenceInputs inputs, InferenceProtocol.OutputSpec outputs,
                                       ActorRef<ClusterInferReply> replyTo) {
+            return of(requestId, inputs, outputs, null, 0, replyTo);
+        }
+
+        public static ClusterInfer of(String requestId, InferenceInputs inputs, InferenceProtocol.OutputSpec outputs,
+                                      Long timeoutMillis, int priority, ActorRef<ClusterInferReply> replyTo) {
             return new ClusterInfer(requestId, inputs.inputIds(), inputs.attentionMask(), inputs.tokenTypeIds(),
-                    outputs, replyTo);
+                    outputs, timeoutMillis, priority, replyTo);
         }
 
         InferenceInputs inputs() {
             return new InferenceInputs(inputIds, attentionMask, tokenTypeIds);
+        }
+    }
+
+    /**
+     * {@code replyTo} no longer wants the reply to its request {@code requestId}: one still waiting for the model
+     * to load is answered at once, one queued at the model is dropped there (answered {@code CANCELLED}, never
+     * run); one already in a device batch completes. Unknown requests are ignored.
+     */
+    public record ClusterCancel(String requestId, ActorRef<ClusterInferReply> replyTo)
+            implements Command, CborSerializable {
+        public ClusterCancel {
+            Objects.requireNonNull(requestId, "requestId");
+            Objects.requireNonNull(replyTo, "replyTo");
         }
     }
 
@@ -103,12 +133,20 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     }
 
     /**
+     * @param kind      what kind of failure it is, as the replica's model actor said ({@code OVERLOADED} for its
+     *                  overload refusal), so a caller answers it as it would a local one (an HTTP front: 429 for
+     *                  overload, 504 for a deadline passed in the queue)
      * @param retryable true where another replica may well succeed (the entity stopped or moved, its model
-     *                  actor died, too many requests waited for the load); false where the request itself or
-     *                  the model is at fault, which every replica would answer the same way
+     *                  actor died, too many requests waited for the load, the replica's queue was full); false
+     *                  where the request itself or the model is at fault, which every replica would answer the
+     *                  same way
      */
-    public record ClusterInferFailure(String requestId, String reason, boolean retryable, String entityId)
-            implements ClusterInferReply {}
+    public record ClusterInferFailure(String requestId, FailureKind kind, String reason, boolean retryable,
+                                      String entityId) implements ClusterInferReply {
+        public ClusterInferFailure {
+            Objects.requireNonNull(kind, "kind");
+        }
+    }
 
     private record ModelReady(ActorRef<InferenceProtocol.Command> model) implements Command {}
 
@@ -122,10 +160,12 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     private final int pendingCapacity;
     private final ActorRef<InferReply> replies;
     // Requests that arrived before the model was up, in arrival order (owned by this actor).
-    private final ArrayDeque<ClusterInfer> pending = new ArrayDeque<>();
+    private final ArrayDeque<Received> pending = new ArrayDeque<>();
     // Requests at the model actor, by the entity's own key: callers' ids need not be unique (a retry of one
     // id may come back to this replica while the first attempt still runs).
     private final Map<String, ClusterInfer> inFlight = new HashMap<>();
+    // The entity's key of each request at the model, by its caller and the caller's id (the latest of a repeat).
+    private final Map<Caller, String> keys = new HashMap<>();
     private long nextKey;
     private ActorRef<InferenceProtocol.Command> model;
     private String loadFailure;
@@ -149,9 +189,19 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
         return hash < 0 ? entityId : entityId.substring(0, hash);
     }
 
+    /** The name an entity's model has on its node's runtime: letters, digits, '_', '.', '-' ('#' becomes "-r"). */
+    static String localName(String entityId) {
+        return entityId.replace("#", "-r");
+    }
+
     public static String entityId(String model, int replica) {
         return model + "#" + replica;
     }
+
+    /** A request with its deadline on this node's clock (null: none), fixed when it arrived. */
+    private record Received(ClusterInfer request, Instant deadline) {}
+
+    private record Caller(ActorRef<ClusterInferReply> replyTo, String requestId) {}
 
     private ModelEntity(ActorContext<Command> ctx, String entityId, ClusterSettings settings, LocalModels localModels) {
         super(ctx);
@@ -164,9 +214,7 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
         if (folder == null) {
             loadFailure = "model '" + modelName + "' is not configured (mps-actors.cluster.models) on " + node;
         } else {
-            // Runtime model names allow letters, digits, '_', '.', '-': '#' becomes "-r".
-            String localName = entityId.replace("#", "-r");
-            ctx.pipeToSelf(localModels.get(localName, folder), (ref, failure) -> ref != null ? new ModelReady(ref)
+            ctx.pipeToSelf(localModels.get(localName(entityId), folder), (ref, failure) -> ref != null ? new ModelReady(ref)
                     : new ModelFailed("cannot load model '" + modelName + "' on " + node + ": "
                     + (failure.getCause() != null ? failure.getCause().getMessage() : failure.getMessage())));
         }
@@ -176,6 +224,7 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
                 .onMessage(ClusterInfer.class, this::onInfer)
+                .onMessage(ClusterCancel.class, this::onCancel)
                 .onMessage(ModelReady.class, this::onModelReady)
                 .onMessage(ModelFailed.class, this::onModelFailed)
                 .onMessage(Replied.class, this::onReplied)
@@ -188,15 +237,36 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     }
 
     private Behavior<Command> onInfer(ClusterInfer m) {
+        Received r = new Received(m, m.timeoutMillis() == null ? null : Instant.now().plusMillis(m.timeoutMillis()));
         if (model != null) {
-            forward(m);
+            forward(r);
         } else if (loadFailure != null) {
-            m.replyTo().tell(new ClusterInferFailure(m.requestId(), loadFailure, false, entityId));
+            m.replyTo().tell(new ClusterInferFailure(m.requestId(), FailureKind.UNAVAILABLE, loadFailure, false,
+                    entityId));
         } else if (pending.size() >= pendingCapacity) {
-            m.replyTo().tell(new ClusterInferFailure(m.requestId(), "replica " + entityId + " is still loading and "
-                    + "holds " + pendingCapacity + " requests (pending-capacity)", true, entityId));
+            m.replyTo().tell(new ClusterInferFailure(m.requestId(), FailureKind.UNAVAILABLE, "replica " + entityId
+                    + " is still loading and holds " + pendingCapacity + " requests (pending-capacity)", true,
+                    entityId));
         } else {
-            pending.add(m);
+            pending.add(r);
+        }
+        return this;
+    }
+
+    private Behavior<Command> onCancel(ClusterCancel c) {
+        String key = keys.get(new Caller(c.replyTo(), c.requestId()));
+        if (key != null) {
+            model.tell(new InferenceProtocol.Cancel(key)); // queued there: answered CANCELLED; running: completes
+            return this;
+        }
+        for (java.util.Iterator<Received> it = pending.iterator(); it.hasNext(); ) {
+            ClusterInfer p = it.next().request();
+            if (p.requestId().equals(c.requestId()) && p.replyTo().equals(c.replyTo())) {
+                it.remove();
+                p.replyTo().tell(new ClusterInferFailure(p.requestId(), FailureKind.CANCELLED, "cancelled by the "
+                        + "caller while replica " + entityId + " was loading; it was not run", false, entityId));
+                break;
+            }
         }
         return this;
     }
@@ -215,33 +285,39 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
         loadFailure = m.reason();
         getContext().getLog().warn("replica {}: {}", entityId, m.reason());
         while (!pending.isEmpty()) {
-            ClusterInfer p = pending.poll();
-            p.replyTo().tell(new ClusterInferFailure(p.requestId(), loadFailure, false, entityId));
+            ClusterInfer p = pending.poll().request();
+            p.replyTo().tell(new ClusterInferFailure(p.requestId(), FailureKind.UNAVAILABLE, loadFailure, false,
+                    entityId));
         }
         return this;
     }
 
-    private void forward(ClusterInfer m) {
+    private void forward(Received r) {
+        ClusterInfer m = r.request();
         String key = Long.toString(nextKey++);
         inFlight.put(key, m);
-        model.tell(new InferenceProtocol.Infer(key, m.inputs(), replies, null, m.outputs()));
+        keys.put(new Caller(m.replyTo(), m.requestId()), key);
+        model.tell(new InferenceProtocol.Infer(key, m.inputs(), replies, r.deadline(), m.outputs(), m.priority()));
     }
 
     private Behavior<Command> onReplied(Replied m) {
-        ClusterInfer request = inFlight.remove(m.reply().requestId());
+        String key = m.reply().requestId();
+        ClusterInfer request = inFlight.remove(key);
         if (request == null) {
             return this;
         }
+        keys.remove(new Caller(request.replyTo(), request.requestId()), key);
         if (m.reply() instanceof InferResult r) {
             request.replyTo().tell(new ClusterInferResult(request.requestId(), r.lastHiddenState(), r.poolerOutput(),
                     r.embedding(), r.logits(), entityId, node));
         } else if (m.reply() instanceof InferFailure f) {
             // Retryable where nothing of it ran and the failure was the replica's runtime, not the request.
-            request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.reason(), f.retryable(), entityId));
+            request.replyTo().tell(new ClusterInferFailure(request.requestId(), f.kind(), f.reason(), f.retryable(),
+                    entityId));
         } else if (m.reply() instanceof InferenceProtocol.Overloaded o) {
             // Nothing of it ran: another replica (or a later try) may serve it.
-            request.replyTo().tell(new ClusterInferFailure(request.requestId(), "overloaded: " + o.reason(), true,
-                    entityId));
+            request.replyTo().tell(new ClusterInferFailure(request.requestId(), FailureKind.OVERLOADED,
+                    "overloaded: " + o.reason(), true, entityId));
         }
         return this;
     }
@@ -253,13 +329,17 @@ public final class ModelEntity extends AbstractBehavior<ModelEntity.Command> {
     }
 
     private void failAll(String reason, boolean retryable) {
-        for (ClusterInfer p : pending) {
-            p.replyTo().tell(new ClusterInferFailure(p.requestId(), reason, retryable, entityId));
+        for (Received r : pending) {
+            ClusterInfer p = r.request();
+            p.replyTo().tell(new ClusterInferFailure(p.requestId(), FailureKind.UNAVAILABLE, reason, retryable,
+                    entityId));
         }
         pending.clear();
         for (ClusterInfer p : inFlight.values()) {
-            p.replyTo().tell(new ClusterInferFailure(p.requestId(), reason, retryable, entityId));
+            p.replyTo().tell(new ClusterInferFailure(p.requestId(), FailureKind.UNAVAILABLE, reason, retryable,
+                    entityId));
         }
         inFlight.clear();
+        keys.clear();
     }
 }

@@ -10,6 +10,7 @@ import dev.mpsactors.cluster.ModelEntity.ClusterInfer;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferFailure;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferReply;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
+import dev.mpsactors.protocol.TextProtocol.FailureKind;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
@@ -58,9 +59,13 @@ class CrossNodeSerializationTest {
             ClusterInfer pooled = ClusterInfer.of("r-2", new dev.mpsactors.protocol.InferenceProtocol.InferenceInputs(
                     new int[][] {{7, 8}}, new int[][] {{1, 1}}, new int[][] {{0, 0}}),
                     dev.mpsactors.protocol.InferenceProtocol.OutputSpec.embedding(
-                            dev.mpsactors.protocol.InferenceProtocol.Pooling.MEAN, true), replyTo);
+                            dev.mpsactors.protocol.InferenceProtocol.Pooling.MEAN, true), 1500L, -3, replyTo);
             ClusterInfer pooled2 = roundTrip(serialization, pooled);
             assertEquals(pooled.outputs(), pooled2.outputs());
+            assertEquals(1500L, pooled2.timeoutMillis(), "the time left to the deadline crosses");
+            assertEquals(-3, pooled2.priority(), "the priority crosses");
+            assertNull(request2.timeoutMillis());
+            assertEquals(0, request2.priority());
             assertArrayEquals(pooled.tokenTypeIds(), pooled2.tokenTypeIds());
             assertNull(request2.outputs());
             ClusterInferResult embedded = new ClusterInferResult("r-2", null, null, new float[][] {{0.6f, -0.8f}},
@@ -70,8 +75,11 @@ class CrossNodeSerializationTest {
             assertArrayEquals(embedded.embedding()[0], embedded2.embedding()[0]);
             assertArrayEquals(embedded.logits()[0], embedded2.logits()[0]);
 
-            ClusterInferFailure failure = new ClusterInferFailure("r-1", "replica tiny#2 stopped", true, "tiny#2");
+            ClusterInferFailure failure = new ClusterInferFailure("r-1", FailureKind.OVERLOADED, "queue full", true,
+                    "tiny#2");
             assertEquals(failure, roundTrip(serialization, failure));
+            ModelEntity.ClusterCancel cancel = new ModelEntity.ClusterCancel("r-1@3.1", replyTo);
+            assertEquals(cancel, roundTrip(serialization, cancel));
 
             assertInstanceOf(DisabledJavaSerializer.class, serialization.findSerializerFor(new java.util.Date()),
                     "java.io.Serializable messages without a binding are refused, not sent with Java serialization");

@@ -236,13 +236,23 @@ public final class InferenceProtocol {
     }
 
     /**
+     * @param kind      what kind of failure it is, set where the failure is made: {@code INVALID_REQUEST} (bad
+     *                  input), {@code UNSUPPORTED} (an output the model does not offer), {@code DEADLINE_EXCEEDED}
+     *                  (expired before the device), {@code CANCELLED} (the caller's {@link Cancel}),
+     *                  {@code UNAVAILABLE} (the model, its runtime or the device failed or stopped);
+     *                  {@code OVERLOADED} only where an overload crossed a boundary that has no {@link Overloaded}
      * @param retryable true when the request never reached the device and the failure was the runtime's, not the
      *                  request's (the runtime stopping, one of its owners gone): another replica may serve it
      */
-    public record InferFailure(String requestId, String reason, boolean retryable) implements InferReply {
+    public record InferFailure(String requestId, TextProtocol.FailureKind kind, String reason, boolean retryable)
+            implements InferReply {
+        public InferFailure {
+            Objects.requireNonNull(kind, "kind");
+        }
+
         /** A failure that another replica would meet too (bad input, the model's own failure). */
-        public InferFailure(String requestId, String reason) {
-            this(requestId, reason, false);
+        public InferFailure(String requestId, TextProtocol.FailureKind kind, String reason) {
+            this(requestId, kind, reason, false);
         }
     }
 

@@ -239,7 +239,10 @@ public final class TextProtocol {
         }
     }
 
-    /** What kind of failure a {@link TextFailure} is: what a caller (or an HTTP front) does about it. */
+    /**
+     * What kind of failure a {@link TextFailure} (or a model's {@link InferenceProtocol.InferFailure}) is: what a
+     * caller (or an HTTP front) does about it.
+     */
     public enum FailureKind {
         /** The request itself is wrong (no texts, too many, a bad or over-long text): do not retry it as is. */
         INVALID_REQUEST,

@@ -56,8 +56,26 @@ final class ServerMetrics {
         volatile long scrapedAtNanos = System.nanoTime();
         volatile double tokensPerSecond;
 
-        ModelMeters(ServedModel m) {
+        /**
+         * @param local whether the model actor computes in this process: its own counters ({@code mps_model_*})
+         *              are shown only then (on a cluster node they live on the replicas' nodes)
+         */
+        ModelMeters(ServedModel m, boolean local) {
             Tags tags = Tags.of("model", m.name, "version", Integer.toString(m.version));
+            if (local) {
+                modelActorMeters(tags);
+            }
+            meters.add(FunctionCounter.builder("mps.server.tokens", tokens, DoubleAdder::sum)
+                    .description("tokens of the requests answered with embeddings (special tokens included)")
+                    .tags(tags).register(registry));
+            meters.add(Gauge.builder("mps.server.tokens.per.second", this, mm -> mm.tokensPerSecond)
+                    .description("tokens embedded per second between the last two scrapes").tags(tags)
+                    .register(registry));
+            meters.add(Gauge.builder("mps.server.in.flight", m, ServedModel::inFlight)
+                    .description("requests the server holds on this version").tags(tags).register(registry));
+        }
+
+        private void modelActorMeters(Tags tags) {
             meters.add(counter("mps.model.requests", "requests the model actor took in (overloaded ones included)",
                     tags, s -> s.requests()));
             meters.add(counter("mps.model.succeeded", "requests answered with a result", tags, s -> s.succeeded()));
@@ -75,14 +93,6 @@ final class ServerMetrics {
                     s -> s.batches() == 0 ? 0 : (double) s.sequences() / s.batches()));
             meters.add(gauge("mps.model.batch.size.max", "the largest device batch since load", tags,
                     s -> s.largestBatch()));
-            meters.add(FunctionCounter.builder("mps.server.tokens", tokens, DoubleAdder::sum)
-                    .description("tokens of the requests answered with embeddings (special tokens included)")
-                    .tags(tags).register(registry));
-            meters.add(Gauge.builder("mps.server.tokens.per.second", this, mm -> mm.tokensPerSecond)
-                    .description("tokens embedded per second between the last two scrapes").tags(tags)
-                    .register(registry));
-            meters.add(Gauge.builder("mps.server.in.flight", m, ServedModel::inFlight)
-                    .description("requests the server holds on this version").tags(tags).register(registry));
         }
 
         private Meter counter(String name, String help, Tags tags,
@@ -148,7 +158,7 @@ final class ServerMetrics {
     }
 
     void modelServing(ServedModel m) {
-        models.put(m.runtimeName, new ModelMeters(m));
+        models.put(m.runtimeName, new ModelMeters(m, runtime.models().model(m.runtimeName).isPresent()));
     }
 
     void modelRetired(ServedModel m) {

@@ -6,13 +6,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
-import com.typesafe.config.ConfigValueFactory;
 import dev.mpsactors.cluster.ClusterNode;
-import dev.mpsactors.cluster.ModelEntity;
+import dev.mpsactors.cluster.ClusterTestNodes;
 import dev.mpsactors.nativemps.LiveObjects;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import dev.mpsactors.protocol.TextProtocol;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -23,13 +21,11 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.cluster.MemberStatus;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -43,22 +39,24 @@ import org.junit.jupiter.api.Timeout;
 class ClusterServingTest {
     private static final String MODEL = "tiny";
     private static final Duration BOUND = Duration.ofSeconds(90);
+    private static final InferenceInputs PROBE = new InferenceInputs(new int[][] {{101, 7592, 102}},
+            new int[][] {{1, 1, 1}}, null);
 
     @Test
     @Timeout(value = 4, unit = TimeUnit.MINUTES)
     void aNodeAnswersOverHttpThroughTheShardedEntitiesAndKeepsAnsweringWhenAReplicaNodeLeaves() throws Exception {
         Path dir = Files.createTempDirectory("cluster-serving-");
         Path folder = TestServers.tinyFolder(dir, MODEL, 11);
-        int[] ports = freePorts(2);
+        int[] ports = ClusterTestNodes.freePorts(2);
         List<ClusterNode> nodes = new ArrayList<>();
         MpsServer server = null;
         try {
             for (int port : ports) {
-                nodes.add(ClusterNode.start(nodeConfig(port, ports[0], folder)));
+                nodes.add(ClusterNode.start(ClusterTestNodes.nodeConfig(port, ports[0], MODEL, folder, 2)));
             }
-            awaitUp(nodes.get(0), 2);
-            awaitUp(nodes.get(1), 2);
-            Map<Integer, String> placement = awaitReplicas(nodes.get(0));
+            ClusterTestNodes.awaitUp(nodes.get(0), 2, BOUND);
+            ClusterTestNodes.awaitUp(nodes.get(1), 2, BOUND);
+            Map<Integer, String> placement = ClusterTestNodes.awaitReplicas(nodes.get(0), MODEL, PROBE, "probe", BOUND);
             System.out.println("cluster serving: replicas placed " + placement);
             // HTTP on the first node when the replicas are spread; when sharding put both on one node (it may
             // when the other's region registered late), on the node without a replica: requests cross either way
@@ -184,84 +182,5 @@ class ClusterServingTest {
         for (int i = 0; i < expected.length; i++) {
             assertEquals(expected[i], actual.get(i).floatValue(), 1e-6, what + "[" + i + "]");
         }
-    }
-
-    /** Every replica answers one probe (sharding places them as they are first asked); where each lives. */
-    private static Map<Integer, String> awaitReplicas(ClusterNode node) throws Exception {
-        Map<Integer, String> placement = new TreeMap<>();
-        long deadline = System.nanoTime() + BOUND.toNanos();
-        int replicas = node.settings().replicas();
-        InferenceInputs probe = new InferenceInputs(new int[][] {{101, 7592, 102}}, new int[][] {{1, 1, 1}}, null);
-        while (placement.size() < replicas && System.nanoTime() < deadline) {
-            for (int r = 0; r < replicas; r++) {
-                if (placement.containsKey(r)) {
-                    continue;
-                }
-                try {
-                    ModelEntity.ClusterInferReply reply = node.inference().ask(MODEL, r, "probe-" + r, probe,
-                            Duration.ofSeconds(10)).toCompletableFuture().get(15, TimeUnit.SECONDS);
-                    if (reply instanceof ModelEntity.ClusterInferResult ok) {
-                        placement.put(r, ok.node());
-                    }
-                } catch (Exception e) {
-                    Thread.sleep(200);
-                }
-            }
-        }
-        assertEquals(replicas, placement.size(), "every replica answered: " + placement);
-        return placement;
-    }
-
-    private static void awaitUp(ClusterNode node, int members) throws InterruptedException {
-        long deadline = System.nanoTime() + BOUND.toNanos();
-        while (System.nanoTime() < deadline) {
-            long up = 0;
-            for (var m : node.cluster().state().getMembers()) {
-                if (m.status() == MemberStatus.up()) {
-                    up++;
-                }
-            }
-            if (up >= members) {
-                return;
-            }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("cluster did not reach " + members + " members up");
-    }
-
-    private static Config nodeConfig(int port, int seedPort, Path folder) {
-        return ConfigFactory.parseString(String.join("\n",
-                "pekko.loglevel = WARNING",
-                "pekko.log-dead-letters-during-shutdown = off",
-                "pekko.remote.artery.canonical.hostname = 127.0.0.1",
-                "pekko.remote.artery.canonical.port = " + port,
-                "pekko.cluster.jmx.multi-mbeans-in-same-jvm = on",
-                "pekko.cluster.sharding.rebalance-interval = 1s",
-                "pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off",
-                "mps-actors.streams = 1",
-                "mps-actors.kernel-cache.shards = 2",
-                "mps-actors.cluster.seeds = \"127.0.0.1:" + seedPort + "\"",
-                "mps-actors.cluster.replicas = 2",
-                "mps-actors.cluster.client.attempt-timeout = 3s",
-                "mps-actors.cluster.client.attempts = 6",
-                "mps-actors.cluster.client.retry-backoff = 100ms"))
-                .withValue("mps-actors.cluster.models." + MODEL, ConfigValueFactory.fromAnyRef(folder.toString()));
-    }
-
-    private static int[] freePorts(int n) throws Exception {
-        int[] ports = new int[n];
-        List<ServerSocket> sockets = new ArrayList<>();
-        try {
-            for (int i = 0; i < n; i++) {
-                ServerSocket s = new ServerSocket(0);
-                sockets.add(s);
-                ports[i] = s.getLocalPort();
-            }
-        } finally {
-            for (ServerSocket s : sockets) {
-                s.close();
-            }
-        }
-        return ports;
     }
 }

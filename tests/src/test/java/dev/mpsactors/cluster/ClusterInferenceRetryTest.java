@@ -27,14 +27,14 @@ class ClusterInferenceRetryTest {
     void retryableFailuresAreRetriedAndRequestFailuresAreNot() throws Exception {
         Path folder = Files.createTempDirectory("cluster-retry-");
         BertFolderGenerator.write(folder, ThreeNodeClusterTest.CONFIG, 3);
-        int port = ThreeNodeClusterTest.freePorts(1)[0];
+        int port = ClusterTestNodes.freePorts(1)[0];
         // One node, its own seed; pending-capacity 0 makes a loading replica refuse (retryably) what arrives.
         ClusterNode node = ClusterNode.start(ThreeNodeClusterTest.nodeConfig(port, port, folder)
                 .withValue("mps-actors.cluster.pending-capacity", ConfigValueFactory.fromAnyRef(0))
                 .withValue("mps-actors.cluster.replicas", ConfigValueFactory.fromAnyRef(1))
                 .withValue("mps-actors.cluster.client.attempts", ConfigValueFactory.fromAnyRef(50)));
         try {
-            ThreeNodeClusterTest.awaitUp(node, 1);
+            ClusterTestNodes.awaitUp(node, 1, ThreeNodeClusterTest.BOUND);
             ClusterInferResult ok = node.inference().infer(ThreeNodeClusterTest.MODEL, "while-loading",
                     InferenceInputs.of(new int[][] {{1, 2, 3}})).toCompletableFuture().get(30, TimeUnit.SECONDS);
             assertEquals("while-loading", ok.requestId());

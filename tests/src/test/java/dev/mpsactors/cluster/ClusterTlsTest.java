@@ -38,7 +38,7 @@ class ClusterTlsTest {
     void aHostWithoutTheClustersCertificateCannotJoin() throws Exception {
         Path folder = Files.createTempDirectory("cluster-tls-model-");
         BertFolderGenerator.write(folder, ThreeNodeClusterTest.CONFIG, 7);
-        int[] ports = ThreeNodeClusterTest.freePorts(3);
+        int[] ports = ClusterTestNodes.freePorts(3);
         ClusterCertificates certs = ClusterCertificates.shared();
         List<ClusterNode> nodes = new ArrayList<>();
         try {

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
-import com.typesafe.config.ConfigValueFactory;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferReply;
 import dev.mpsactors.cluster.ModelEntity.ClusterInferResult;
 import dev.mpsactors.model.BertConfig;
@@ -15,8 +14,6 @@ import dev.mpsactors.protocol.InferenceProtocol;
 import dev.mpsactors.protocol.InferenceProtocol.InferResult;
 import dev.mpsactors.protocol.InferenceProtocol.InferenceInputs;
 import dev.mpsactors.runtime.MpsRuntime;
-import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -26,7 +23,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
-import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -34,7 +30,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.apache.pekko.cluster.MemberStatus;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -72,7 +67,7 @@ class ThreeNodeClusterTest {
     private void stopANodeMidRun(boolean crash) throws Exception {
         Path folder = Files.createTempDirectory("cluster-model-");
         BertFolderGenerator.write(folder, CONFIG, 7);
-        int[] ports = freePorts(3);
+        int[] ports = ClusterTestNodes.freePorts(3);
         List<ClusterNode> nodes = new ArrayList<>();
         try {
             for (int i = 0; i < ports.length; i++) {
@@ -87,7 +82,7 @@ class ThreeNodeClusterTest {
                         .getString("pekko.remote.artery.transport"), "members speak TLS");
             }
             ClusterNode client = nodes.get(0);
-            awaitUp(client, 3);
+            ClusterTestNodes.awaitUp(client, 3, BOUND);
 
             // Every replica answers once (sharding places them as they are first asked).
             Map<Integer, String> placement = awaitAllReplicasServe(client, "warm-up");
@@ -257,88 +252,14 @@ class ThreeNodeClusterTest {
 
     static Config plainNodeConfig(int port, int seedPort, Path folder) {
         return ConfigFactory.parseString(String.join("\n",
-                "pekko.loglevel = WARNING",
-                "pekko.log-dead-letters-during-shutdown = off",
-                "pekko.remote.artery.canonical.hostname = 127.0.0.1",
-                "pekko.remote.artery.canonical.port = " + port,
-                "pekko.cluster.jmx.multi-mbeans-in-same-jvm = on",
                 "pekko.cluster.split-brain-resolver.stable-after = 2s",
-                "pekko.cluster.down-removal-margin = 1s",
-                "pekko.cluster.sharding.rebalance-interval = 1s",
-                "pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off",
-                "mps-actors.streams = 1",
-                "mps-actors.kernel-cache.shards = 2",
-                "mps-actors.cluster.seeds = \"127.0.0.1:" + seedPort + "\"",
-                "mps-actors.cluster.replicas = 3",
-                "mps-actors.cluster.client.attempt-timeout = 3s",
-                "mps-actors.cluster.client.attempts = 6",
-                "mps-actors.cluster.client.retry-backoff = 100ms"))
-                .withValue("mps-actors.cluster.models." + MODEL,
-                        ConfigValueFactory.fromAnyRef(folder.toString()));
-    }
-
-    static void awaitUp(ClusterNode node, int members) throws InterruptedException {
-        long deadline = System.nanoTime() + BOUND.toNanos();
-        while (System.nanoTime() < deadline) {
-            long up = 0;
-            for (var m : node.cluster().state().getMembers()) {
-                if (m.status() == MemberStatus.up()) {
-                    up++;
-                }
-            }
-            if (up == members && shardRegions(node) == members) {
-                return;
-            }
-            Thread.sleep(100);
-        }
-        throw new AssertionError(members + " members not up with their shard regions within " + BOUND + ": "
-                + node.cluster().state());
-    }
-
-    /**
-     * Shard regions the coordinator knows. Members can be up before their regions registered; replicas
-     * asked for in that window would all be placed on the first node, and nothing would be spread.
-     */
-    private static int shardRegions(ClusterNode node) {
-        try {
-            org.apache.pekko.cluster.sharding.ShardRegion.ClusterShardingStats stats =
-                    org.apache.pekko.actor.typed.javadsl.AskPattern.<org.apache.pekko.cluster.sharding.typed.ClusterShardingQuery,
-                            org.apache.pekko.cluster.sharding.ShardRegion.ClusterShardingStats>ask(
-                            org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding.get(node.system()).shardState(),
-                            replyTo -> new org.apache.pekko.cluster.sharding.typed.GetClusterShardingStats(
-                                    ModelEntity.TYPE_KEY, Duration.ofSeconds(2), replyTo),
-                            Duration.ofSeconds(5), node.system().scheduler())
-                    .toCompletableFuture().get(6, TimeUnit.SECONDS);
-            return stats.getRegions().size();
-        } catch (Exception e) {
-            return 0;
-        }
+                "pekko.cluster.down-removal-margin = 1s"))
+                .withFallback(ClusterTestNodes.nodeConfig(port, seedPort, MODEL, folder, 3));
     }
 
     /** Asks every replica once (single attempts, bounded) until each has answered; its node by replica. */
     static Map<Integer, String> awaitAllReplicasServe(ClusterNode client, String tag) throws Exception {
-        InferenceInputs probe = InferenceInputs.of(new int[][] {{1, 2, 3}});
-        Map<Integer, String> placement = new TreeMap<>();
-        long deadline = System.nanoTime() + BOUND.toNanos();
-        int round = 0;
-        while (placement.size() < 3) {
-            assertTrue(System.nanoTime() < deadline, "replicas " + placement.keySet() + " served within " + BOUND);
-            for (int r = 0; r < 3; r++) {
-                if (placement.containsKey(r)) {
-                    continue;
-                }
-                try {
-                    ClusterInferReply reply = client.inference().ask(MODEL, r, tag + "-" + r + "-" + round++, probe,
-                            Duration.ofSeconds(3)).toCompletableFuture().get(5, TimeUnit.SECONDS);
-                    if (reply instanceof ClusterInferResult ok) {
-                        placement.put(r, ok.node());
-                    }
-                } catch (Exception e) {
-                    Thread.sleep(100); // not there yet: ask again
-                }
-            }
-        }
-        return placement;
+        return ClusterTestNodes.awaitReplicas(client, MODEL, InferenceInputs.of(new int[][] {{1, 2, 3}}), tag, BOUND);
     }
 
     static InferenceInputs randomRequest(Random random) {
@@ -370,22 +291,5 @@ class ThreeNodeClusterTest {
             }
         }
         return den == 0 ? Math.sqrt(num) : Math.sqrt(num / den);
-    }
-
-    static int[] freePorts(int n) throws IOException {
-        int[] ports = new int[n];
-        List<ServerSocket> open = new ArrayList<>();
-        try {
-            for (int i = 0; i < n; i++) {
-                ServerSocket s = new ServerSocket(0);
-                open.add(s);
-                ports[i] = s.getLocalPort();
-            }
-        } finally {
-            for (ServerSocket s : open) {
-                s.close();
-            }
-        }
-        return ports;
     }
 }

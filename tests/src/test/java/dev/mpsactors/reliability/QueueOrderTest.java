@@ -99,6 +99,7 @@ class QueueOrderTest {
             InferFailure f = assertInstanceOf(InferFailure.class, probe.receiveMessage(Duration.ofSeconds(60)));
             assertEquals("queued", f.requestId());
             assertTrue(f.reason().contains("cancelled by the caller"), f.reason());
+            assertEquals(dev.mpsactors.protocol.TextProtocol.FailureKind.CANCELLED, f.kind());
             probe.expectNoMessage(Duration.ofMillis(200));
             InferenceProtocol.ModelStats stats = served.runtime.models().modelStats(served.model).toCompletableFuture()
                     .get(60, TimeUnit.SECONDS);
