@@ -103,19 +103,12 @@ class ClusterPressureTest {
     }
 
     static InferenceProtocol.ModelStats stats() throws Exception {
-        return replicaNode.localRuntime().models().modelStats(replica).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        return TestServers.stats(replicaNode.localRuntime(), replica);
     }
 
     /** The replica's counters once {@code until} holds (bounded). */
     static InferenceProtocol.ModelStats awaitStats(Predicate<InferenceProtocol.ModelStats> until) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        InferenceProtocol.ModelStats s = stats();
-        while (!until.test(s) && System.nanoTime() < deadline) {
-            Thread.sleep(10);
-            s = stats();
-        }
-        assertTrue(until.test(s), "the replica's counters reached the expected state: " + s);
-        return s;
+        return TestServers.awaitStats(replicaNode.localRuntime(), replica, until);
     }
 
     /** Requests the replica holds, queued or running. */
@@ -164,7 +157,7 @@ class ClusterPressureTest {
     @Order(1)
     void aDeadlinePassingInTheReplicasQueueIs504AndNothingIsComputed() throws Exception {
         InferenceProtocol.ModelStats before = stats();
-        HttpResponse<String> r = await(embed(ONE, "500ms", null));
+        HttpResponse<String> r = await(embed(ONE, "2s", null));
         assertEquals(504, r.statusCode(), r.body());
         assertTrue(r.body().contains("DeadlineExceeded"), r.body());
         // the replica's model actor expired it: its own words, not the HTTP side giving up
@@ -218,11 +211,12 @@ class ClusterPressureTest {
         for (int i = 0; i < flood; i++) {
             all.add(embed(i % 2 == 0 ? ONE : TWO, "30s", i % 3));
         }
+        // each answer counted as it arrives; the futures waited for complete after their count
         List<AtomicInteger> answers = new ArrayList<>();
-        for (CompletableFuture<HttpResponse<String>> f : all) {
+        for (int i = 0; i < all.size(); i++) {
             AtomicInteger n = new AtomicInteger();
             answers.add(n);
-            f.whenComplete((r, e) -> n.incrementAndGet());
+            all.set(i, all.get(i).whenComplete((r, e) -> n.incrementAndGet()));
         }
         CompletableFuture.allOf(all.toArray(CompletableFuture[]::new)).get(BOUND.toSeconds(), TimeUnit.SECONDS);
         Map<Integer, Integer> statuses = new TreeMap<>();

@@ -61,18 +61,11 @@ class PressureTest {
     }
 
     static InferenceProtocol.ModelStats stats() throws Exception {
-        return server.runtime().models().modelStats(model).toCompletableFuture().get(60, TimeUnit.SECONDS);
+        return TestServers.stats(server.runtime(), model);
     }
 
     static InferenceProtocol.ModelStats awaitStats(Predicate<InferenceProtocol.ModelStats> until) throws Exception {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-        InferenceProtocol.ModelStats s = stats();
-        while (!until.test(s) && System.nanoTime() < deadline) {
-            Thread.sleep(10);
-            s = stats();
-        }
-        assertTrue(until.test(s), "model stats reached the expected state: " + s);
-        return s;
+        return TestServers.awaitStats(server.runtime(), model, until);
     }
 
     static CompletableFuture<HttpResponse<String>> sendAsync(String body, String timeout) {

@@ -60,6 +60,28 @@ final class TestServers {
         }
     }
 
+    /** The counters of {@code model} on {@code runtime} (bounded). */
+    static dev.mpsactors.protocol.InferenceProtocol.ModelStats stats(MpsRuntime runtime,
+            org.apache.pekko.actor.typed.ActorRef<dev.mpsactors.protocol.InferenceProtocol.Command> model)
+            throws Exception {
+        return runtime.models().modelStats(model).toCompletableFuture().get(BOUND.toSeconds(),
+                java.util.concurrent.TimeUnit.SECONDS);
+    }
+
+    /** The counters of {@code model} once {@code until} holds; fails when they do not within {@link #BOUND}. */
+    static dev.mpsactors.protocol.InferenceProtocol.ModelStats awaitStats(MpsRuntime runtime,
+            org.apache.pekko.actor.typed.ActorRef<dev.mpsactors.protocol.InferenceProtocol.Command> model,
+            java.util.function.Predicate<dev.mpsactors.protocol.InferenceProtocol.ModelStats> until) throws Exception {
+        long deadline = System.nanoTime() + BOUND.toNanos();
+        dev.mpsactors.protocol.InferenceProtocol.ModelStats s = stats(runtime, model);
+        while (!until.test(s) && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+            s = stats(runtime, model);
+        }
+        assertTrue(until.test(s), "the model's counters reached the expected state: " + s);
+        return s;
+    }
+
     record Reply(int status, java.net.http.HttpHeaders headers, String body) {
         JsonNode json() {
             try {
