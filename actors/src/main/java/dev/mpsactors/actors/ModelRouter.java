@@ -49,6 +49,8 @@ public final class ModelRouter extends AbstractBehavior<Command> {
     private final Duration askTimeout;
     /** Replicas by device ordinal, ordered so ties rotate over a stable order. */
     private final TreeMap<Integer, Replica> replicas = new TreeMap<>();
+    /** The values of {@code replicas} in their order, for routing without an iterator per request. */
+    private Replica[] ordered = new Replica[0];
     /** Requests handed to a replica, by the id the replica knows them under. */
     private final Map<String, Pending> pending = new HashMap<>();
     private final ActorRef<InferReply> replies;
@@ -65,12 +67,29 @@ public final class ModelRouter extends AbstractBehavior<Command> {
     private static final class Pending {
         final Infer request;
         final long tokens;
-        final Set<Integer> tried = new HashSet<>();
+        /** The first replica tried; the others, only once a request is retried (most never are). */
+        int firstTried = -1;
+        Set<Integer> alsoTried;
         Replica at;
 
         Pending(Infer request, long tokens) {
             this.request = request;
             this.tokens = tokens;
+        }
+
+        boolean tried(int ordinal) {
+            return ordinal == firstTried || (alsoTried != null && alsoTried.contains(ordinal));
+        }
+
+        void markTried(int ordinal) {
+            if (firstTried < 0) {
+                firstTried = ordinal;
+            } else {
+                if (alsoTried == null) {
+                    alsoTried = new HashSet<>();
+                }
+                alsoTried.add(ordinal);
+            }
         }
     }
 
@@ -115,6 +134,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         for (int ordinal : assigned) {
             replicas.put(ordinal, new Replica(ordinal));
         }
+        ordered = replicas.values().toArray(Replica[]::new);
         initial.forEach(this::up);
     }
 
@@ -160,6 +180,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
 
     private void up(int ordinal, ActorRef<Command> ref) {
         Replica r = replicas.computeIfAbsent(ordinal, Replica::new);
+        ordered = replicas.values().toArray(Replica[]::new);
         if (ref.equals(r.ref)) {
             return;
         }
@@ -213,7 +234,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
 
     /** Hands {@code p} to the least-loaded replica it was not tried on, or answers it when there is none. */
     private void route(Pending p, String why) {
-        Replica best = pick(p.tried);
+        Replica best = pick(p);
         if (best == null) {
             String reason = "model " + name + ": no replica can take the request"
                     + (why == null ? "" : " (" + why + ")") + "; " + upCount() + " of " + replicas.size()
@@ -223,7 +244,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         }
         String id = (sequence++) + "/" + p.request.requestId();
         p.at = best;
-        p.tried.add(best.ordinal);
+        p.markTried(best.ordinal);
         best.outstanding++;
         best.outstandingTokens += p.tokens;
         best.routed++;
@@ -232,21 +253,19 @@ public final class ModelRouter extends AbstractBehavior<Command> {
         best.ref.tell(new Infer(id, r.inputs(), replies, r.deadline(), r.outputs(), r.priority()));
     }
 
-    /** The up replica with the least outstanding work outside {@code exclude}; ties rotate. */
-    private Replica pick(Set<Integer> exclude) {
-        List<Replica> candidates = new ArrayList<>();
-        for (Replica r : replicas.values()) {
-            if (r.ref != null && !exclude.contains(r.ordinal)) {
-                candidates.add(r);
-            }
-        }
-        if (candidates.isEmpty()) {
-            return null;
-        }
-        int start = Math.floorMod(cursor++, candidates.size());
+    /**
+     * The up replica with the least outstanding work that {@code p} was not tried on; ties rotate. Runs once per
+     * request, so it allocates nothing.
+     */
+    private Replica pick(Pending p) {
+        int n = ordered.length;
+        int start = n == 1 ? 0 : Math.floorMod(cursor++, n);
         Replica best = null;
-        for (int i = 0; i < candidates.size(); i++) {
-            Replica r = candidates.get((start + i) % candidates.size());
+        for (int i = 0; i < n; i++) {
+            Replica r = ordered[(start + i) % n];
+            if (r.ref == null || p.tried(r.ordinal)) {
+                continue;
+            }
             if (best == null || r.outstandingTokens < best.outstandingTokens
                     || (r.outstandingTokens == best.outstandingTokens && r.outstanding < best.outstanding)) {
                 best = r;
@@ -270,7 +289,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
             p.request.replyTo().tell(new InferResult(id, r.lastHiddenState(), r.poolerOutput(), r.embedding(),
                     r.logits()));
         } else if (m.reply() instanceof InferFailure f) {
-            if (f.retryable() && pick(p.tried) != null) {
+            if (f.retryable() && pick(p) != null) {
                 at.retriedAway++;
                 retried++;
                 route(p, f.reason());
@@ -279,7 +298,7 @@ public final class ModelRouter extends AbstractBehavior<Command> {
                 answer(p, new InferFailure(id, f.kind(), f.reason(), f.retryable()));
             }
         } else if (m.reply() instanceof Overloaded o) {
-            if (pick(p.tried) != null) {
+            if (pick(p) != null) {
                 at.retriedAway++;
                 retried++;
                 route(p, o.reason());
