@@ -180,7 +180,7 @@ public final class HostRuntime extends AbstractBehavior<Command> {
                 "device-" + slot.ordinal + "-" + incarnation);
         slot.runtime = runtime;
         getContext().watch(runtime);
-        Ask.ask(getContext(), RuntimeRefs.class, runtime, settings.askTimeout(), RuntimeProtocol.GetRuntime::new,
+        getContext().ask(RuntimeRefs.class, runtime, settings.askTimeout(), RuntimeProtocol.GetRuntime::new,
                 (refs, failure) -> refs != null ? new DeviceUp(slot.ordinal, incarnation, refs)
                         : new DeviceStopped(slot.ordinal, incarnation, "it did not answer: " + failure));
     }
@@ -390,7 +390,7 @@ public final class HostRuntime extends AbstractBehavior<Command> {
             Slot slot = slots.get(ordinal);
             if (slot != null && slot.up) {
                 unload.remaining++;
-                Ask.ask(getContext(), RuntimeProtocol.ModelUnloaded.class, slot.runtime, settings.askTimeout(),
+                getContext().ask(RuntimeProtocol.ModelUnloaded.class, slot.runtime, settings.askTimeout(),
                         replyTo -> new RuntimeProtocol.UnloadModel(name, replyTo),
                         (reply, failure) -> new ReplicaUnloaded(name));
             }
@@ -453,7 +453,7 @@ public final class HostRuntime extends AbstractBehavior<Command> {
     /** Loads {@code model} on {@code slot}'s current runtime; {@code load} is null for a reload after a restart. */
     private void loadReplica(Load load, String model, java.nio.file.Path folder, Slot slot) {
         int incarnation = slot.incarnation;
-        Ask.ask(getContext(), ModelLoadReply.class, slot.runtime, settings.askTimeout(),
+        getContext().ask(ModelLoadReply.class, slot.runtime, settings.askTimeout(),
                 replyTo -> new LoadModel(model, folder, List.of(slot.ordinal), replyTo),
                 (reply, failure) -> new ReplicaLoaded(load, model, slot.ordinal, incarnation, reply, failure));
     }

@@ -426,6 +426,11 @@ public final class ModelActor extends AbstractBehavior<Command> {
         // next request on a reply (the Streams flow does) must find the slot free.
         running.remove(batch);
         queue.leave(batch.requests.size());
+        // Counted before any of its replies goes out: whoever saw a reply and then asks for the stats finds the
+        // batch counted.
+        batches++;
+        sequences += batch.rows;
+        largestBatch = Math.max(largestBatch, batch.rows);
         if (batch.stream != null) {
             runtime.streamPool().tell(new StreamPoolProtocol.Release(batch.stream));
             batch.stream = null;
@@ -515,9 +520,6 @@ public final class ModelActor extends AbstractBehavior<Command> {
         }
         succeeded += m.succeeded();
         failed += m.failed();
-        batches++;
-        sequences += batch.rows;
-        largestBatch = Math.max(largestBatch, batch.rows);
         dispatch();
         return this;
     }
