@@ -46,6 +46,7 @@ echo "exit $? : $(head -c 400 "$out/too-many.log")"
 echo "=== serve, devices = all (the default)"
 run serve --model minilm=$model --port 0 > "$out/serve.log" 2>&1 &
 server=$!
+trap 'kill $server 2>/dev/null' EXIT
 url=""
 for _ in $(seq 360); do
   url=$(grep -o 'listening on http://[^ ]*' "$out/serve.log" | head -1 | sed 's/listening on //')
