@@ -91,6 +91,10 @@ public final class ServeCommand implements Callable<Integer> {
         }
         ServerSettings settings = ServerSettings.fromConfig(config);
         MpsRuntime runtime = MpsRuntime.start(config);
+        // Warming compiles and runs every shape of every model once: on a slow device that takes a while.
+        out.println("mps-actors serve: loading " + String.join(", ", models.keySet()) + " and warming every shape"
+                + " (mps-actors.server.warmup-batch-sizes) before listening");
+        out.flush();
         try {
             server = MpsServer.start(runtime, settings, models);
         } catch (RuntimeException e) {

@@ -70,6 +70,8 @@ class ServeCommandTest {
             Thread.sleep(20);
         }
         assertTrue(printed.toString().contains("listening on"), printed + " / " + status);
+        assertTrue(printed.toString().startsWith("mps-actors serve: loading gen and warming every shape"),
+                "says what it does before the warm-up: " + printed);
         String url = command.server().url();
         TestServers.Client http = new TestServers.Client(url);
         TestServers.Reply r = http.post("/v1/embeddings", "{\"input\": \"w5 w6 w79 unknownword\"}");
